@@ -1,0 +1,164 @@
+"""What the store takes in and hands back: runs, jobs, steps, log lines, outbox events.
+
+Records are frozen snapshots of a row at the moment it was read; the store
+is the only thing that changes state. Timestamps are seconds since the epoch
+(floats, from the store's injected clock). Mapping fields hold JSON-able data.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from conveyor.engine.states import Conclusion, JobStatus, RunStatus, StepStatus
+from conveyor.workflow.model import EMPTY
+
+
+class EventKind(StrEnum):
+    """The `kind` of each outbox event (plain strings on the wire)."""
+
+    RUN_CREATED = "run.created"
+    RUN_STARTED = "run.started"
+    RUN_COMPLETED = "run.completed"
+    JOB_QUEUED = "job.queued"
+    JOB_ACQUIRED = "job.acquired"
+    JOB_STARTED = "job.started"
+    JOB_REQUEUED = "job.requeued"
+    JOB_CANCEL_REQUESTED = "job.cancel_requested"
+    JOB_COMPLETED = "job.completed"
+    STEP_STARTED = "step.started"
+    STEP_COMPLETED = "step.completed"
+
+
+@dataclass(frozen=True)
+class NewRun:
+    """A run to create; `idempotency_key` (per tenant) makes creation happen once."""
+
+    workflow_path: str
+    workflow_name: str
+    event: str
+    payload: Mapping[str, Any]
+    ref: str | None
+    sha: str | None
+    inputs: Mapping[str, Any]
+    tenant_id: str = "default"
+    repository_id: str | None = None
+    attempt: int = 1
+    run_number: int | None = None
+    idempotency_key: str | None = None
+
+
+@dataclass(frozen=True)
+class NewJob:
+    """A job to create with its run (status PENDING); `spec` is what the runner needs."""
+
+    key: str
+    name: str
+    needs: tuple[str, ...]
+    labels: tuple[str, ...]
+    matrix: Mapping[str, Any] | None = None
+    spec: Mapping[str, Any] = EMPTY
+
+
+@dataclass(frozen=True)
+class JobInstance:
+    """One concrete instance of a PENDING job, given to `Store.queue_job`.
+
+    `labels` replaces the job's labels when set (`runs-on: ${{ matrix.os }}`).
+    """
+
+    name: str
+    matrix: Mapping[str, Any] | None
+    spec: Mapping[str, Any] = EMPTY
+    labels: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    id: str
+    tenant_id: str
+    workflow_path: str
+    workflow_name: str
+    event: str
+    payload: Mapping[str, Any]
+    ref: str | None
+    sha: str | None
+    inputs: Mapping[str, Any]
+    status: RunStatus
+    conclusion: Conclusion | None
+    attempt: int
+    run_number: int
+    created_at: float
+    started_at: float | None
+    completed_at: float | None
+    repository_id: str | None = None
+    idempotency_key: str | None = None
+
+
+@dataclass(frozen=True)
+class JobRecord:
+    """A job row; `lease_epoch` is the fencing token every runner write must carry."""
+
+    id: str
+    run_id: str
+    key: str
+    name: str
+    needs: tuple[str, ...]
+    labels: tuple[str, ...]
+    matrix: Mapping[str, Any] | None
+    spec: Mapping[str, Any]
+    status: JobStatus
+    conclusion: Conclusion | None
+    outputs: Mapping[str, str]
+    lease_owner: str | None
+    lease_epoch: int
+    lease_expires_at: float | None
+    retry_count: int
+    cancel_requested: bool
+    reason: str | None
+    created_at: float
+    queued_at: float | None
+    started_at: float | None
+    completed_at: float | None
+    tenant_id: str = "default"
+
+
+@dataclass(frozen=True)
+class StepRecord:
+    """A step row; `epoch` is the lease epoch of the attempt that wrote it."""
+
+    job_id: str
+    index: int
+    step_id: str | None
+    name: str
+    status: StepStatus
+    outcome: Conclusion | None
+    conclusion: Conclusion | None
+    outputs: Mapping[str, str]
+    started_at: float | None
+    completed_at: float | None
+    epoch: int = 0
+
+
+@dataclass(frozen=True)
+class LogLine:
+    """One line of a job's log; `seq` increases by one per line, per job, from 1."""
+
+    job_id: str
+    seq: int
+    step_index: int | None
+    text: str
+
+
+@dataclass(frozen=True)
+class OutboxEvent:
+    """A committed state change, in commit order (`id` increases)."""
+
+    id: int
+    kind: str
+    run_id: str
+    job_id: str | None
+    data: Mapping[str, Any]
+    created_at: float

@@ -1,0 +1,308 @@
+"""The scheduler: queues, skips and concludes jobs as the jobs they need end.
+
+It holds no state of its own: `advance(run_id)` reads the run's jobs from the
+store and makes every decision that is due (evaluating job `if:` and the
+matrix), each one a compare-and-set transition. Two schedulers advancing the
+same run at once cannot queue a job twice: the loser's transition conflicts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from conveyor.engine.contexts import needs_context, strategy_context
+from conveyor.engine.records import JobInstance, JobRecord
+from conveyor.engine.runplan import CallSite, PlannedJob, group_members
+from conveyor.engine.states import Conclusion, JobStatus, is_terminal
+from conveyor.engine.store import Store
+from conveyor.engine.templating import render_structure
+from conveyor.errors import ConveyorError, Conflict
+from conveyor.expr import Environment, condition, evaluate, render_value, to_boolean, to_string
+from conveyor.workflow.matrix import MatrixError, display_suffix, expand
+from conveyor.workflow.triggers import dispatch_inputs
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """What the scheduler knows of a run beyond the store: its plan and base contexts."""
+
+    plan: Sequence[PlannedJob]
+    github: Mapping[str, Any]
+    inputs: Mapping[str, Any] = field(default_factory=dict)
+    vars: Mapping[str, Any] = field(default_factory=dict)
+    secrets: Mapping[str, str] = field(default_factory=dict)
+
+
+class Scheduler:
+    """Advances runs; stateless between calls."""
+
+    def __init__(self, store: Store, context_of: Callable[[str], RunContext]) -> None:
+        self._store = store
+        self._context_of = context_of
+
+    async def advance(self, run_id: str) -> bool:
+        """Make every due decision for the run; -> True when the run has concluded."""
+        run = await self._store.get_run(run_id)
+        if is_terminal_run(run.status):
+            return True
+        ctx = self._context_of(run_id)
+        rows = await self._store.list_jobs(run_id)
+        view = _RunView(ctx, rows)
+        for planned in ctx.plan:
+            pending = [r for r in view.rows_of(planned.key) if r.status == JobStatus.PENDING]
+            if not pending or not view.ready(planned):
+                continue
+            try:
+                await self._decide(view, planned, pending[0])
+            except Conflict:
+                continue  # another scheduler decided first
+        await self._fail_fast(view)
+        rows = await self._store.list_jobs(run_id)
+        if rows and all(is_terminal(r.status) for r in rows):
+            conclusion = _run_conclusion(rows)
+            try:
+                await self._store.complete_run(run_id, conclusion)
+            except Conflict:
+                pass
+            return True
+        return False
+
+    async def _decide(self, view: _RunView, planned: PlannedJob, row: JobRecord) -> None:
+        try:
+            if not view.should_run(planned):
+                await self._store.skip_job(row.id, "condition not met")
+                return
+            instances = view.instances(planned)
+        except (ConveyorError, MatrixError) as exc:
+            await self._store.fail_pending(row.id, str(exc))
+            return
+        await self._store.queue_job(row.id, instances)
+
+    async def _fail_fast(self, view: _RunView) -> None:
+        """A failed matrix instance cancels its unfinished siblings (unless fail-fast: false)."""
+        for planned in view.ctx.plan:
+            rows = view.rows_of(planned.key)
+            if len(rows) < 2 or not view.fail_fast(planned):
+                continue
+            if any(r.conclusion == Conclusion.FAILURE for r in rows):
+                for r in rows:
+                    if not is_terminal(r.status):
+                        try:
+                            await self._store.cancel_job(r.id, "fail-fast: a matrix sibling failed")
+                        except Conflict:
+                            pass
+
+
+def is_terminal_run(status: str) -> bool:
+    return str(status) == "completed"
+
+
+def _run_conclusion(rows: Sequence[JobRecord]) -> Conclusion:
+    conclusions = {r.conclusion for r in rows}
+    if Conclusion.FAILURE in conclusions:
+        return Conclusion.FAILURE
+    if Conclusion.CANCELLED in conclusions:
+        return Conclusion.CANCELLED
+    return Conclusion.SUCCESS
+
+
+class _RunView:
+    """One consistent read of a run's jobs, with the derived group results."""
+
+    def __init__(self, ctx: RunContext, rows: Sequence[JobRecord]) -> None:
+        self.ctx = ctx
+        self.by_key: dict[str, list[JobRecord]] = {}
+        for r in rows:
+            self.by_key.setdefault(r.key, []).append(r)
+        self.planned = {p.key: p for p in ctx.plan}
+        self.calls = {c.key: c for p in ctx.plan for c in _chain(p.call)}
+
+    def rows_of(self, key: str) -> list[JobRecord]:
+        return self.by_key.get(key, [])
+
+    def result(self, group: str) -> str | None:
+        """success | failure | cancelled | skipped, or None while any member runs."""
+        members = group_members(group, self.by_key)
+        rows = [r for k in members for r in self.by_key[k]]
+        if not rows or any(not is_terminal(r.status) for r in rows):
+            return None
+        found = {str(r.conclusion) for r in rows}
+        for result in ("failure", "cancelled", "success"):
+            if result in found:
+                return result
+        return "skipped"
+
+    def outputs(self, group: str) -> dict[str, str]:
+        if group in self.calls:
+            return self._call_outputs(self.calls[group])
+        merged: dict[str, str] = {}
+        for r in self.by_key.get(group, []):
+            merged.update(r.outputs)
+        return merged
+
+    def ready(self, planned: PlannedJob) -> bool:
+        return all(self.result(g) is not None for g in planned.need_groups)
+
+    def needs(self, groups: Sequence[str], prefix: str) -> dict[str, Any]:
+        names = [g[len(prefix) :] for g in groups]
+        results = {g[len(prefix) :]: self.result(g) or "" for g in groups}
+        outputs = {g[len(prefix) :]: self.outputs(g) for g in groups}
+        return needs_context(names, results, outputs)
+
+    def upstream_status(self, groups: Sequence[str]) -> str:
+        """What success()/failure() see: failures and cancellations count transitively."""
+        seen: set[str] = set()
+        stack = list(groups)
+        direct = {self.result(g) for g in groups}
+        found: set[str | None] = set(direct)
+        while stack:
+            g = stack.pop()
+            if g in seen:
+                continue
+            seen.add(g)
+            found.add(self.result(g))
+            for key in group_members(g, self.by_key):
+                if key in self.planned:
+                    stack.extend(self.planned[key].need_groups)
+        if "cancelled" in found:
+            return "cancelled"
+        if "failure" in found:
+            return "failure"
+        return "skipped" if "skipped" in direct else "success"
+
+    def base_contexts(self, planned: PlannedJob, needs: Mapping[str, Any]) -> dict[str, Any]:
+        return {
+            "github": dict(self.ctx.github),
+            "inputs": self.inputs_for(planned.call),
+            "vars": dict(self.ctx.vars),
+            "needs": dict(needs),
+        }
+
+    def should_run(self, planned: PlannedJob) -> bool:
+        for site in reversed(list(_chain(planned.call))):
+            if site.job.if_ is not None and not self._call_should_run(site):
+                return False
+        needs = self.needs(planned.need_groups if planned.job.needs else (), planned.prefix)
+        env = Environment(
+            contexts=self.base_contexts(planned, needs),
+            status=self.upstream_status(planned.need_groups),
+        )
+        return to_boolean(evaluate(condition(planned.job.if_), env))
+
+    def _call_should_run(self, site: CallSite) -> bool:
+        prefix = site.key.rsplit("/", 1)[0] + "/" if "/" in site.key else ""
+        env = Environment(
+            contexts={
+                "github": dict(self.ctx.github),
+                "inputs": self.inputs_for(site.parent),
+                "vars": dict(self.ctx.vars),
+                "needs": self.needs(site.need_groups, prefix),
+            },
+            status=self.upstream_status(site.need_groups),
+        )
+        return to_boolean(evaluate(condition(site.job.if_), env))
+
+    def inputs_for(self, call: CallSite | None) -> dict[str, Any]:
+        """The `inputs` context: the run's, or what a caller passed with `with:`."""
+        if call is None:
+            return dict(self.ctx.inputs)
+        prefix = call.key.rsplit("/", 1)[0] + "/" if "/" in call.key else ""
+        env = Environment(
+            contexts={
+                "github": dict(self.ctx.github),
+                "inputs": self.inputs_for(call.parent),
+                "vars": dict(self.ctx.vars),
+                "needs": self.needs(call.need_groups, prefix),
+            }
+        )
+        given = render_value(dict(call.job.with_), env)
+        trigger = call.called.on["workflow_call"]
+        specs = {}
+        for name, spec in trigger.inputs.items():
+            default = spec.default
+            if isinstance(default, str) and "${{" in default:
+                default = render_value(default, env)
+            specs[name] = default
+        return dispatch_inputs(trigger, {k: v for k, v in given.items()}, defaults=specs)
+
+    def secrets_for(self, call: CallSite | None) -> dict[str, str]:
+        if call is None:
+            return dict(self.ctx.secrets)
+        parent = self.secrets_for(call.parent)
+        declared = call.job.secrets
+        if declared == "inherit":
+            return parent
+        if not isinstance(declared, Mapping):
+            return {}
+        env = Environment(contexts={"secrets": parent, "github": dict(self.ctx.github)})
+        return {str(k): to_string(v) for k, v in render_value(dict(declared), env).items()}
+
+    def fail_fast(self, planned: PlannedJob) -> bool:
+        strategy = planned.job.strategy
+        if strategy is None:
+            return True
+        value = strategy.fail_fast
+        if isinstance(value, str):
+            value = render_value(value, Environment(contexts={"github": dict(self.ctx.github)}))
+        return to_boolean(value)
+
+    def instances(self, planned: PlannedJob) -> list[JobInstance]:
+        job = planned.job
+        needs = self.needs(planned.need_groups if job.needs else (), planned.prefix)
+        contexts = self.base_contexts(planned, needs)
+        env = Environment(contexts=contexts)
+        combos: list[dict[str, Any]] = [{}]
+        max_parallel: int | None = None
+        if job.strategy is not None and job.strategy.matrix is not None:
+            matrix = render_structure(job.strategy.matrix, env)
+            if not isinstance(matrix, Mapping):
+                raise MatrixError(f"strategy.matrix must be a mapping, got {to_string(matrix)!r}")
+            combos = expand(matrix) or [{}]
+            if job.strategy.max_parallel is not None:
+                max_parallel = int(float(to_string(render_value(job.strategy.max_parallel, env))))
+        base_name = job.name if job.name is not None else planned.key.rsplit("/", 1)[-1]
+        out: list[JobInstance] = []
+        for i, combo in enumerate(combos):
+            matrix_ctx = combo or None
+            name_env = Environment(contexts={**contexts, "matrix": dict(combo)})
+            name = to_string(render_value(base_name, name_env))
+            if combo and not (isinstance(job.name, str) and "${{" in job.name):
+                name = f"{name} {display_suffix(combo)}"
+            if planned.call is not None:
+                name = f"{planned.call.job.name or planned.report_id} / {name}"
+            spec = {
+                "needs": needs,
+                "inputs": contexts["inputs"],
+                "strategy": strategy_context(
+                    self.fail_fast(planned), max_parallel, i, len(combos)
+                ),
+            }
+            out.append(JobInstance(name=name, matrix=matrix_ctx, spec=spec))
+        return out
+
+    def _call_outputs(self, call: CallSite) -> dict[str, str]:
+        trigger = call.called.on.get("workflow_call")
+        if trigger is None or not trigger.outputs:
+            return {}
+        jobs = {
+            key[len(call.key) + 1 :]: {
+                "result": self.result(key) or "",
+                "outputs": self.outputs(key),
+            }
+            for key in self.by_key
+            if key.startswith(call.key + "/") and "/" not in key[len(call.key) + 1 :]
+        }
+        env = Environment(contexts={"jobs": jobs, "github": dict(self.ctx.github)})
+        return {
+            name: to_string(render_value(spec.value, env)) for name, spec in trigger.outputs.items()
+        }
+
+
+def _chain(call: CallSite | None) -> list[CallSite]:
+    out = []
+    while call is not None:
+        out.append(call)
+        call = call.parent
+    return out

@@ -1,0 +1,199 @@
+"""The Store protocol: durable runs, jobs, steps, logs and the outbox behind them.
+
+Every state change is one transaction holding one compare-and-set
+`UPDATE … WHERE id = ? AND status IN (allowed_from(target)) [AND lease_epoch = ?]`
+and its outbox row(s). When the update matches no row the transaction is
+rolled back (no trace, no event) and the method raises:
+
+- `NotFound`   the object does not exist;
+- `LeaseLost`  a runner write whose epoch is stale, or whose job no longer
+               holds a lease (re-queued by the reaper, finished, cancelled);
+- `Conflict`   the object is not in a status the transition starts from.
+
+Runner writes (`start_job`, `renew_lease`, `start_step`, `finish_step`,
+`append_log`, `finish_job`) carry the job's lease epoch, the fencing token
+that `acquire_job` increments. Heartbeats and log lines are not state
+changes and write no outbox row.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Protocol
+
+from conveyor.engine.records import (
+    JobInstance,
+    JobRecord,
+    LogLine,
+    NewJob,
+    NewRun,
+    OutboxEvent,
+    RunRecord,
+    StepRecord,
+)
+from conveyor.engine.states import Conclusion, JobStatus, StepStatus
+
+
+class Store(Protocol):
+    # -- tenants and runs ---------------------------------------------------------
+
+    async def create_tenant(self, tenant_id: str, name: str) -> None:
+        """Add a tenant (`default` always exists); Conflict if the id is taken."""
+        ...
+
+    async def create_run(
+        self, run: NewRun, jobs: Sequence[NewJob]
+    ) -> tuple[RunRecord, list[JobRecord]]:
+        """Create a QUEUED run and its PENDING jobs; outbox `run.created`.
+
+        A run with the same `idempotency_key` in the same tenant is returned
+        as it is instead. Job keys must be unique (ValueError); an unknown
+        tenant is NotFound. `run_number` defaults to one more than the last
+        run of the same workflow and repository.
+        """
+        ...
+
+    async def get_run(self, run_id: str) -> RunRecord:
+        ...
+
+    async def complete_run(self, run_id: str, conclusion: Conclusion) -> RunRecord:
+        """QUEUED | IN_PROGRESS → COMPLETED once every job is terminal; outbox `run.completed`."""
+        ...
+
+    async def cancel_run(self, run_id: str) -> list[JobRecord]:
+        """Cancel PENDING/QUEUED jobs now, ask leased ones to stop; the jobs changed.
+
+        Outbox `job.completed` per cancelled job, `job.cancel_requested` per
+        leased job (once). A completed run is a Conflict.
+        """
+        ...
+
+    # -- jobs, scheduler side -------------------------------------------------------
+
+    async def list_jobs(self, run_id: str) -> list[JobRecord]:
+        """The run's jobs in creation order (matrix instances after the originals)."""
+        ...
+
+    async def get_job(self, job_id: str) -> JobRecord:
+        ...
+
+    async def queue_job(self, job_id: str, instances: Sequence[JobInstance]) -> list[JobRecord]:
+        """PENDING → QUEUED as `instances[0]`; the others become new QUEUED rows.
+
+        Outbox `job.queued` per instance. At least one instance (ValueError).
+        """
+        ...
+
+    async def skip_job(self, job_id: str, reason: str) -> JobRecord:
+        """PENDING → SKIPPED, conclusion skipped; outbox `job.completed`."""
+        ...
+
+    async def reap_expired(self, max_retries: int) -> list[JobRecord]:
+        """Take back every leased job whose lease has expired; the jobs changed.
+
+        Back to QUEUED (`retry_count + 1`, lease cleared, epoch kept) while
+        `retry_count < max_retries`, outbox `job.requeued`; otherwise FAILED
+        with reason 'runner lost' (CANCELLED if a cancel was requested),
+        outbox `job.completed`.
+        """
+        ...
+
+    # -- jobs, runner side ------------------------------------------------------------
+
+    async def acquire_job(
+        self,
+        runner_id: str,
+        labels: Sequence[str],
+        lease_ttl: float,
+        *,
+        tenant_id: str | None = None,
+    ) -> JobRecord | None:
+        """Lease the oldest QUEUED job the runner can run, or None.
+
+        A job matches when its labels are a subset of `labels` (exact
+        strings; no labels matches any runner). QUEUED → ACQUIRED,
+        `lease_epoch + 1`; outbox `job.acquired`. Safe under concurrent callers.
+        """
+        ...
+
+    async def start_job(self, job_id: str, epoch: int) -> JobRecord:
+        """ACQUIRED → RUNNING (and the run QUEUED → IN_PROGRESS); outbox `job.started`."""
+        ...
+
+    async def renew_lease(self, job_id: str, epoch: int, lease_ttl: float) -> JobRecord:
+        """Extend the lease to now + `lease_ttl`; read `cancel_requested` from the result."""
+        ...
+
+    async def finish_job(
+        self,
+        job_id: str,
+        epoch: int,
+        status: JobStatus,
+        conclusion: Conclusion,
+        outputs: Mapping[str, str],
+        reason: str | None = None,
+    ) -> JobRecord:
+        """Leased → COMPLETED | FAILED | CANCELLED (per the table); outbox `job.completed`."""
+        ...
+
+    # -- steps and logs ---------------------------------------------------------------
+
+    async def list_steps(self, job_id: str) -> list[StepRecord]:
+        """The job's step rows by index (rows of an earlier attempt keep their epoch)."""
+        ...
+
+    async def start_step(
+        self, job_id: str, epoch: int, index: int, step_id: str | None, name: str
+    ) -> None:
+        """Step PENDING → RUNNING; outbox `step.started`.
+
+        A row written under an earlier epoch (a previous attempt) counts as PENDING.
+        """
+        ...
+
+    async def finish_step(
+        self,
+        job_id: str,
+        epoch: int,
+        index: int,
+        status: StepStatus,
+        outcome: Conclusion | None,
+        conclusion: Conclusion | None,
+        outputs: Mapping[str, str],
+        *,
+        step_id: str | None = None,
+        name: str = "",
+    ) -> None:
+        """Step → COMPLETED | FAILED | SKIPPED; outbox `step.completed`.
+
+        A step never started (skipped, or failed before it ran) is created
+        here, with `step_id` and `name`.
+        """
+        ...
+
+    async def append_log(
+        self, job_id: str, epoch: int, lines: Sequence[tuple[int | None, str]]
+    ) -> int:
+        """Append `(step_index, text)` lines numbered on from the job's last seq; the last seq."""
+        ...
+
+    async def read_log(self, job_id: str, after_seq: int = 0, limit: int = 1000) -> list[LogLine]:
+        """Up to `limit` lines with `seq > after_seq`, in order."""
+        ...
+
+    # -- outbox -------------------------------------------------------------------------
+
+    async def events_after(self, cursor: int, limit: int = 100) -> list[OutboxEvent]:
+        """Up to `limit` events with `id > cursor`, in commit order."""
+        ...
+
+    async def get_cursor(self, consumer: str) -> int:
+        """The consumer's position in the outbox (0 before its first advance)."""
+        ...
+
+    async def advance_cursor(self, consumer: str, expected: int, new: int) -> bool:
+        """Move the cursor from `expected` to `new`; False if someone else moved it first."""
+        ...
+
+    async def close(self) -> None:
+        ...

@@ -1,0 +1,228 @@
+"""Runs one job: its steps in order, in a fresh workspace, reporting as it goes.
+
+The same executor serves `conveyor run` (in-process reporter) and the runner
+agent (HTTP reporter). It holds the job's evolving state (env exported by
+steps, PATH additions, masks, the steps context, the job status) in a
+`JobState`; `steps.py` runs each step against it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from conveyor.engine.contexts import github_env, runner_context, runner_env
+from conveyor.errors import ConveyorError
+from conveyor.expr import Environment, render_value
+from conveyor.runner import workspace
+from conveyor.runner.artifacts import ArtifactStore
+from conveyor.runner.assignment import JobAssignment, JobOutcome, JobReporter
+from conveyor.runner.hashfiles import hash_files
+from conveyor.runner.masking import Masker
+
+
+@dataclass
+class JobState:
+    """Everything a job's steps share and change."""
+
+    assignment: JobAssignment
+    dirs: workspace.JobDirs
+    reporter: JobReporter
+    artifacts: ArtifactStore | None
+    masker: Masker
+    base_env: dict[str, str]
+    job_env: dict[str, str]
+    """workflow env, then job env: what `env` holds before any step runs."""
+    exported: dict[str, str] = field(default_factory=dict)
+    """What steps wrote to GITHUB_ENV (or ::set-env): overrides job env."""
+    path_prepends: list[str] = field(default_factory=list)
+    """GITHUB_PATH entries, newest first."""
+    status: str = "success"
+    cancelled: bool = False
+
+    @property
+    def workspace(self) -> str:
+        return str(self.dirs.workspace)
+
+    def contexts(
+        self,
+        *,
+        env: Mapping[str, str],
+        steps: Mapping[str, Any],
+        inputs: Mapping[str, Any] | None = None,
+        github_extra: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """The expression contexts one step (or one of its keys) is evaluated in."""
+        a = self.assignment
+        contexts = dict(a.contexts)
+        if github_extra:
+            contexts["github"] = {**contexts.get("github", {}), **github_extra}
+        contexts.update(
+            env=dict(env),
+            steps=steps,
+            matrix=dict(a.matrix or {}),
+            secrets=dict(a.secrets),
+            job={"status": self.status, "container": {}, "services": {}},
+            runner=self.runner,
+        )
+        if inputs is not None:
+            contexts["inputs"] = dict(inputs)
+        return contexts
+
+    def environment(self, contexts: Mapping[str, Any]) -> Environment:
+        status = "cancelled" if self.cancelled else self.status
+        return Environment(
+            contexts=contexts,
+            status=status,
+            cancelled=self.cancelled,
+            hash_files=lambda patterns: hash_files(self.workspace, patterns),
+        )
+
+    @property
+    def runner(self) -> dict[str, Any]:
+        return runner_context(str(self.dirs.temp), str(self.dirs.tool_cache))
+
+    def env_context(self) -> dict[str, str]:
+        return {**self.job_env, **self.exported}
+
+    def process_env(self, step_env: Mapping[str, str]) -> dict[str, str]:
+        """The environment a step's process starts with (PATH additions in front)."""
+        env = {**self.base_env, **self.job_env, **self.exported, **step_env}
+        if self.path_prepends:
+            env["PATH"] = os.pathsep.join([*self.path_prepends, env.get("PATH", "")])
+        return env
+
+    def fail(self) -> None:
+        if self.status == "success":
+            self.status = "failure"
+
+
+class JobExecutor:
+    """Runs one `JobAssignment` to its end and returns how it ended."""
+
+    def __init__(
+        self,
+        *,
+        temp_parent: str | None = None,
+        base_env: Mapping[str, str] | None = None,
+        artifacts: ArtifactStore | None = None,
+        keep_workspace: bool = False,
+    ) -> None:
+        self._temp_parent = temp_parent
+        self._base_env = dict(os.environ if base_env is None else base_env)
+        self._artifacts = artifacts
+        self._keep = keep_workspace
+
+    async def run(self, assignment: JobAssignment, reporter: JobReporter) -> JobOutcome:
+        from conveyor.runner.steps import run_job_steps
+
+        dirs = workspace.prepare(assignment.source_dir, self._temp_parent, bind=assignment.bind)
+        try:
+            state = self._initial_state(assignment, dirs, reporter)
+            timeout = _minutes(assignment.job.timeout_minutes, state)
+            try:
+                await asyncio.wait_for(run_job_steps(state), timeout=timeout)
+            except TimeoutError:
+                state.status = "failure"
+                reporter.log(None, f"##[error]The job has exceeded the maximum execution time of {timeout / 60:g} minutes.")
+                return JobOutcome("failure", {}, reason="timed out")
+            outputs = self._outputs(state)
+            await reporter.flush()
+            conclusion = "cancelled" if state.cancelled else state.status
+            return JobOutcome(conclusion, outputs)
+        except ConveyorError as exc:
+            reporter.log(None, f"##[error]{exc}")
+            await reporter.flush()
+            return JobOutcome("failure", {}, reason=str(exc))
+        finally:
+            if not self._keep:
+                dirs.cleanup()
+
+    def _initial_state(
+        self, a: JobAssignment, dirs: workspace.JobDirs, reporter: JobReporter
+    ) -> JobState:
+        masker = Masker()
+        for value in a.secrets.values():
+            masker.add(value)
+        github = {**a.contexts.get("github", {}), "workspace": str(dirs.workspace), "job": a.key}
+        contexts = {**a.contexts, "github": github}
+        runner = runner_context(str(dirs.temp), str(dirs.tool_cache))
+        base_env = {
+            **self._base_env,
+            **github_env(github),
+            **runner_env(runner),
+            "RUNNER_WORKSPACE": str(dirs.workspace.parent),
+            "CONVEYOR_FENCING_TOKEN": str(a.epoch),
+        }
+        event_path = os.path.join(dirs.files, "event.json")
+        with open(event_path, "w", encoding="utf-8") as f:
+            import json
+
+            json.dump(github.get("event", {}), f)
+        base_env["GITHUB_EVENT_PATH"] = event_path
+        github["event_path"] = event_path
+        state = JobState(
+            assignment=_with_contexts(a, contexts),
+            dirs=dirs,
+            reporter=reporter,
+            artifacts=self._artifacts,
+            masker=masker,
+            base_env=base_env,
+            job_env={},
+        )
+        # Workflow env is evaluated first and is visible to the job's env.
+        wf_env = _render_env(a.workflow.env, state, {})
+        state.job_env = wf_env
+        state.job_env = {**wf_env, **_render_env(a.job.env, state, wf_env)}
+        return state
+
+    def _outputs(self, state: JobState) -> dict[str, str]:
+        from conveyor.runner.steps import steps_context_of
+
+        contexts = state.contexts(env=state.env_context(), steps=steps_context_of(state))
+        rendered = render_value(dict(state.assignment.job.outputs), state.environment(contexts))
+        out: dict[str, str] = {}
+        for key, value in rendered.items():
+            text = "" if value is None else _to_text(value)
+            out[str(key)] = text
+        return out
+
+
+def _with_contexts(a: JobAssignment, contexts: Mapping[str, Any]) -> JobAssignment:
+    from dataclasses import replace
+
+    return replace(a, contexts=contexts)
+
+
+def _render_env(raw: Any, state: JobState, env: Mapping[str, str]) -> dict[str, str]:
+    """Render an `env:` map (or an expression yielding one) into strings."""
+    if not raw:
+        return {}
+    contexts = state.contexts(env=env, steps={})
+    value = render_value(raw if isinstance(raw, str) else dict(raw), state.environment(contexts))
+    if not isinstance(value, Mapping):
+        raise ConveyorError(f"env must be a mapping, got {type(value).__name__}")
+    return {str(k): _to_text(v) for k, v in value.items()}
+
+
+def _to_text(value: Any) -> str:
+    from conveyor.expr import to_string
+
+    return to_string(value)
+
+
+def _minutes(raw: Any, state: JobState) -> float | None:
+    """A `timeout-minutes` value (maybe an expression) in seconds; None for none."""
+    if raw is None:
+        return None
+    if isinstance(raw, str):
+        contexts = state.contexts(env=state.env_context(), steps={})
+        raw = render_value(raw, state.environment(contexts))
+    try:
+        minutes = float(raw)
+    except (TypeError, ValueError):
+        raise ConveyorError(f"timeout-minutes must be a number, got {raw!r}") from None
+    return minutes * 60 if minutes > 0 else None

@@ -1,0 +1,88 @@
+"""Schema versions: the ordered migrations and applying them when a store opens.
+
+The database records every applied version in `schema_version`; opening
+applies the missing ones in a single transaction, so a crash mid-way leaves
+the previous version intact and two processes opening the same file at once
+migrate it once.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from conveyor.errors import StoreError
+from conveyor.store.migrations import m0001_initial
+
+
+@dataclass(frozen=True)
+class Migration:
+    """One schema version: its statements for each backend, applied in order."""
+
+    version: int
+    name: str
+    sqlite: tuple[str, ...]
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, m0001_initial.NAME, m0001_initial.SQLITE),
+)
+LATEST: int = MIGRATIONS[-1].version
+
+_VERSION_TABLE = """
+    CREATE TABLE IF NOT EXISTS schema_version (
+        version     INTEGER PRIMARY KEY,
+        name        TEXT NOT NULL,
+        applied_at  REAL NOT NULL
+    )
+"""
+
+
+def sqlite_version(db: sqlite3.Connection) -> int:
+    """The schema version of `db` (0 for an empty database)."""
+    found = db.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'"
+    ).fetchone()
+    if found is None:
+        return 0
+    (version,) = db.execute("SELECT COALESCE(MAX(version), 0) FROM schema_version").fetchone()
+    return int(version)
+
+
+def migrate_sqlite(
+    db: sqlite3.Connection, clock: Callable[[], float], target: int = LATEST
+) -> int:
+    """Apply every migration up to `target` in one transaction; the version found.
+
+    `db` must be in autocommit mode (`isolation_level=None`). A database
+    newer than this code is refused rather than used half-understood.
+    """
+    try:
+        found = sqlite_version(db)
+        if found == target:
+            return found
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            found = sqlite_version(db)  # another process may have migrated meanwhile
+            if found > LATEST:
+                raise StoreError(
+                    f"database schema version {found} is newer than this Conveyor "
+                    f"supports ({LATEST}); upgrade Conveyor"
+                )
+            db.execute(_VERSION_TABLE)
+            for migration in MIGRATIONS:
+                if found < migration.version <= target:
+                    for statement in migration.sqlite:
+                        db.execute(statement)
+                    db.execute(
+                        "INSERT INTO schema_version (version, name, applied_at) VALUES (?, ?, ?)",
+                        (migration.version, migration.name, clock()),
+                    )
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+    except sqlite3.Error as exc:
+        raise StoreError(f"cannot migrate the database schema: {exc}") from exc
+    return found
