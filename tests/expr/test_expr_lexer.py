@@ -19,7 +19,10 @@ def kinds(source: str) -> list[TokenKind]:
     [
         ("a == b", [K.IDENT, K.EQ, K.IDENT]),
         ("a != b", [K.IDENT, K.NE, K.IDENT]),
-        ("a < b <= c > d >= e", [K.IDENT, K.LT, K.IDENT, K.LE, K.IDENT, K.GT, K.IDENT, K.GE, K.IDENT]),
+        (
+            "a < b <= c > d >= e",
+            [K.IDENT, K.LT, K.IDENT, K.LE, K.IDENT, K.GT, K.IDENT, K.GE, K.IDENT],
+        ),
         ("a && b || !c", [K.IDENT, K.AND, K.IDENT, K.OR, K.NOT, K.IDENT]),
         ("f(a, b)", [K.IDENT, K.LPAREN, K.IDENT, K.COMMA, K.IDENT, K.RPAREN]),
         ("a[0]", [K.IDENT, K.LBRACKET, K.NUMBER, K.RBRACKET]),

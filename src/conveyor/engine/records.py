@@ -8,7 +8,7 @@ is the only thing that changes state. Timestamps are seconds since the epoch
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
@@ -59,7 +59,7 @@ class NewJob:
     needs: tuple[str, ...]
     labels: tuple[str, ...]
     matrix: Mapping[str, Any] | None = None
-    spec: Mapping[str, Any] = EMPTY
+    spec: Mapping[str, Any] = field(default_factory=lambda: EMPTY)
 
 
 @dataclass(frozen=True)
@@ -71,7 +71,7 @@ class JobInstance:
 
     name: str
     matrix: Mapping[str, Any] | None
-    spec: Mapping[str, Any] = EMPTY
+    spec: Mapping[str, Any] = field(default_factory=lambda: EMPTY)
     labels: tuple[str, ...] | None = None
 
 

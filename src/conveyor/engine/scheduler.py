@@ -9,7 +9,7 @@ same run at once cannot queue a job twice: the loser's transition conflicts.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from conveyor.engine.contexts import needs_context, strategy_context
@@ -219,13 +219,11 @@ class _RunView:
         )
         given = render_value(dict(call.job.with_), env)
         trigger = call.called.on["workflow_call"]
-        specs = {}
-        for name, spec in trigger.inputs.items():
-            default = spec.default
-            if isinstance(default, str) and "${{" in default:
-                default = render_value(default, env)
-            specs[name] = default
-        return dispatch_inputs(trigger, {k: v for k, v in given.items()}, defaults=specs)
+        specs = {
+            name: replace(spec, default=render_value(spec.default, env))
+            for name, spec in trigger.inputs.items()
+        }
+        return dispatch_inputs(replace(trigger, inputs=specs), given)
 
     def secrets_for(self, call: CallSite | None) -> dict[str, str]:
         if call is None:

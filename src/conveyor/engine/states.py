@@ -2,7 +2,8 @@
 
     Run:   QUEUED → IN_PROGRESS → COMPLETED;  QUEUED → COMPLETED (nothing ever ran)
     Job:   PENDING → QUEUED → ACQUIRED → RUNNING → COMPLETED | FAILED | CANCELLED
-           PENDING → SKIPPED | CANCELLED;  QUEUED → CANCELLED;  ACQUIRED → FAILED | CANCELLED
+           PENDING → SKIPPED | CANCELLED | FAILED (its `if:` or matrix cannot be evaluated)
+           QUEUED → CANCELLED;  ACQUIRED → FAILED | CANCELLED
            ACQUIRED | RUNNING → QUEUED      only by the reaper (lease expired, retries left)
     Step:  PENDING → RUNNING → COMPLETED | FAILED
            PENDING → SKIPPED | FAILED       (never started: `if:` false, or it failed to start)
@@ -69,7 +70,12 @@ RUN_TRANSITIONS: Mapping[RunStatus, frozenset[RunStatus]] = _table(
 
 JOB_TRANSITIONS: Mapping[JobStatus, frozenset[JobStatus]] = _table(
     {
-        JobStatus.PENDING: {JobStatus.QUEUED, JobStatus.SKIPPED, JobStatus.CANCELLED},
+        JobStatus.PENDING: {
+            JobStatus.QUEUED,
+            JobStatus.SKIPPED,
+            JobStatus.CANCELLED,
+            JobStatus.FAILED,
+        },
         JobStatus.QUEUED: {JobStatus.ACQUIRED, JobStatus.CANCELLED},
         # → QUEUED from a leased status is the reaper's alone (lease expired, retries left).
         JobStatus.ACQUIRED: {

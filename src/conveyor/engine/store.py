@@ -53,8 +53,7 @@ class Store(Protocol):
         """
         ...
 
-    async def get_run(self, run_id: str) -> RunRecord:
-        ...
+    async def get_run(self, run_id: str) -> RunRecord: ...
 
     async def complete_run(self, run_id: str, conclusion: Conclusion) -> RunRecord:
         """QUEUED | IN_PROGRESS → COMPLETED once every job is terminal; outbox `run.completed`."""
@@ -74,8 +73,7 @@ class Store(Protocol):
         """The run's jobs in creation order (matrix instances after the originals)."""
         ...
 
-    async def get_job(self, job_id: str) -> JobRecord:
-        ...
+    async def get_job(self, job_id: str) -> JobRecord: ...
 
     async def queue_job(self, job_id: str, instances: Sequence[JobInstance]) -> list[JobRecord]:
         """PENDING → QUEUED as `instances[0]`; the others become new QUEUED rows.
@@ -86,6 +84,18 @@ class Store(Protocol):
 
     async def skip_job(self, job_id: str, reason: str) -> JobRecord:
         """PENDING → SKIPPED, conclusion skipped; outbox `job.completed`."""
+        ...
+
+    async def fail_pending(self, job_id: str, reason: str) -> JobRecord:
+        """PENDING → FAILED, conclusion failure (its `if:` or matrix failed); `job.completed`."""
+        ...
+
+    async def cancel_job(self, job_id: str, reason: str) -> JobRecord:
+        """Cancel one job: PENDING/QUEUED → CANCELLED now, a leased job is asked to stop.
+
+        Outbox `job.completed` or `job.cancel_requested` (once); a terminal job
+        is a Conflict. `reason` is kept unless the runner reports its own.
+        """
         ...
 
     async def reap_expired(self, max_retries: int) -> list[JobRecord]:
@@ -195,5 +205,4 @@ class Store(Protocol):
         """Move the cursor from `expected` to `new`; False if someone else moved it first."""
         ...
 
-    async def close(self) -> None:
-        ...
+    async def close(self) -> None: ...

@@ -65,6 +65,8 @@ def parse(source: str) -> Node:
 
 
 class _Parser:
+    """One parse of one source: the tokens, a cursor, and the depth bookkeeping."""
+
     def __init__(self, source: str) -> None:
         self._tokens = tokenize(source)
         self._pos = 0
@@ -137,22 +139,22 @@ class _Parser:
                 self._advance()
                 name = self._advance()
                 if name.kind is TokenKind.STAR:
-                    node = self._build(Star(node, name.offset), [node])
+                    node = self._build(Star(node, node.offset), [node])
                 elif name.kind is TokenKind.IDENT:
                     key = self._build(Literal(name.text, name.offset), [])
-                    node = self._build(Index(node, key, name.offset), [node, key])
+                    node = self._build(Index(node, key, node.offset), [node, key])
                 else:
                     raise self._unexpected(name, "a property name or '*' after '.'")
             elif token.kind is TokenKind.LBRACKET:
                 self._advance()
                 if self._peek().kind is TokenKind.STAR:
                     self._advance()
-                    node = self._build(Star(node, token.offset), [node])
+                    node = self._build(Star(node, node.offset), [node])
                 else:
                     self._enter(token)
                     key = self._or()
                     self._nesting -= 1
-                    node = self._build(Index(node, key, token.offset), [node, key])
+                    node = self._build(Index(node, key, node.offset), [node, key])
                 self._expect(TokenKind.RBRACKET, "']'")
             else:
                 return node

@@ -114,8 +114,7 @@ def render_value(raw: Any, env: Environment) -> Any:
     return raw
 
 
-@lru_cache(maxsize=4096, typed=True)
-def condition(text: str | bool | None) -> Node:
+def condition(text: str | bool | float | None) -> Node:
     """The tree for an `if:` value, with GitHub's implicit `success() &&`.
 
     The value may be written with or without `${{ }}`; no value means
@@ -125,22 +124,30 @@ def condition(text: str | bool | None) -> Node:
     """
     if text is None:
         return _success()
-    if isinstance(text, bool):
-        node: Node = Literal(text)
-    else:
-        stripped = text.strip()
-        if not stripped:
-            return _success()
-        if OPEN in stripped:
-            lead = len(text) - len(text.lstrip())
-            try:
-                template = parse_template(stripped)
-            except ExpressionSyntaxError as error:
-                raise ExpressionSyntaxError(error.message, lead + error.offset) from None
-            single = template.single
-            node = single.node if single is not None else _format_call(template)
-        else:
-            node = parse(text)
+    if isinstance(text, bool | int | float):
+        return _with_success(Literal(text))
+    if not isinstance(text, str):
+        raise ExpressionSyntaxError("a condition must be an expression, not a mapping or a list", 0)
+    return _text_condition(text)
+
+
+@lru_cache(maxsize=4096)
+def _text_condition(text: str) -> Node:
+    stripped = text.strip()
+    if not stripped:
+        return _success()
+    if OPEN not in stripped:
+        return _with_success(parse(text))
+    lead = len(text) - len(text.lstrip())
+    try:
+        template = parse_template(stripped)
+    except ExpressionSyntaxError as error:
+        raise ExpressionSyntaxError(error.message, lead + error.offset) from None
+    single = template.single
+    return _with_success(single.node if single is not None else _format_call(template))
+
+
+def _with_success(node: Node) -> Node:
     if is_status_call(node):
         return node
     return Logical("&&", (_success(), node), node.offset)

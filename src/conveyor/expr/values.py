@@ -60,7 +60,7 @@ _NUMBER = re.compile(
       | (?P<int>\d+)
       | (?:\d+\.\d*|\.\d+|\d+)(?:[eE][+-]?\d+)?
     )""",
-    re.VERBOSE,
+    re.VERBOSE | re.ASCII,
 )
 
 _EXACT_INT_LIMIT = 10**15
@@ -180,7 +180,9 @@ def number_to_string(number: int | float) -> str:
         return "0"
     if number.is_integer() and abs(number) < _EXACT_INT_LIMIT:
         return str(int(number))
-    return _shortest_decimal(float(f"{number:.15g}"))
+    rounded = float(f"{number:.15g}")
+    # Rounding the largest doubles up would overflow; print those unrounded.
+    return _shortest_decimal(number if math.isinf(rounded) else rounded)
 
 
 def _shortest_decimal(number: float) -> str:

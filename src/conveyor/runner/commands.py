@@ -183,7 +183,9 @@ class CommandProcessor:
         if command.message.strip():
             self.masks.append(command.message)
         else:
-            messages.append("##[warning]Can't add secret mask for empty string in add-mask command.")
+            messages.append(
+                "##[warning]Can't add secret mask for empty string in add-mask command."
+            )
 
     def _debug(self, command: Command, messages: list[str]) -> None:
         if self.debug:

@@ -22,6 +22,7 @@ from conveyor.runner.artifacts import ArtifactStore
 from conveyor.runner.assignment import JobAssignment, JobOutcome, JobReporter
 from conveyor.runner.hashfiles import hash_files
 from conveyor.runner.masking import Masker
+from conveyor.runner.process import kill_process_group
 
 
 @dataclass
@@ -42,6 +43,8 @@ class JobState:
     """GITHUB_PATH entries, newest first."""
     status: str = "success"
     cancelled: bool = False
+    process_groups: list[int] = field(default_factory=list)
+    """Steps' process groups: what they left running is killed when the job ends."""
 
     @property
     def workspace(self) -> str:
@@ -120,6 +123,7 @@ class JobExecutor:
         from conveyor.runner.steps import run_job_steps
 
         dirs = workspace.prepare(assignment.source_dir, self._temp_parent, bind=assignment.bind)
+        state: JobState | None = None
         try:
             state = self._initial_state(assignment, dirs, reporter)
             timeout = _minutes(assignment.job.timeout_minutes, state)
@@ -138,6 +142,8 @@ class JobExecutor:
             await reporter.flush()
             return JobOutcome("failure", {}, reason=str(exc))
         finally:
+            for pgid in state.process_groups if state else ():
+                kill_process_group(pgid)
             if not self._keep:
                 dirs.cleanup()
 

@@ -220,7 +220,13 @@ async def _run_script(
     environment = _environment(state, scope, ctx)
     script = to_string(render_value(step.run, environment))
     shell_spec = step.shell or scope.defaults.shell
-    shell = resolve_shell(shell_spec, default=None if shell_spec else DEFAULT_SHELL)
+    if shell_spec and "${{" in shell_spec:
+        shell_spec = to_string(render_value(shell_spec, environment))
+    shell = resolve_shell(
+        shell_spec,
+        default=None if shell_spec else DEFAULT_SHELL,
+        path=state.process_env(step_env).get("PATH"),
+    )
     cwd = _working_directory(state, scope, step, environment)
     script_path = write_script(str(state.dirs.temp), script, shell)
     extra = {"GITHUB_ACTION_PATH": scope.action_path} if scope.action_path else {}
@@ -284,6 +290,9 @@ async def run_command(
     state.exported.update(commands.env)
     for entry in commands.path:
         state.path_prepends.insert(0, entry)
+    state.process_groups.append(proc.pid)
+    if commands.failed:
+        return "failure", outputs
     if proc.cancelled:
         state.cancelled = True
         return "cancelled", outputs

@@ -25,9 +25,7 @@ class Migration:
     sqlite: tuple[str, ...]
 
 
-MIGRATIONS: tuple[Migration, ...] = (
-    Migration(1, m0001_initial.NAME, m0001_initial.SQLITE),
-)
+MIGRATIONS: tuple[Migration, ...] = (Migration(1, m0001_initial.NAME, m0001_initial.SQLITE),)
 LATEST: int = MIGRATIONS[-1].version
 
 _VERSION_TABLE = """
@@ -50,9 +48,7 @@ def sqlite_version(db: sqlite3.Connection) -> int:
     return int(version)
 
 
-def migrate_sqlite(
-    db: sqlite3.Connection, clock: Callable[[], float], target: int = LATEST
-) -> int:
+def migrate_sqlite(db: sqlite3.Connection, clock: Callable[[], float], target: int = LATEST) -> int:
     """Apply every migration up to `target` in one transaction; the version found.
 
     `db` must be in autocommit mode (`isolation_level=None`). A database

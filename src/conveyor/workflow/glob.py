@@ -12,10 +12,11 @@ The syntax is GitHub's "filter pattern cheat sheet":
   `0-9`;
 - `\\` escapes the next character; `!` at the very start negates the pattern.
 
-A pattern compiles to a small NFA that is simulated with a lazily built DFA
-(a cache of state-set transitions), so matching costs at most
-O(len(pattern) * len(value)) whatever the pattern: no exponential blow-up on
-inputs such as `*a*a*a*a*b` against a long run of `a`.
+A pattern compiles to an NFA whose states are the bits of an integer; every
+move goes to the same state or the next one, so one character costs a few
+shifts and masks, and an epsilon closure O(log len(pattern)) more. Matching
+is linear in the value whatever the pattern: no blow-up on `*a*a*a*a*b`
+against a long run of `a`, which a backtracking regex would suffer.
 """
 
 from __future__ import annotations
@@ -29,7 +30,6 @@ from conveyor.errors import ConveyorError
 MAX_PATTERN_LENGTH = 10_000
 """Longer patterns are refused: they are hostile, not filters."""
 
-_CACHE_LIMIT = 4096  # transitions kept per pattern before the cache starts over
 _RANGE_SPANS = (("0", "9"), ("a", "z"), ("A", "Z"))
 
 
@@ -39,13 +39,13 @@ class GlobError(ConveyorError, ValueError):
 
 @dataclass(frozen=True)
 class _CharSet:
-    """The characters one step may consume: `chars`, or everything but `chars` when negated."""
+    """The characters one step may consume: `chars`, or everything but `chars` when negated.
+
+    Only the two wildcards below are negated.
+    """
 
     chars: frozenset[str]
     negated: bool = False
-
-    def accepts(self, char: str) -> bool:
-        return (char in self.chars) != self.negated
 
 
 _ANY = _CharSet(frozenset(), negated=True)
@@ -68,66 +68,91 @@ class _Directories:
     """A leading `**/`: zero or more whole directories, i.e. the regex `(.*/)?`."""
 
 
+_DIRECTORIES = _Directories()
 _Token = _Atom | _Directories
-_State = tuple[tuple[tuple[_CharSet, int], ...], tuple[int, ...]]
-"""An NFA state: its (character set, target) moves and its epsilon targets."""
 
 
 class GlobPattern:
     """A compiled filter pattern; `negated` is True for a `!pattern`."""
 
-    __slots__ = ("_cache", "_final", "_start", "_states", "negated", "pattern")
+    __slots__ = ("_automaton", "negated", "pattern")
 
     def __init__(self, pattern: str, negated: bool, tokens: Sequence[_Token]) -> None:
         self.pattern = pattern
         self.negated = negated
-        self._states = _build_nfa(tokens)
-        self._final = len(self._states)
-        self._start = self._closure((0,))
-        self._cache: dict[tuple[frozenset[int], str], frozenset[int]] = {}
+        self._automaton = _Automaton(tokens)
 
     def __repr__(self) -> str:
         return f"GlobPattern({self.pattern!r})"
 
     def match(self, value: str) -> bool:
         """Whether the whole of `value` matches (the `!` prefix is not applied here)."""
-        current = self._start
+        return self._automaton.match(value)
+
+
+class _Automaton:
+    """The NFA as bit masks: bit i is state i, bit `final` the accepting state.
+
+    A state either advances to i + 1 or loops on i when its character set
+    accepts the character. Epsilon moves all go to i + 1: always for `?` and
+    `*`-like states, and for a `**/` state only right after a `/` (or before
+    any character), which is how `(.*/)?` is said without a backward edge.
+    """
+
+    __slots__ = ("_advance", "_any", "_directories", "_epsilon", "_final", "_loop", "_not_slash")
+
+    def __init__(self, tokens: Sequence[_Token]) -> None:
+        self._advance: dict[str, int] = {}  # per listed character: states stepping on it
+        self._loop: dict[str, int] = {}  # per listed character: states staying on it
+        # Wildcards always loop: `?` and `+` leave `*` and `**` as they are.
+        self._any = self._not_slash = 0
+        self._epsilon = self._directories = 0
+        states = _states(tokens)
+        for state, (chars, loops, skippable) in enumerate(states):
+            bit = 1 << state
+            if isinstance(chars, _Directories):
+                self._any |= bit
+                self._directories |= bit
+            elif chars == _ANY:
+                self._any |= bit
+            elif chars == _NOT_SLASH:
+                self._not_slash |= bit
+            else:
+                table = self._loop if loops else self._advance
+                for char in chars.chars:
+                    table[char] = table.get(char, 0) | bit
+            if skippable:
+                self._epsilon |= bit
+        self._final = 1 << len(states)
+
+    def match(self, value: str) -> bool:
+        current = self._closure(1, self._epsilon | self._directories)
         for char in value:
-            current = self._step(current, char)
+            advance = self._advance.get(char, 0)
+            loop = self._loop.get(char, 0) | self._any
+            epsilon = self._epsilon
+            if char == "/":
+                epsilon |= self._directories
+            else:
+                loop |= self._not_slash
+            current = self._closure(((current & advance) << 1) | (current & loop), epsilon)
             if not current:
                 return False
-        return self._final in current
+        return bool(current & self._final)
 
-    def _step(self, current: frozenset[int], char: str) -> frozenset[int]:
-        key = (current, char)
-        cached = self._cache.get(key)
-        if cached is not None:
-            return cached
-        targets = [
-            target
-            for state in current
-            if state < self._final
-            for chars, target in self._states[state][0]
-            if chars.accepts(char)
-        ]
-        result = self._closure(targets)
-        if len(self._cache) >= _CACHE_LIMIT:
-            self._cache.clear()
-        self._cache[key] = result
-        return result
+    @staticmethod
+    def _closure(states: int, epsilon: int) -> int:
+        """`states` plus every state reachable through runs of epsilon moves (each +1).
 
-    def _closure(self, states: Iterable[int]) -> frozenset[int]:
-        seen = set(states)
-        stack = list(seen)
-        while stack:
-            state = stack.pop()
-            if state == self._final:
-                continue
-            for target in self._states[state][1]:
-                if target not in seen:
-                    seen.add(target)
-                    stack.append(target)
-        return frozenset(seen)
+        Doubling: `jumps` holds the states from which 2**k epsilon steps in a
+        row are possible, so a run of any length takes log2(length) rounds.
+        """
+        jumps, distance = epsilon, 1
+        while states & jumps:
+            states |= (states & jumps) << distance
+            jumps &= jumps >> distance
+            distance <<= 1
+        return states
 
 
 @lru_cache(maxsize=1024)
@@ -204,10 +229,12 @@ def _wildcard(pattern: str, i: int, tokens: list[_Token]) -> int:
     if not pattern.startswith("**", i):
         _append_repeat(tokens, _NOT_SLASH)
         return i + 1
-    at_segment_start = not tokens or tokens[-1] in (_Atom(_SLASH), _Directories())
-    after = pattern[i + 3 : i + 4]
-    if at_segment_start and pattern.startswith("**/", i) and after not in ("?", "+"):
-        tokens.append(_Directories())
+    last = tokens[-1] if tokens else None
+    at_segment_start = last in (None, _Atom(_SLASH), _DIRECTORIES)
+    quantified = pattern[i + 3 : i + 4] in ("?", "+")  # then they apply to the '/'
+    if at_segment_start and pattern.startswith("**/", i) and not quantified:
+        if last != _DIRECTORIES:  # `**/**/` is `**/`
+            tokens.append(_DIRECTORIES)
         return i + 3
     _append_repeat(tokens, _ANY)
     return i + 2
@@ -263,23 +290,19 @@ def _expand_ranges(members: list[str], pattern: str, opening: int) -> set[str]:
     return chars
 
 
-def _build_nfa(tokens: Sequence[_Token]) -> list[_State]:
-    """One state per step; state `len(states)` is the accepting one."""
-    states: list[_State] = []
+def _states(tokens: Sequence[_Token]) -> list[tuple[_CharSet | _Directories, bool, bool]]:
+    """One (characters, loops, skippable) triple per NFA state, in order.
+
+    A `**/` state loops on anything; its skip is conditional, so not marked here.
+    """
+    states: list[tuple[_CharSet | _Directories, bool, bool]] = []
     for token in tokens:
-        here = len(states)
         if isinstance(token, _Directories):
-            # Loop on anything, then a '/', or skip both.
-            states.append((((_ANY, here),), (here + 1, here + 2)))
-            states.append((((_SLASH, here + 2),), ()))
+            states.append((token, True, False))
             continue
         if token.low == 1:
-            states.append((((token.chars, here + 1),), ()))
-            here += 1
+            states.append((token.chars, False, False))
             if token.high == 1:
                 continue
-        if token.high == _INFINITE:
-            states.append((((token.chars, here),), (here + 1,)))
-        else:
-            states.append((((token.chars, here + 1),), (here + 1,)))
+        states.append((token.chars, token.high == _INFINITE, True))
     return states

@@ -45,8 +45,8 @@ class Step:
     if_: Raw = None
     run: str | None = None
     uses: str | None = None
-    with_: Mapping[str, Raw] = EMPTY
-    env: Mapping[str, Raw] | str = EMPTY
+    with_: Mapping[str, Raw] = field(default_factory=lambda: EMPTY)
+    env: Mapping[str, Raw] | str = field(default_factory=lambda: EMPTY)
     shell: str | None = None
     working_directory: Raw = None
     continue_on_error: bool | str = False
@@ -78,11 +78,11 @@ class Container:
 
     image: Raw
     span: Span
-    env: Mapping[str, Raw] = EMPTY
+    env: Mapping[str, Raw] = field(default_factory=lambda: EMPTY)
     ports: tuple[Raw, ...] = ()
     volumes: tuple[Raw, ...] = ()
     options: Raw = None
-    credentials: Mapping[str, Raw] = EMPTY
+    credentials: Mapping[str, Raw] = field(default_factory=lambda: EMPTY)
 
 
 @dataclass(frozen=True)
@@ -101,20 +101,20 @@ class Job:
     needs: tuple[str, ...] = ()
     runs_on: Raw = None
     if_: Raw = None
-    env: Mapping[str, Raw] | str = EMPTY
+    env: Mapping[str, Raw] | str = field(default_factory=lambda: EMPTY)
     defaults: RunDefaults = field(default_factory=RunDefaults)
     strategy: Strategy | None = None
-    outputs: Mapping[str, Raw] = EMPTY
+    outputs: Mapping[str, Raw] = field(default_factory=lambda: EMPTY)
     steps: tuple[Step, ...] = ()
     timeout_minutes: float | str = DEFAULT_JOB_TIMEOUT_MINUTES
     continue_on_error: bool | str = False
     container: Container | None = None
-    services: Mapping[str, Container] = EMPTY
+    services: Mapping[str, Container] = field(default_factory=lambda: EMPTY)
     concurrency: Concurrency | None = None
     permissions: Raw = None
     environment: Raw = None
     uses: str | None = None
-    with_: Mapping[str, Raw] = EMPTY
+    with_: Mapping[str, Raw] = field(default_factory=lambda: EMPTY)
     secrets: Mapping[str, Raw] | str | None = None
 
 
@@ -153,9 +153,9 @@ class Trigger:
     paths: tuple[str, ...] | None = None
     paths_ignore: tuple[str, ...] | None = None
     workflows: tuple[str, ...] | None = None
-    inputs: Mapping[str, InputSpec] = EMPTY
-    outputs: Mapping[str, OutputSpec] = EMPTY
-    secrets: Mapping[str, Raw] = EMPTY
+    inputs: Mapping[str, InputSpec] = field(default_factory=lambda: EMPTY)
+    outputs: Mapping[str, OutputSpec] = field(default_factory=lambda: EMPTY)
+    secrets: Mapping[str, Raw] = field(default_factory=lambda: EMPTY)
     crons: tuple[str, ...] = ()
 
 
@@ -166,10 +166,10 @@ class Workflow:
     path: str
     span: Span
     jobs: Mapping[str, Job]
-    on: Mapping[str, Trigger] = EMPTY
+    on: Mapping[str, Trigger] = field(default_factory=lambda: EMPTY)
     name: Raw = None
     run_name: Raw = None
-    env: Mapping[str, Raw] | str = EMPTY
+    env: Mapping[str, Raw] | str = field(default_factory=lambda: EMPTY)
     defaults: RunDefaults = field(default_factory=RunDefaults)
     concurrency: Concurrency | None = None
     permissions: Raw = None
@@ -188,6 +188,6 @@ class Action:
     using: str
     name: Raw = None
     description: Raw = None
-    inputs: Mapping[str, InputSpec] = EMPTY
-    outputs: Mapping[str, OutputSpec] = EMPTY
+    inputs: Mapping[str, InputSpec] = field(default_factory=lambda: EMPTY)
+    outputs: Mapping[str, OutputSpec] = field(default_factory=lambda: EMPTY)
     steps: tuple[Step, ...] = ()

@@ -10,7 +10,12 @@ from __future__ import annotations
 from conveyor.errors import Diagnostic, Span, WorkflowError
 from conveyor.workflow.model import Action, Job, RunDefaults, Workflow
 from conveyor.workflow.parse_base import ParseContext, frozen
-from conveyor.workflow.parse_jobs import parse_concurrency, parse_job, parse_permissions, parse_steps
+from conveyor.workflow.parse_jobs import (
+    parse_concurrency,
+    parse_job,
+    parse_permissions,
+    parse_steps,
+)
 from conveyor.workflow.parse_triggers import parse_inputs, parse_on, parse_outputs
 from conveyor.workflow.validate import Document, check
 from conveyor.workflow.yamlload import MAX_BYTES, YMap, YNode, YScalar, load_yaml
@@ -27,9 +32,12 @@ def read_source(path: str, display: str) -> str:
         with open(path, "rb") as handle:
             data = handle.read(MAX_BYTES + 1)
     except OSError as exc:
-        raise WorkflowError([Diagnostic(start, "io-error", f"cannot read file: {exc.strerror}")])
+        message = f"cannot read file: {exc.strerror or exc}"
+        raise WorkflowError([Diagnostic(start, "io-error", message)]) from None
     if len(data) > MAX_BYTES:
-        raise WorkflowError([Diagnostic(start, "yaml-limit", f"file is larger than {MAX_BYTES} bytes")])
+        raise WorkflowError(
+            [Diagnostic(start, "yaml-limit", f"file is larger than {MAX_BYTES} bytes")]
+        )
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -40,7 +48,9 @@ def read_source(path: str, display: str) -> str:
         raise WorkflowError([Diagnostic(Span(display, line, col), "encoding", message)]) from None
 
 
-def load_workflow(path: str, text: str | None = None, *, display_path: str | None = None) -> Workflow:
+def load_workflow(
+    path: str, text: str | None = None, *, display_path: str | None = None
+) -> Workflow:
     """Parse and validate a workflow file (or `text` given for it); raise WorkflowError on problems.
 
     Spans name `display_path` when given, else `path`.
@@ -60,15 +70,17 @@ def load_workflow(path: str, text: str | None = None, *, display_path: str | Non
     return workflow
 
 
-def load_action(path: str) -> Action:
+def load_action(path: str, text: str | None = None, *, display_path: str | None = None) -> Action:
     """Parse and validate an `action.yml`; composite actions keep their steps."""
-    text = read_source(path, path)
-    root, problems = load_yaml(text, path)
-    ctx = ParseContext(path)
+    display = display_path or path
+    if text is None:
+        text = read_source(path, display)
+    root, problems = load_yaml(text, display)
+    ctx = ParseContext(display)
     ctx.diagnostics.extend(problems)
-    action = _action(ctx, root, path)
+    action = _action(ctx, root, display)
     if action is not None and root is not None:
-        ctx.diagnostics.extend(check(Document(path, text, root, action)))
+        ctx.diagnostics.extend(check(Document(display, text, root, action)))
     if ctx.diagnostics:
         raise WorkflowError(ctx.diagnostics)
     assert action is not None

@@ -14,7 +14,7 @@ from typing import TypeVar
 
 from conveyor.errors import Diagnostic, Span
 from conveyor.workflow.model import EMPTY, Raw, RunDefaults
-from conveyor.workflow.yamlload import YMap, YNode, YScalar, YSeq, to_plain
+from conveyor.workflow.yamlload import YMap, YNode, YScalar, YSeq, quoted, to_plain
 
 T = TypeVar("T")
 
@@ -77,12 +77,19 @@ class ParseContext:
         for key, _ in node.items:
             if key.text in allowed:
                 continue
-            message = f"unknown key '{key.text}' in {where}"
+            message = f"unknown key {quoted(key.text)} in {where}"
             close = difflib.get_close_matches(key.text, list(allowed), n=1)
             if close:
                 message += f" (did you mean '{close[0]}'?)"
             message += "; allowed: " + ", ".join(sorted(allowed))
             self.report(key.span, "unknown-key", message)
+
+    def known(self, node: YMap, allowed: Collection[str], where: str) -> YMap:
+        """`node` without the keys it may not hold (each reported), so they are not read."""
+        self.check_keys(node, allowed, where)
+        if all(key.text in allowed for key, _ in node.items):
+            return node
+        return YMap(tuple(pair for pair in node.items if pair[0].text in allowed), node.span)
 
     def mapping(
         self, node: YNode | None, key: str, allowed: Collection[str] | None = None, where: str = ""
@@ -99,17 +106,19 @@ class ParseContext:
 
     def text(self, node: YNode | None, key: str, *, nullable: bool = True) -> str | None:
         """A scalar as a string (GitHub reads numbers and booleans as their text)."""
-        if node is None:
+        if node is None or (nullable and isinstance(node, YScalar) and node.value is None):
             return None
-        if isinstance(node, YScalar) and (node.value is not None or nullable):
-            return None if node.value is None else as_text(node)
+        if isinstance(node, YScalar) and node.value is not None:
+            return as_text(node)
         self.wrong_type(node, key, "a string")
         return None
 
     def string(self, node: YNode | None, key: str) -> str | None:
         """A scalar that must be written as a string."""
-        if node is None or (isinstance(node, YScalar) and isinstance(node.value, str)):
-            return None if node is None else node.text
+        if node is None:
+            return None
+        if isinstance(node, YScalar) and isinstance(node.value, str):
+            return node.text
         self.wrong_type(node, key, "a string")
         return None
 
@@ -160,14 +169,13 @@ class ParseContext:
 
     def string_map(self, node: YNode | None, key: str) -> Mapping[str, str] | str:
         """`env:`-like data: a mapping of scalars (made strings), or one expression."""
-        if node is None:
-            return EMPTY
         if isinstance(node, YScalar) and is_expression(node.value):
             return node.text
+        if isinstance(node, YScalar) and node.value is not None:
+            self.wrong_type(node, key, "a mapping or an expression")
+            return EMPTY
         mapping = self.mapping(node, key)
         if mapping is None:
-            if isinstance(node, YScalar) and node.value is not None:
-                self.wrong_type(node, key, "a mapping or an expression")
             return EMPTY
         result: dict[str, str] = {}
         for name, value in mapping.items:

@@ -16,7 +16,7 @@ from conveyor.workflow.model import (
     Strategy,
 )
 from conveyor.workflow.parse_base import ParseContext, as_text, frozen, is_expression
-from conveyor.workflow.yamlload import YMap, YNode, YScalar, YSeq, to_plain
+from conveyor.workflow.yamlload import YMap, YNode, YScalar, YSeq, quoted, to_plain
 
 STEP_KEYS = (
     "id",
@@ -31,8 +31,8 @@ STEP_KEYS = (
     "continue-on-error",
     "timeout-minutes",
 )
-_RUN_ONLY = ("shell", "working-directory")
-_USES_ONLY = ("with",)
+_RUN_ONLY = ("run", "shell", "working-directory")
+_USES_ONLY = ("uses", "with")
 
 JOB_KEYS = (
     "name",
@@ -75,7 +75,7 @@ def parse_steps(ctx: ParseContext, node: YNode | None) -> tuple[Step, ...]:
     if not isinstance(node, YSeq):
         ctx.wrong_type(node, "steps", "a sequence of steps")
         return ()
-    steps = []
+    steps: list[Step] = []
     for item in node.items:
         if isinstance(item, YMap):
             steps.append(parse_step(ctx, item, len(steps)))
@@ -94,7 +94,7 @@ def parse_step(ctx: ParseContext, node: YMap, index: int) -> Step:
     elif "run" in node and "uses" not in node:
         allowed = tuple(key for key in STEP_KEYS if key not in _USES_ONLY)
         where = "a run step"
-    ctx.check_keys(node, allowed, where)
+    node = ctx.known(node, allowed, where)
     return Step(
         index=index,
         span=node.span,
@@ -117,11 +117,10 @@ def parse_job(ctx: ParseContext, key: YScalar, node: YNode, defaults: RunDefault
     if not isinstance(node, YMap):
         ctx.wrong_type(node, f"jobs.{key.text}", "a job (a mapping)")
         return None
-    calls = "uses" in node
-    if calls:
-        ctx.check_keys(node, CALLER_JOB_KEYS, "a job that calls a reusable workflow")
+    if "uses" in node:
+        node = ctx.known(node, CALLER_JOB_KEYS, "a job that calls a reusable workflow")
     else:
-        ctx.check_keys(node, JOB_KEYS, "job")
+        node = ctx.known(node, JOB_KEYS, "job")
     own = ctx.run_defaults(node.get("defaults"), "job")
     timeout = ctx.number(node.get("timeout-minutes"), "timeout-minutes")
     return Job(
@@ -177,9 +176,7 @@ def parse_concurrency(ctx: ParseContext, node: YNode | None) -> Concurrency | No
         ctx.missing(mapping.span, "group", "concurrency")
     return Concurrency(
         group=ctx.text(mapping.get("group"), "group"),
-        cancel_in_progress=ctx.flag(
-            mapping.get("cancel-in-progress"), "cancel-in-progress", False
-        ),
+        cancel_in_progress=ctx.flag(mapping.get("cancel-in-progress"), "cancel-in-progress", False),
     )
 
 
@@ -192,7 +189,7 @@ def parse_permissions(ctx: ParseContext, node: YNode | None) -> Raw:
             ctx.report(
                 node.span,
                 "wrong-type",
-                f"permissions: expected 'read-all', 'write-all' or a mapping, got {node.text!r}",
+                f"permissions: expected 'read-all', 'write-all' or a mapping, got {quoted(node.text)}",
             )
         return node.text
     mapping = ctx.mapping(node, "permissions")
@@ -221,8 +218,6 @@ def _string_values(ctx: ParseContext, node: YNode | None, key: str) -> Mapping[s
     """A mapping whose scalar values GitHub reads as strings (`with:`, `outputs:`)."""
     mapping = ctx.mapping(node, key)
     if mapping is None:
-        if isinstance(node, YScalar) and node.value is not None:
-            ctx.wrong_type(node, key, "a mapping")
         return EMPTY
     result = {}
     for name, value in mapping.items:
@@ -250,8 +245,6 @@ def _runs_on(ctx: ParseContext, node: YNode | None) -> Raw:
 def _strategy(ctx: ParseContext, node: YNode | None) -> Strategy | None:
     mapping = ctx.mapping(node, "strategy", ("matrix", "fail-fast", "max-parallel"))
     if mapping is None:
-        if isinstance(node, YScalar) and node.value is not None:
-            ctx.wrong_type(node, "strategy", "a mapping")
         return None
     parallel = ctx.number(mapping.get("max-parallel"), "max-parallel")
     return Strategy(
@@ -277,10 +270,9 @@ def _matrix(ctx: ParseContext, node: YNode | None) -> Raw:
             ctx.wrong_type(value, f"matrix.{key.text}", "a sequence or an expression")
         elif key.text in ("include", "exclude"):
             for item in value.items:
-                if not isinstance(item, YMap):
-                    ctx.wrong_type(item, f"matrix.{key.text}", "a mapping")
-        elif not value.items:
-            ctx.report(value.span, "wrong-type", f"matrix.{key.text}: the vector has no values")
+                expression = isinstance(item, YScalar) and is_expression(item.value)
+                if not isinstance(item, YMap) and not expression:
+                    ctx.wrong_type(item, f"matrix.{key.text}", "a mapping or an expression")
     return to_plain(node)
 
 
@@ -300,7 +292,7 @@ def _container(ctx: ParseContext, node: YNode | None, key: str) -> Container | N
     return Container(
         image=ctx.text(mapping.get("image"), "image"),
         span=mapping.span,
-        env=ctx.string_map(mapping.get("env"), "env") if "env" in mapping else EMPTY,
+        env=_string_values(ctx, mapping.get("env"), "env"),
         ports=_sequence(ctx, mapping.get("ports"), "ports"),
         volumes=_sequence(ctx, mapping.get("volumes"), "volumes"),
         options=None if options is None else ctx.text(options, "options"),
@@ -330,11 +322,14 @@ def _services(ctx: ParseContext, node: YNode | None) -> Mapping[str, Container]:
 
 
 def _environment(ctx: ParseContext, node: YNode | None) -> Raw:
-    if node is None or (isinstance(node, YScalar) and node.value is not None):
-        return None if node is None else as_text(node)
+    if node is None:
+        return None
+    if isinstance(node, YScalar):
+        if node.value is None:
+            ctx.wrong_type(node, "environment", "a name or {name, url}")
+        return None if node.value is None else as_text(node)
     mapping = ctx.mapping(node, "environment", ("name", "url"))
     if mapping is None:
-        ctx.wrong_type(node, "environment", "a name or {name, url}")
         return None
     if "name" not in mapping:
         ctx.missing(mapping.span, "name", "environment")
@@ -344,10 +339,9 @@ def _environment(ctx: ParseContext, node: YNode | None) -> Raw:
 def _secrets(ctx: ParseContext, node: YNode | None) -> Mapping[str, Raw] | str | None:
     if node is None:
         return None
-    if isinstance(node, YScalar) and node.text == "inherit":
-        return "inherit"
-    mapping = ctx.mapping(node, "secrets")
-    if mapping is None:
+    if isinstance(node, YScalar):
+        if node.text == "inherit":
+            return "inherit"
         ctx.wrong_type(node, "secrets", "'inherit' or a mapping")
         return None
-    return _string_values(ctx, mapping, "secrets")
+    return _string_values(ctx, node, "secrets")

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 
 from conveyor.workflow.model import InputSpec, OutputSpec, Raw, Trigger
 from conveyor.workflow.parse_base import ParseContext, frozen
-from conveyor.workflow.yamlload import YMap, YNode, YScalar, YSeq, to_plain
+from conveyor.workflow.yamlload import YMap, YNode, YScalar, YSeq, quoted, to_plain
 
 _TYPES = ("types",)
 _PR = ("types", "branches", "branches-ignore", "paths", "paths-ignore")
@@ -96,7 +96,7 @@ def _add_event(ctx: ParseContext, node: YScalar, triggers: dict[str, Trigger]) -
 def _known_event(ctx: ParseContext, node: YScalar) -> bool:
     if node.text in EVENT_KEYS:
         return True
-    message = f"unknown event '{node.text}'"
+    message = f"unknown event {quoted(node.text)}"
     close = difflib.get_close_matches(node.text, list(EVENT_KEYS), n=1)
     if close:
         message += f" (did you mean '{close[0]}'?)"
@@ -114,7 +114,6 @@ def _trigger(ctx: ParseContext, key: YScalar, node: YNode) -> Trigger:
     for plain, ignore in (("branches", "branches-ignore"), ("tags", "tags-ignore")):
         _exclusive(ctx, config, plain, ignore)
     _exclusive(ctx, config, "paths", "paths-ignore")
-    filters = {name.replace("-", "_"): ctx.strings(config.get(name), name) for name in FILTER_KEYS}
     inputs: Mapping[str, InputSpec] = {}
     if "inputs" in config:
         inputs = parse_inputs(ctx, config.get("inputs"), event)
@@ -126,16 +125,19 @@ def _trigger(ctx: ParseContext, key: YScalar, node: YNode) -> Trigger:
         inputs=inputs,
         outputs=parse_outputs(ctx, config.get("outputs"), f"{event} outputs", required=True),
         secrets=_secrets(ctx, config.get("secrets")),
-        **filters,
+        branches=ctx.strings(config.get("branches"), "branches"),
+        branches_ignore=ctx.strings(config.get("branches-ignore"), "branches-ignore"),
+        tags=ctx.strings(config.get("tags"), "tags"),
+        tags_ignore=ctx.strings(config.get("tags-ignore"), "tags-ignore"),
+        paths=ctx.strings(config.get("paths"), "paths"),
+        paths_ignore=ctx.strings(config.get("paths-ignore"), "paths-ignore"),
     )
 
 
 def _exclusive(ctx: ParseContext, config: YMap, plain: str, ignore: str) -> None:
     key = config.key(ignore)
     if key is not None and plain in config:
-        ctx.report(
-            key.span, "filter-conflict", f"'{plain}' and '{ignore}' cannot be used together"
-        )
+        ctx.report(key.span, "filter-conflict", f"'{plain}' and '{ignore}' cannot be used together")
 
 
 def _crons(ctx: ParseContext, node: YNode) -> tuple[str, ...]:
@@ -165,7 +167,7 @@ def parse_inputs(ctx: ParseContext, node: YNode | None, owner: str) -> Mapping[s
     allowed, types = _INPUT_KEYS[owner], _INPUT_TYPES[owner]
     specs: dict[str, InputSpec] = {}
     for key, value in mapping.items:
-        spec = ctx.mapping(value, key.text, allowed, f"input '{key.text}'")
+        spec = ctx.mapping(value, f"inputs.{key.text}", allowed, f"input '{key.text}'")
         if spec is None:
             specs[key.text] = InputSpec(key.text)
             continue
@@ -175,7 +177,7 @@ def parse_inputs(ctx: ParseContext, node: YNode | None, owner: str) -> Mapping[s
             ctx.report(
                 type_node.span,
                 "wrong-type",
-                f"type: unknown input type '{kind}'; allowed: {', '.join(types)}",
+                f"type: unknown input type {quoted(kind)}; allowed: {', '.join(types)}",
             )
         options = ctx.strings(spec.get("options"), "options") or ()
         if kind == "choice" and not options:
@@ -201,7 +203,9 @@ def parse_outputs(
         return frozen({})
     outputs: dict[str, OutputSpec] = {}
     for key, value in mapping.items:
-        spec = ctx.mapping(value, key.text, ("description", "value"), f"output '{key.text}'")
+        spec = ctx.mapping(
+            value, f"outputs.{key.text}", ("description", "value"), f"output '{key.text}'"
+        )
         if spec is None:
             if required:
                 ctx.missing(key.span, "value", f"output '{key.text}' of {where}")
@@ -222,5 +226,7 @@ def _secrets(ctx: ParseContext, node: YNode | None) -> Mapping[str, Raw]:
     if mapping is None:
         return frozen({})
     for key, value in mapping.items:
-        ctx.mapping(value, key.text, ("description", "required"), f"secret '{key.text}'")
+        ctx.mapping(
+            value, f"secrets.{key.text}", ("description", "required"), f"secret '{key.text}'"
+        )
     return frozen({key.text: to_plain(value) for key, value in mapping.items})

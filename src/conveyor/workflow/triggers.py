@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from conveyor.errors import ConveyorError
@@ -68,7 +68,7 @@ class Event:
     """
 
     name: str
-    payload: Mapping[str, Any] = EMPTY
+    payload: Mapping[str, Any] = field(default_factory=lambda: EMPTY)
     ref: str | None = None
     changed_paths: Sequence[str] | None = None
 
@@ -287,7 +287,7 @@ def _number(raw: Any) -> int | float:
 def _show(raw: Any) -> str:
     if isinstance(raw, bool):
         return "true" if raw else "false"
-    return repr(raw)
+    return "null" if raw is None else repr(raw)
 
 
 def _expected(inputs: Mapping[str, InputSpec]) -> str:

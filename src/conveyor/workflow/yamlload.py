@@ -25,7 +25,7 @@ MAX_DEPTH = 64
 Scalar = str | int | float | bool | None
 
 _TAG = "tag:yaml.org,2002:"
-_LINE_BREAK = re.compile(r"\r\n|\r|\n")
+_LINE_BREAK = re.compile("\r\n|[\r\n\x85\u2028\u2029]")  # the breaks PyYAML counts
 _NULL = {"", "~", "null", "Null", "NULL"}
 _BOOL = {"true": True, "True": True, "TRUE": True, "false": False, "False": False, "FALSE": False}
 _INT = re.compile(r"[-+]?[0-9]+")
@@ -102,7 +102,18 @@ def to_plain(node: YNode | None) -> object:
         return node.value
     if isinstance(node, YSeq):
         return [to_plain(item) for item in node.items]
-    return {key.text: to_plain(value) for key, value in node.items}
+    result: dict[str, object] = {}
+    for key, value in node.items:
+        if key.text not in result:  # the first of duplicate keys wins, as in YMap.get
+            result[key.text] = to_plain(value)
+    return result
+
+
+def quoted(text: str, limit: int = 60) -> str:
+    """`text` in quotes for a message, cut short when it is long (hostile files are)."""
+    if len(text) > limit:
+        text = text[:limit] + "…"
+    return repr(text)
 
 
 def resolve_plain(text: str) -> Scalar:
@@ -136,21 +147,31 @@ def load_yaml(text: str, file: str) -> tuple[YNode | None, list[Diagnostic]]:
     keys); raises WorkflowError for those that do (syntax, limits).
     """
     if len(text.encode("utf-8", "surrogatepass")) > MAX_BYTES:
-        raise WorkflowError([_limit(Span(file, 1, 1), f"file is larger than {MAX_BYTES} bytes")])
+        message = f"file is larger than {MAX_BYTES} bytes"
+        raise WorkflowError([Diagnostic(Span(file, 1, 1), "yaml-limit", message)])
     builder = _Builder(file, _LINE_BREAK.split(text))
     try:
         for event in _events(text):
             builder.feed(event)
     except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        span = Span(file, mark.line + 1, mark.column + 1) if mark else Span(file, 1, 1)
-        message = " ".join(part for part in (exc.context, exc.problem) if part)
-        raise WorkflowError([Diagnostic(span, "yaml-syntax", message or "invalid YAML")]) from None
+        raise WorkflowError([_syntax_error(exc, file)]) from None
     except yaml.reader.ReaderError as exc:
         span = _span_at_index(file, text, exc.position)
-        message = f"{exc.reason}: character {exc.character!r}" if exc.character else exc.reason
+        found = text[exc.position : exc.position + 1]
+        message = f"{exc.reason} (found {found!r})" if found else exc.reason
         raise WorkflowError([Diagnostic(span, "yaml-syntax", message)]) from None
     return builder.root, builder.problems
+
+
+def _syntax_error(exc: yaml.MarkedYAMLError, file: str) -> Diagnostic:
+    """PyYAML's problem at its position, with the construct it was reading and where that began."""
+    mark, context = exc.problem_mark or exc.context_mark, exc.context_mark
+    span = Span(file, mark.line + 1, mark.column + 1) if mark else Span(file, 1, 1)
+    message = exc.problem or exc.context or "invalid YAML"
+    if exc.problem and exc.context:
+        where = f" at {context.line + 1}:{context.column + 1}" if context else ""
+        message += f" ({exc.context}{where})"
+    return Diagnostic(span, "yaml-syntax", message)
 
 
 def _events(text: str) -> Iterator[yaml.Event]:
@@ -167,10 +188,6 @@ def _span_at_index(file: str, text: str, index: int) -> Span:
     before = text[:index]
     lines = _LINE_BREAK.split(before)
     return Span(file, len(lines), len(lines[-1]) + 1)
-
-
-def _limit(span: Span, message: str) -> Diagnostic:
-    return Diagnostic(span, "yaml-limit", message)
 
 
 @dataclass
@@ -204,7 +221,12 @@ class _Builder:
         return WorkflowError([Diagnostic(span, code, message)])
 
     def span(self, event: yaml.Event) -> Span:
-        return Span(self.file, event.start_mark.line + 1, event.start_mark.column + 1)
+        mark = event.start_mark
+        return (
+            Span(self.file, 1, 1)
+            if mark is None
+            else Span(self.file, mark.line + 1, mark.column + 1)
+        )
 
     def feed(self, event: yaml.Event) -> None:
         if isinstance(event, yaml.DocumentStartEvent):
@@ -265,7 +287,7 @@ class _Builder:
             raise self.fail(node.span, "yaml-syntax", "mapping key is empty")
         if node.text in frame.seen:
             self.problems.append(
-                Diagnostic(node.span, "duplicate-key", f"duplicate key {node.text!r}")
+                Diagnostic(node.span, "duplicate-key", f"duplicate key {quoted(node.text)}")
             )
         frame.seen.add(node.text)
         frame.keys.append(node)
@@ -273,7 +295,7 @@ class _Builder:
     def check_collection_tag(self, event: yaml.CollectionStartEvent) -> None:
         expected = _TAG + ("map" if isinstance(event, yaml.MappingStartEvent) else "seq")
         if event.tag not in (None, "!", expected):
-            raise self.fail(self.span(event), "yaml-syntax", f"unsupported tag {event.tag}")
+            raise self.fail(self.span(event), "yaml-syntax", f"unsupported tag {quoted(event.tag)}")
 
     def scalar(self, event: yaml.ScalarEvent) -> YScalar:
         span = self.span(event)
@@ -291,14 +313,16 @@ class _Builder:
             if kind == "float" and _kind(value) == "int":
                 value = float(text)
             elif _kind(value) != kind:
-                raise self.fail(span, "yaml-syntax", f"{text!r} is not a valid !!{kind}")
+                raise self.fail(span, "yaml-syntax", f"{quoted(text)} is not a valid !!{kind}")
         else:
-            raise self.fail(span, "yaml-syntax", f"unsupported tag {tag}")
+            raise self.fail(span, "yaml-syntax", f"unsupported tag {quoted(str(tag))}")
         return YScalar(value, text, span, style, self.content_col(event, style, text))
 
     def content_col(self, event: yaml.ScalarEvent, style: str, text: str) -> int:
         """Where the text starts, when offsets in it map straight onto source columns."""
         start, end = event.start_mark, event.end_mark
+        if start is None or end is None or end.line >= len(self.lines):
+            return 0
         if style == "|":
             indicator = self.lines[start.line][start.column : start.column + 3]
             if any(ch.isdigit() for ch in indicator):

@@ -6,11 +6,11 @@ import dataclasses
 import re
 from collections.abc import Iterator
 
-from conveyor.errors import Diagnostic
+from conveyor.errors import Diagnostic, Span
 from conveyor.workflow.model import Workflow
 from conveyor.workflow.plan import CycleError, plan
 from conveyor.workflow.rules import Document
-from conveyor.workflow.yamlload import YScalar, YSeq
+from conveyor.workflow.yamlload import YNode, YScalar, YSeq, quoted
 
 JOB_ID = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
 
@@ -24,7 +24,7 @@ def job_ids(doc: Document) -> Iterator[Diagnostic]:
             yield Diagnostic(
                 job.span,
                 "invalid-job-id",
-                f"invalid job id {job.id!r}: it must start with a letter or '_' and "
+                f"invalid job id {quoted(job.id)}: it must start with a letter or '_' and "
                 "contain only letters, digits, '-' and '_'",
             )
 
@@ -41,9 +41,8 @@ def job_contents(doc: Document) -> Iterator[Diagnostic]:
         steps = doc.node("jobs", job.id, "steps")
         if steps is None:
             yield Diagnostic(job.span, "missing-key", f"job '{job.id}' needs 'steps'")
-        elif isinstance(steps, YSeq | YScalar) and not job.steps:
-            if not (isinstance(steps, YSeq) and steps.items):  # bad entries are reported already
-                yield Diagnostic(steps.span, "missing-key", f"job '{job.id}' has no steps")
+        elif _empty(steps):
+            yield Diagnostic(steps.span, "missing-key", f"job '{job.id}' has no steps")
 
 
 def needs(doc: Document) -> Iterator[Diagnostic]:
@@ -58,7 +57,7 @@ def needs(doc: Document) -> Iterator[Diagnostic]:
                 yield Diagnostic(
                     _need_span(doc, job.id, name) or job.span,
                     "unknown-need",
-                    f"job '{job.id}' needs unknown job '{name}'; jobs: {', '.join(jobs)}",
+                    f"job '{job.id}' needs unknown job {quoted(name)}; jobs: {', '.join(jobs)}",
                 )
         known[job.id] = dataclasses.replace(job, needs=tuple(n for n in job.needs if n in jobs))
     try:
@@ -69,7 +68,13 @@ def needs(doc: Document) -> Iterator[Diagnostic]:
         yield Diagnostic(span, "needs-cycle", str(exc))
 
 
-def _need_span(doc: Document, job_id: str, name: str) -> Diagnostic.__annotations__ | None:
+def _empty(node: YNode) -> bool:
+    if isinstance(node, YSeq):
+        return not node.items
+    return isinstance(node, YScalar) and node.value is None
+
+
+def _need_span(doc: Document, job_id: str, name: str) -> Span | None:
     node = doc.node("jobs", job_id, "needs")
     items = node.items if isinstance(node, YSeq) else (node,)
     for item in items:

@@ -1,0 +1,162 @@
+"""Rows to records and values to columns, shared by every SQL backend.
+
+Both backends keep JSON in TEXT columns and select the columns in the
+order given here, so one decoder serves both.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from conveyor.engine.records import JobRecord, LogLine, OutboxEvent, RunRecord, StepRecord
+from conveyor.engine.states import Conclusion, JobStatus, RunStatus, StepStatus
+
+RUN_COLUMNS = (
+    "id, tenant_id, workflow_path, workflow_name, event, payload, ref, sha, inputs, status, "
+    "conclusion, attempt, run_number, created_at, started_at, completed_at, repository_id, "
+    "idempotency_key"
+)
+JOB_COLUMNS = (
+    "id, run_id, key, name, needs, labels, matrix, spec, status, conclusion, outputs, "
+    "lease_owner, lease_epoch, lease_expires_at, retry_count, cancel_requested, reason, "
+    "created_at, queued_at, started_at, completed_at, tenant_id"
+)
+STEP_COLUMNS = (
+    "job_id, step_index, step_id, name, status, outcome, conclusion, outputs, started_at, "
+    "completed_at, epoch"
+)
+LOG_COLUMNS = "job_id, seq, step_index, text"
+EVENT_COLUMNS = "id, kind, run_id, job_id, data, created_at"
+
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Mapping):  # e.g. MappingProxyType, which json does not know
+        return dict(value)
+    raise TypeError(f"{type(value).__name__} is not JSON-serializable")
+
+
+_ENCODER = json.JSONEncoder(default=_plain)
+
+
+def text(value: str) -> str:
+    """`value` with what no database text column can hold (NUL, lone surrogates) as U+FFFD."""
+    if value.isascii() and "\x00" not in value:
+        return value
+    return _UNSTORABLE.sub("\ufffd", value)
+
+
+def dump(value: Any) -> str:
+    """JSON text, ASCII only (so it survives any column encoding)."""
+    return _ENCODER.encode(value)
+
+
+def dump_optional(value: Any) -> str | None:
+    return None if value is None else _ENCODER.encode(value)
+
+
+def dump_labels(labels: Iterable[str]) -> str:
+    return _ENCODER.encode(list(labels))
+
+
+def in_list(statuses: Iterable[str]) -> str:
+    """`('a', 'b')` for `status IN …`; only for our own status values, never user input."""
+    return "(" + ", ".join(f"'{status}'" for status in sorted(statuses)) + ")"
+
+
+def _conclusion(value: str | None) -> Conclusion | None:
+    return None if value is None else Conclusion(value)
+
+
+def run(row: tuple[Any, ...]) -> RunRecord:
+    return RunRecord(
+        id=row[0],
+        tenant_id=row[1],
+        workflow_path=row[2],
+        workflow_name=row[3],
+        event=row[4],
+        payload=json.loads(row[5]),
+        ref=row[6],
+        sha=row[7],
+        inputs=json.loads(row[8]),
+        status=RunStatus(row[9]),
+        conclusion=_conclusion(row[10]),
+        attempt=row[11],
+        run_number=row[12],
+        created_at=row[13],
+        started_at=row[14],
+        completed_at=row[15],
+        repository_id=row[16],
+        idempotency_key=row[17],
+    )
+
+
+def job(row: tuple[Any, ...]) -> JobRecord:
+    return JobRecord(
+        id=row[0],
+        run_id=row[1],
+        key=row[2],
+        name=row[3],
+        needs=tuple(json.loads(row[4])),
+        labels=tuple(json.loads(row[5])),
+        matrix=None if row[6] is None else json.loads(row[6]),
+        spec=json.loads(row[7]),
+        status=JobStatus(row[8]),
+        conclusion=_conclusion(row[9]),
+        outputs=json.loads(row[10]),
+        lease_owner=row[11],
+        lease_epoch=row[12],
+        lease_expires_at=row[13],
+        retry_count=row[14],
+        cancel_requested=bool(row[15]),
+        reason=row[16],
+        created_at=row[17],
+        queued_at=row[18],
+        started_at=row[19],
+        completed_at=row[20],
+        tenant_id=row[21],
+    )
+
+
+def step(row: tuple[Any, ...]) -> StepRecord:
+    return StepRecord(
+        job_id=row[0],
+        index=row[1],
+        step_id=row[2],
+        name=row[3],
+        status=StepStatus(row[4]),
+        outcome=_conclusion(row[5]),
+        conclusion=_conclusion(row[6]),
+        outputs=json.loads(row[7]),
+        started_at=row[8],
+        completed_at=row[9],
+        epoch=row[10],
+    )
+
+
+def log_line(row: tuple[Any, ...]) -> LogLine:
+    return LogLine(job_id=row[0], seq=row[1], step_index=row[2], text=row[3])
+
+
+def event(row: tuple[Any, ...]) -> OutboxEvent:
+    return OutboxEvent(
+        id=row[0],
+        kind=row[1],
+        run_id=row[2],
+        job_id=row[3],
+        data=json.loads(row[4]),
+        created_at=row[5],
+    )
+
+
+def job_event(record: JobRecord) -> Mapping[str, Any]:
+    """The data of a job's outbox event: enough for a consumer to route it."""
+    return {
+        "key": record.key,
+        "status": record.status.value,
+        "conclusion": None if record.conclusion is None else record.conclusion.value,
+    }

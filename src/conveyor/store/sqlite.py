@@ -1,0 +1,449 @@
+"""The Store on SQLite (stdlib sqlite3): opening a database, runs, scheduling, outbox.
+
+The lease-fenced runner operations live in `sqlite_runner`, the transaction
+plumbing in `sqlite_base`. Statements are constant strings (sqlite3 keeps
+them prepared); calls are synchronous inside the async methods: SQLite is
+local and fast.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+import uuid
+from collections.abc import Callable, Sequence
+
+from conveyor.engine.records import (
+    EventKind,
+    JobInstance,
+    JobRecord,
+    NewJob,
+    NewRun,
+    OutboxEvent,
+    RunRecord,
+)
+from conveyor.engine.states import (
+    LEASED,
+    Conclusion,
+    JobStatus,
+    RunStatus,
+    allowed_from,
+    is_terminal,
+)
+from conveyor.engine.store import Store
+from conveyor.errors import Conflict, NotFound, StoreError
+from conveyor.store import rows
+from conveyor.store.schema import migrate_sqlite
+from conveyor.store.sqlite_base import LEASED_IN
+from conveyor.store.sqlite_runner import SqliteRunnerSide
+
+_BUSY_TIMEOUT_MS = 10_000
+_J = rows.JOB_COLUMNS
+
+_INSERT_RUN = """
+    INSERT INTO workflow_runs (id, tenant_id, repository_id, workflow_path, workflow_name,
+        event, payload, ref, sha, inputs, status, attempt, run_number, idempotency_key,
+        created_at)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?)
+"""
+_INSERT_JOB = """
+    INSERT INTO jobs (id, run_id, tenant_id, key, name, needs, labels, matrix, spec, status,
+        created_at)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?)
+"""
+_QUEUE_JOB = f"""
+    UPDATE jobs SET status = 'queued', name = ?, matrix = ?, spec = ?,
+        labels = COALESCE(?, labels), queued_at = ?
+    WHERE id = ? AND status IN {rows.in_list(allowed_from(JobStatus.QUEUED) - LEASED)}
+    RETURNING {_J}
+"""
+_INSERT_INSTANCE = f"""
+    INSERT INTO jobs (id, run_id, tenant_id, key, name, needs, labels, matrix, spec, status,
+        created_at, queued_at)
+    SELECT ?, run_id, tenant_id, key, ?, needs, COALESCE(?, labels), ?, ?, 'queued', ?, ?
+    FROM jobs WHERE id = ?
+    RETURNING {_J}
+"""
+_SKIP_JOB = f"""
+    UPDATE jobs SET status = 'skipped', conclusion = 'skipped', reason = ?, completed_at = ?
+    WHERE id = ? AND status IN {rows.in_list(allowed_from(JobStatus.SKIPPED))}
+    RETURNING {_J}
+"""
+_FAIL_PENDING = f"""
+    UPDATE jobs SET status = 'failed', conclusion = 'failure', reason = ?, completed_at = ?
+    WHERE id = ? AND status IN {rows.in_list(allowed_from(JobStatus.FAILED) - LEASED)}
+    RETURNING {_J}
+"""
+_UNLEASED_CANCELLABLE = rows.in_list(allowed_from(JobStatus.CANCELLED) - LEASED)
+_CANCEL_JOB = f"""
+    UPDATE jobs SET status = 'cancelled', conclusion = 'cancelled', reason = ?, completed_at = ?
+    WHERE id = ? AND status IN {_UNLEASED_CANCELLABLE}
+    RETURNING {_J}
+"""
+_ASK_JOB_TO_STOP = f"""
+    UPDATE jobs SET cancel_requested = 1, reason = ?
+    WHERE id = ? AND status IN {LEASED_IN} AND cancel_requested = 0
+    RETURNING {_J}
+"""
+_CANCEL_RUN_JOBS = f"""
+    UPDATE jobs SET status = 'cancelled', conclusion = 'cancelled', reason = ?, completed_at = ?
+    WHERE run_id = ? AND status IN {_UNLEASED_CANCELLABLE}
+    RETURNING id
+"""
+_ASK_RUN_JOBS_TO_STOP = f"""
+    UPDATE jobs SET cancel_requested = 1, reason = ?
+    WHERE run_id = ? AND status IN {LEASED_IN} AND cancel_requested = 0
+    RETURNING id
+"""
+_EXPIRED = f"""
+    SELECT id, lease_epoch, retry_count, cancel_requested FROM jobs
+    WHERE status IN {LEASED_IN} AND lease_expires_at < ?
+    ORDER BY lease_expires_at
+"""
+_REQUEUE = f"""
+    UPDATE jobs SET status = 'queued', lease_owner = NULL, lease_expires_at = NULL,
+        retry_count = retry_count + 1, queued_at = ?, started_at = NULL
+    WHERE id = ? AND lease_epoch = ? AND lease_expires_at < ?
+      AND status IN {rows.in_list(allowed_from(JobStatus.QUEUED) & LEASED)}
+    RETURNING {_J}
+"""
+_LOSE = f"""
+    UPDATE jobs SET status = ?, conclusion = ?, reason = 'runner lost', completed_at = ?,
+        lease_expires_at = NULL
+    WHERE id = ? AND lease_epoch = ? AND lease_expires_at < ? AND status IN {LEASED_IN}
+    RETURNING {_J}
+"""
+_COMPLETE_RUN = f"""
+    UPDATE workflow_runs SET status = 'completed', conclusion = ?, completed_at = ?
+    WHERE id = ? AND status IN {rows.in_list(allowed_from(RunStatus.COMPLETED))}
+      AND NOT EXISTS (
+          SELECT 1 FROM jobs WHERE jobs.run_id = workflow_runs.id
+            AND jobs.status NOT IN {rows.in_list(s for s in JobStatus if is_terminal(s))}
+      )
+    RETURNING {rows.RUN_COLUMNS}
+"""
+
+
+def _new_id() -> str:
+    return uuid.uuid4().hex
+
+
+class SqliteStore(SqliteRunnerSide, Store):
+    """A `Store` on one SQLite connection; safe to share between threads."""
+
+    @classmethod
+    async def open(
+        cls,
+        path: str,
+        *,
+        clock: Callable[[], float] = time.time,
+        new_id: Callable[[], str] = _new_id,
+        durable: bool = True,
+    ) -> SqliteStore:
+        """Open (creating and migrating as needed) the database at `path` or ':memory:'.
+
+        `durable=False` skips fsync: for throwaway stores such as `conveyor run`'s.
+        """
+        try:
+            db = sqlite3.connect(
+                path, isolation_level=None, check_same_thread=False, cached_statements=256
+            )
+            db.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
+            db.execute("PRAGMA foreign_keys = ON")
+            db.execute("PRAGMA journal_mode = WAL")
+            db.execute(f"PRAGMA synchronous = {'FULL' if durable else 'OFF'}")
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open SQLite database {path!r}: {exc}") from exc
+        try:
+            migrate_sqlite(db, clock)
+        except BaseException:
+            db.close()
+            raise
+        return cls(db, clock, new_id)
+
+    # -- tenants and runs ---------------------------------------------------------------
+
+    async def create_tenant(self, tenant_id: str, name: str) -> None:
+        with self._write() as db:
+            inserted = db.execute(
+                "INSERT INTO tenants (id, name, created_at) VALUES (?, ?, ?) "
+                "ON CONFLICT (id) DO NOTHING",
+                (tenant_id, rows.text(name), self._clock()),
+            ).rowcount
+            if not inserted:
+                raise Conflict(f"tenant {tenant_id!r} already exists")
+
+    async def create_run(
+        self, run: NewRun, jobs: Sequence[NewJob]
+    ) -> tuple[RunRecord, list[JobRecord]]:
+        keys = [job.key for job in jobs]
+        if len(set(keys)) != len(keys):
+            duplicates = sorted({key for key in keys if keys.count(key) > 1})
+            raise ValueError(f"duplicate job keys: {', '.join(duplicates)}")
+        payload, inputs = rows.dump(run.payload), rows.dump(run.inputs)
+        job_values = [
+            (
+                job.key,
+                rows.text(job.name),
+                rows.dump_labels(job.needs),
+                rows.dump_labels(job.labels),
+                rows.dump_optional(job.matrix),
+                rows.dump(job.spec),
+            )
+            for job in jobs
+        ]
+        now = self._clock()
+        with self._write() as db:
+            if run.idempotency_key is not None:
+                row = db.execute(
+                    f"SELECT {rows.RUN_COLUMNS} FROM workflow_runs "
+                    "WHERE tenant_id = ? AND idempotency_key = ?",
+                    (run.tenant_id, run.idempotency_key),
+                ).fetchone()
+                if row is not None:
+                    return rows.run(row), self._jobs_of(db, row[0])
+            if (
+                db.execute("SELECT 1 FROM tenants WHERE id = ?", (run.tenant_id,)).fetchone()
+                is None
+            ):
+                raise NotFound(f"tenant {run.tenant_id!r} not found")
+            number = run.run_number
+            if number is None:
+                (number,) = db.execute(
+                    "SELECT COALESCE(MAX(run_number), 0) + 1 FROM workflow_runs "
+                    "WHERE tenant_id = ? AND repository_id IS ? AND workflow_path = ?",
+                    (run.tenant_id, run.repository_id, run.workflow_path),
+                ).fetchone()
+            run_id = self._new_id()
+            db.execute(
+                _INSERT_RUN,
+                (
+                    run_id,
+                    run.tenant_id,
+                    run.repository_id,
+                    rows.text(run.workflow_path),
+                    rows.text(run.workflow_name),
+                    rows.text(run.event),
+                    payload,
+                    run.ref,
+                    run.sha,
+                    inputs,
+                    run.attempt,
+                    number,
+                    run.idempotency_key,
+                    now,
+                ),
+            )
+            db.executemany(
+                _INSERT_JOB,
+                [(self._new_id(), run_id, run.tenant_id, *values, now) for values in job_values],
+            )
+            self._emit(db, EventKind.RUN_CREATED, run_id, None, {"jobs": len(jobs)}, now)
+            row = db.execute(
+                f"SELECT {rows.RUN_COLUMNS} FROM workflow_runs WHERE id = ?", (run_id,)
+            ).fetchone()
+            return rows.run(row), self._jobs_of(db, run_id)
+
+    async def get_run(self, run_id: str) -> RunRecord:
+        with self._read() as db:
+            row = db.execute(
+                f"SELECT {rows.RUN_COLUMNS} FROM workflow_runs WHERE id = ?", (run_id,)
+            ).fetchone()
+        if row is None:
+            raise NotFound(f"run {run_id!r} not found")
+        return rows.run(row)
+
+    async def complete_run(self, run_id: str, conclusion: Conclusion) -> RunRecord:
+        now = self._clock()
+        with self._write() as db:
+            row = db.execute(_COMPLETE_RUN, (conclusion.value, now, run_id)).fetchone()
+            if row is None:
+                found = db.execute(
+                    "SELECT status FROM workflow_runs WHERE id = ?", (run_id,)
+                ).fetchone()
+                if found is None:
+                    raise NotFound(f"run {run_id!r} not found")
+                if found[0] == RunStatus.COMPLETED:
+                    raise Conflict(f"run {run_id!r} is already completed")
+                raise Conflict(f"run {run_id!r} still has unfinished jobs")
+            record = rows.run(row)
+            data = {"status": record.status.value, "conclusion": conclusion.value}
+            self._emit(db, EventKind.RUN_COMPLETED, run_id, None, data, now)
+            return record
+
+    async def cancel_run(self, run_id: str) -> list[JobRecord]:
+        now = self._clock()
+        with self._write() as db:
+            found = db.execute(
+                "SELECT status FROM workflow_runs WHERE id = ?", (run_id,)
+            ).fetchone()
+            if found is None:
+                raise NotFound(f"run {run_id!r} not found")
+            if found[0] == RunStatus.COMPLETED:
+                raise Conflict(f"run {run_id!r} is already completed")
+            reason = "run cancelled"
+            cancelled = {row[0] for row in db.execute(_CANCEL_RUN_JOBS, (reason, now, run_id))}
+            asked = {row[0] for row in db.execute(_ASK_RUN_JOBS_TO_STOP, (reason, run_id))}
+            changed = [job for job in self._jobs_of(db, run_id) if job.id in cancelled | asked]
+            for job in changed:
+                kind = (
+                    EventKind.JOB_COMPLETED
+                    if job.id in cancelled
+                    else EventKind.JOB_CANCEL_REQUESTED
+                )
+                self._emit(db, kind, run_id, job.id, rows.job_event(job), now)
+            return changed
+
+    # -- jobs, scheduler side -------------------------------------------------------------
+
+    async def list_jobs(self, run_id: str) -> list[JobRecord]:
+        with self._read() as db:
+            jobs = self._jobs_of(db, run_id)
+            if (
+                not jobs
+                and db.execute("SELECT 1 FROM workflow_runs WHERE id = ?", (run_id,)).fetchone()
+                is None
+            ):
+                raise NotFound(f"run {run_id!r} not found")
+        return jobs
+
+    async def get_job(self, job_id: str) -> JobRecord:
+        with self._read() as db:
+            row = db.execute(f"SELECT {_J} FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        if row is None:
+            raise NotFound(f"job {job_id!r} not found")
+        return rows.job(row)
+
+    async def queue_job(self, job_id: str, instances: Sequence[JobInstance]) -> list[JobRecord]:
+        if not instances:
+            raise ValueError("queue_job needs at least one job instance")
+        values = [
+            (
+                rows.text(instance.name),
+                rows.dump_optional(instance.matrix),
+                rows.dump(instance.spec),
+                None if instance.labels is None else rows.dump_labels(instance.labels),
+            )
+            for instance in instances
+        ]
+        now = self._clock()
+        with self._write() as db:
+            name, matrix, spec, labels = values[0]
+            row = db.execute(_QUEUE_JOB, (name, matrix, spec, labels, now, job_id)).fetchone()
+            if row is None:
+                raise self._refusal(db, job_id, "queue")
+            queued = [rows.job(row)]
+            for name, matrix, spec, labels in values[1:]:
+                row = db.execute(
+                    _INSERT_INSTANCE, (self._new_id(), name, labels, matrix, spec, now, now, job_id)
+                ).fetchone()
+                queued.append(rows.job(row))
+            for job in queued:
+                self._emit(db, EventKind.JOB_QUEUED, job.run_id, job.id, rows.job_event(job), now)
+            return queued
+
+    async def skip_job(self, job_id: str, reason: str) -> JobRecord:
+        now = self._clock()
+        with self._write() as db:
+            row = db.execute(_SKIP_JOB, (rows.text(reason), now, job_id)).fetchone()
+            if row is None:
+                raise self._refusal(db, job_id, "skip")
+            job = rows.job(row)
+            self._emit(db, EventKind.JOB_COMPLETED, job.run_id, job.id, rows.job_event(job), now)
+            return job
+
+    async def fail_pending(self, job_id: str, reason: str) -> JobRecord:
+        now = self._clock()
+        with self._write() as db:
+            row = db.execute(_FAIL_PENDING, (rows.text(reason), now, job_id)).fetchone()
+            if row is None:
+                raise self._refusal(db, job_id, "fail")
+            job = rows.job(row)
+            data = {**rows.job_event(job), "reason": job.reason}
+            self._emit(db, EventKind.JOB_COMPLETED, job.run_id, job.id, data, now)
+            return job
+
+    async def cancel_job(self, job_id: str, reason: str) -> JobRecord:
+        now = self._clock()
+        reason = rows.text(reason)
+        with self._write() as db:
+            row = db.execute(_CANCEL_JOB, (reason, now, job_id)).fetchone()
+            kind = EventKind.JOB_COMPLETED
+            if row is None:
+                row = db.execute(_ASK_JOB_TO_STOP, (reason, job_id)).fetchone()
+                kind = EventKind.JOB_CANCEL_REQUESTED
+            if row is None:
+                current = db.execute(f"SELECT {_J} FROM jobs WHERE id = ?", (job_id,)).fetchone()
+                if current is None:
+                    raise NotFound(f"job {job_id!r} not found")
+                job = rows.job(current)
+                if job.status in LEASED:  # already asked to stop
+                    return job
+                raise Conflict(f"cannot cancel job {job_id!r}: it is {job.status}")
+            job = rows.job(row)
+            self._emit(db, kind, job.run_id, job.id, rows.job_event(job), now)
+            return job
+
+    async def reap_expired(self, max_retries: int) -> list[JobRecord]:
+        now = self._clock()
+        reaped: list[JobRecord] = []
+        with self._write() as db:
+            for job_id, epoch, retries, cancel in db.execute(_EXPIRED, (now,)).fetchall():
+                if retries < max_retries and not cancel:
+                    row = db.execute(_REQUEUE, (now, job_id, epoch, now)).fetchone()
+                    kind = EventKind.JOB_REQUEUED
+                else:
+                    ending = (
+                        (JobStatus.CANCELLED, Conclusion.CANCELLED)
+                        if cancel
+                        else (JobStatus.FAILED, Conclusion.FAILURE)
+                    )
+                    row = db.execute(_LOSE, (*ending, now, job_id, epoch, now)).fetchone()
+                    kind = EventKind.JOB_COMPLETED
+                if row is None:  # another reaper (on PostgreSQL) took it first
+                    continue
+                job = rows.job(row)
+                data = {**rows.job_event(job), "retry_count": job.retry_count}
+                self._emit(db, kind, job.run_id, job.id, data, now)
+                reaped.append(job)
+        return reaped
+
+    # -- outbox -------------------------------------------------------------------------------
+
+    async def events_after(self, cursor: int, limit: int = 100) -> list[OutboxEvent]:
+        with self._read() as db:
+            found = db.execute(
+                f"SELECT {rows.EVENT_COLUMNS} FROM outbox WHERE id > ? ORDER BY id LIMIT ?",
+                (cursor, max(limit, 0)),
+            ).fetchall()
+        return [rows.event(row) for row in found]
+
+    async def get_cursor(self, consumer: str) -> int:
+        with self._read() as db:
+            row = db.execute(
+                "SELECT position FROM consumer_cursors WHERE consumer = ?", (consumer,)
+            ).fetchone()
+        return 0 if row is None else int(row[0])
+
+    async def advance_cursor(self, consumer: str, expected: int, new: int) -> bool:
+        now = self._clock()
+        with self._write() as db:
+            if expected == 0:  # a cursor that was never stored is at 0
+                changed = db.execute(
+                    "INSERT INTO consumer_cursors (consumer, position, updated_at) "
+                    "VALUES (?, ?, ?) ON CONFLICT (consumer) DO UPDATE "
+                    "SET position = excluded.position, updated_at = excluded.updated_at "
+                    "WHERE consumer_cursors.position = 0",
+                    (consumer, new, now),
+                ).rowcount
+            else:
+                changed = db.execute(
+                    "UPDATE consumer_cursors SET position = ?, updated_at = ? "
+                    "WHERE consumer = ? AND position = ?",
+                    (new, now, consumer, expected),
+                ).rowcount
+            return changed == 1
+
+    async def close(self) -> None:
+        with self._lock:
+            self._db.close()

@@ -1,0 +1,290 @@
+"""What runners write to the SQLite store: leases, steps, logs and job completion.
+
+Each write after `acquire_job` carries the lease epoch it was given and is
+accepted only while that epoch still holds the job's lease (job ACQUIRED or
+RUNNING with that epoch); otherwise it raises LeaseLost and changes nothing.
+A step row written under an earlier epoch (a previous attempt of the job)
+counts as PENDING to the current one.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Mapping, Sequence
+
+from conveyor.engine.records import EventKind, JobRecord, LogLine, StepRecord
+from conveyor.engine.states import LEASED, Conclusion, JobStatus, StepStatus, allowed_from
+from conveyor.errors import Conflict, NotFound
+from conveyor.store import rows
+from conveyor.store.sqlite_base import LEASED_IN, SqliteBase
+
+_J = rows.JOB_COLUMNS
+
+# A job matches when none of its labels is missing from the runner's.
+_ACQUIRE_JOB = f"""
+    UPDATE jobs SET status = 'acquired', lease_owner = ?1, lease_epoch = lease_epoch + 1,
+        lease_expires_at = ?2
+    WHERE id = (
+        SELECT candidate.id FROM jobs AS candidate
+        WHERE candidate.status = 'queued'
+          AND (?3 IS NULL OR candidate.tenant_id = ?3)
+          AND NOT EXISTS (
+              SELECT 1 FROM json_each(candidate.labels) AS wanted
+              WHERE wanted.value NOT IN (SELECT value FROM json_each(?4))
+          )
+        ORDER BY candidate.queued_at, candidate.rowid
+        LIMIT 1
+    ) AND status IN {rows.in_list(allowed_from(JobStatus.ACQUIRED))}
+    RETURNING {_J}
+"""
+_START_JOB = f"""
+    UPDATE jobs SET status = 'running', started_at = ?
+    WHERE id = ? AND lease_epoch = ?
+      AND status IN {rows.in_list(allowed_from(JobStatus.RUNNING) & LEASED)}
+    RETURNING {_J}
+"""
+_START_RUN = """
+    UPDATE workflow_runs SET status = 'in_progress', started_at = ?
+    WHERE id = ? AND status = 'queued'
+"""
+_RENEW_LEASE = f"""
+    UPDATE jobs SET lease_expires_at = ?
+    WHERE id = ? AND lease_epoch = ? AND status IN {LEASED_IN}
+    RETURNING {_J}
+"""
+_FINISH_JOB = {
+    target: f"""
+        UPDATE jobs SET status = '{target}', conclusion = ?, outputs = ?,
+            reason = COALESCE(?, reason),
+            completed_at = ?, lease_expires_at = NULL
+        WHERE id = ? AND lease_epoch = ?
+          AND status IN {rows.in_list(allowed_from(target) & LEASED)}
+        RETURNING {_J}
+    """
+    for target in (JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED)
+}
+
+# The status a step row has for the attempt writing now: rows of older attempts are pending.
+_CURRENT = "(CASE WHEN steps.epoch < excluded.epoch THEN 'pending' ELSE steps.status END)"
+_START_STEP = f"""
+    INSERT INTO steps (job_id, step_index, epoch, step_id, name, status, started_at)
+    VALUES (?, ?, ?, ?, ?, 'running', ?)
+    ON CONFLICT (job_id, step_index) DO UPDATE SET
+        epoch = excluded.epoch, step_id = excluded.step_id, name = excluded.name,
+        status = excluded.status, outcome = NULL, conclusion = NULL, outputs = '{{}}',
+        started_at = excluded.started_at, completed_at = NULL
+    WHERE {_CURRENT} IN {rows.in_list(allowed_from(StepStatus.RUNNING))}
+"""
+
+
+def _finish_step_sql(target: StepStatus) -> str:
+    allowed = allowed_from(target)
+    if StepStatus.PENDING not in allowed:  # the step must have started in this attempt
+        return f"""
+            UPDATE steps SET status = '{target}', outcome = :outcome,
+                conclusion = :conclusion, outputs = :outputs, completed_at = :now
+            WHERE job_id = :job_id AND step_index = :index AND epoch = :epoch
+              AND status IN {rows.in_list(allowed)}
+        """
+    return f"""
+        INSERT INTO steps (job_id, step_index, epoch, step_id, name, status, outcome,
+            conclusion, outputs, completed_at)
+        VALUES (:job_id, :index, :epoch, :step_id, :name, '{target}', :outcome,
+            :conclusion, :outputs, :now)
+        ON CONFLICT (job_id, step_index) DO UPDATE SET
+            status = excluded.status, outcome = excluded.outcome,
+            conclusion = excluded.conclusion, outputs = excluded.outputs,
+            completed_at = excluded.completed_at,
+            started_at = CASE WHEN steps.epoch < excluded.epoch THEN NULL ELSE steps.started_at END,
+            step_id = COALESCE(excluded.step_id, steps.step_id),
+            name = CASE WHEN excluded.name = '' THEN steps.name ELSE excluded.name END,
+            epoch = excluded.epoch
+        WHERE {_CURRENT} IN {rows.in_list(allowed)}
+    """
+
+
+_FINISH_STEP = {
+    target: _finish_step_sql(target)
+    for target in (StepStatus.COMPLETED, StepStatus.FAILED, StepStatus.SKIPPED)
+}
+_RESERVE_LOG = f"""
+    UPDATE jobs SET log_seq = log_seq + ?
+    WHERE id = ? AND lease_epoch = ? AND status IN {LEASED_IN}
+    RETURNING log_seq
+"""
+_INSERT_LOG = "INSERT INTO log_lines (job_id, seq, step_index, text) VALUES (?, ?, ?, ?)"
+_READ_LOG = f"""
+    SELECT {rows.LOG_COLUMNS} FROM log_lines WHERE job_id = ? AND seq > ? ORDER BY seq LIMIT ?
+"""
+
+
+class SqliteRunnerSide(SqliteBase):
+    """The lease-fenced operations of `SqliteStore`."""
+
+    async def acquire_job(
+        self,
+        runner_id: str,
+        labels: Sequence[str],
+        lease_ttl: float,
+        *,
+        tenant_id: str | None = None,
+    ) -> JobRecord | None:
+        if lease_ttl <= 0:
+            raise ValueError(f"lease_ttl must be positive, not {lease_ttl}")
+        offered = rows.dump_labels(labels)
+        now = self._clock()
+        with self._write() as db:
+            row = db.execute(
+                _ACQUIRE_JOB, (rows.text(runner_id), now + lease_ttl, tenant_id, offered)
+            ).fetchone()
+            if row is None:
+                return None
+            job = rows.job(row)
+            data = {**rows.job_event(job), "runner": job.lease_owner, "epoch": job.lease_epoch}
+            self._emit(db, EventKind.JOB_ACQUIRED, job.run_id, job.id, data, now)
+            return job
+
+    async def start_job(self, job_id: str, epoch: int) -> JobRecord:
+        now = self._clock()
+        with self._write() as db:
+            row = db.execute(_START_JOB, (now, job_id, epoch)).fetchone()
+            if row is None:
+                raise self._refusal(db, job_id, "start", epoch)
+            job = rows.job(row)
+            self._emit(db, EventKind.JOB_STARTED, job.run_id, job.id, rows.job_event(job), now)
+            if db.execute(_START_RUN, (now, job.run_id)).rowcount:
+                data = {"status": "in_progress"}
+                self._emit(db, EventKind.RUN_STARTED, job.run_id, None, data, now)
+            return job
+
+    async def renew_lease(self, job_id: str, epoch: int, lease_ttl: float) -> JobRecord:
+        if lease_ttl <= 0:
+            raise ValueError(f"lease_ttl must be positive, not {lease_ttl}")
+        with self._write() as db:
+            row = db.execute(_RENEW_LEASE, (self._clock() + lease_ttl, job_id, epoch)).fetchone()
+            if row is None:
+                raise self._refusal(db, job_id, "renew the lease of", epoch)
+            return rows.job(row)
+
+    async def finish_job(
+        self,
+        job_id: str,
+        epoch: int,
+        status: JobStatus,
+        conclusion: Conclusion,
+        outputs: Mapping[str, str],
+        reason: str | None = None,
+    ) -> JobRecord:
+        sql = _FINISH_JOB.get(status)
+        if sql is None:
+            raise ValueError(f"finish_job cannot set status {status!r}")
+        values = (
+            conclusion.value,
+            rows.dump(outputs),
+            None if reason is None else rows.text(reason),
+            self._clock(),
+            job_id,
+            epoch,
+        )
+        with self._write() as db:
+            row = db.execute(sql, values).fetchone()
+            if row is None:
+                raise self._refusal(db, job_id, f"finish ({status})", epoch)
+            job = rows.job(row)
+            data = {**rows.job_event(job), "reason": job.reason}
+            self._emit(db, EventKind.JOB_COMPLETED, job.run_id, job.id, data, values[3])
+            return job
+
+    async def list_steps(self, job_id: str) -> list[StepRecord]:
+        with self._read() as db:
+            found = db.execute(
+                f"SELECT {rows.STEP_COLUMNS} FROM steps WHERE job_id = ? ORDER BY step_index",
+                (job_id,),
+            ).fetchall()
+            if not found and not self._job_exists(db, job_id):
+                raise NotFound(f"job {job_id!r} not found")
+        return [rows.step(row) for row in found]
+
+    async def start_step(
+        self, job_id: str, epoch: int, index: int, step_id: str | None, name: str
+    ) -> None:
+        now = self._clock()
+        values = (job_id, index, epoch, step_id, rows.text(name), now)
+        data = {"index": index, "status": StepStatus.RUNNING.value}
+        with self._write() as db:
+            action = f"start step {index} of"
+            self._emit_fenced(db, EventKind.STEP_STARTED, job_id, epoch, data, now, action)
+            if not db.execute(_START_STEP, values).rowcount:
+                raise _step_refusal(db, job_id, index, epoch, "start")
+
+    async def finish_step(
+        self,
+        job_id: str,
+        epoch: int,
+        index: int,
+        status: StepStatus,
+        outcome: Conclusion | None,
+        conclusion: Conclusion | None,
+        outputs: Mapping[str, str],
+        *,
+        step_id: str | None = None,
+        name: str = "",
+    ) -> None:
+        sql = _FINISH_STEP.get(status)
+        if sql is None:
+            raise ValueError(f"finish_step cannot set status {status!r}")
+        now = self._clock()
+        values = {
+            "job_id": job_id,
+            "index": index,
+            "epoch": epoch,
+            "step_id": step_id,
+            "name": rows.text(name),
+            "outcome": None if outcome is None else outcome.value,
+            "conclusion": None if conclusion is None else conclusion.value,
+            "outputs": rows.dump(outputs),
+            "now": now,
+        }
+        data = {"index": index, "status": status.value, "conclusion": values["conclusion"]}
+        with self._write() as db:
+            action = f"finish step {index} of"
+            self._emit_fenced(db, EventKind.STEP_COMPLETED, job_id, epoch, data, now, action)
+            if not db.execute(sql, values).rowcount:
+                raise _step_refusal(db, job_id, index, epoch, f"finish ({status})")
+
+    async def append_log(
+        self, job_id: str, epoch: int, lines: Sequence[tuple[int | None, str]]
+    ) -> int:
+        clean = [(step_index, rows.text(text)) for step_index, text in lines]
+        with self._write() as db:
+            row = db.execute(_RESERVE_LOG, (len(clean), job_id, epoch)).fetchone()
+            if row is None:
+                raise self._refusal(db, job_id, "append to the log of", epoch)
+            last: int = row[0]
+            first = last - len(clean) + 1
+            db.executemany(
+                _INSERT_LOG,
+                [
+                    (job_id, first + n, step_index, text)
+                    for n, (step_index, text) in enumerate(clean)
+                ],
+            )
+            return last
+
+    async def read_log(self, job_id: str, after_seq: int = 0, limit: int = 1000) -> list[LogLine]:
+        with self._read() as db:
+            found = db.execute(_READ_LOG, (job_id, after_seq, max(limit, 0))).fetchall()
+            if not found and not self._job_exists(db, job_id):
+                raise NotFound(f"job {job_id!r} not found")
+        return [rows.log_line(row) for row in found]
+
+
+def _step_refusal(
+    db: sqlite3.Connection, job_id: str, index: int, epoch: int, action: str
+) -> Conflict:
+    """Why a step transition matched no row (the lease itself was checked first)."""
+    row = db.execute(
+        "SELECT status, epoch FROM steps WHERE job_id = ? AND step_index = ?", (job_id, index)
+    ).fetchone()
+    status = "pending" if row is None or row[1] < epoch else row[0]
+    return Conflict(f"cannot {action} step {index} of job {job_id!r}: it is {status}")

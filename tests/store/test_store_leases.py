@@ -1,0 +1,220 @@
+"""Leases: acquisition by labels, concurrent acquirers, renewal, the reaper and fencing."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+
+from conveyor.engine.records import JobInstance, NewJob, NewRun
+from conveyor.engine.states import Conclusion, JobStatus, StepStatus
+from conveyor.errors import LeaseLost
+from conveyor.store.sqlite import SqliteStore
+
+if TYPE_CHECKING:
+    from tests.store.conftest import Clock, Kit
+
+TTL = 60.0
+
+
+def plain_run() -> NewRun:
+    return NewRun("ci.yml", "CI", "push", {}, None, None, {})
+
+
+async def test_acquire_matches_labels_as_a_subset(kit: Kit) -> None:
+    gpu = await kit.queued(labels=("linux", "gpu"))
+    anywhere = await kit.queued(labels=())
+    assert await kit.store.acquire_job("plain", ["linux"], TTL) == await kit.store.get_job(
+        anywhere.id
+    )
+    assert await kit.store.acquire_job("plain", ["linux"], TTL) is None
+    assert await kit.store.acquire_job("bare", [], TTL) is None
+    got = await kit.store.acquire_job("big", ["gpu", "x64", "linux"], TTL)
+    assert got is not None and got.id == gpu.id
+
+
+async def test_acquire_takes_the_oldest_queued_job_and_leases_it(kit: Kit) -> None:
+    first = await kit.queued()
+    kit.clock.advance(1)
+    await kit.queued()
+    kit.clock.advance(1)
+    got = await kit.store.acquire_job("runner-7", [], TTL)
+    assert got is not None and got.id == first.id
+    assert (got.status, got.lease_owner, got.lease_epoch) == (JobStatus.ACQUIRED, "runner-7", 1)
+    assert got.lease_expires_at == kit.clock.now + TTL
+    event = (await kit.events())[-1]
+    assert (event.kind, event.job_id, event.data["epoch"]) == ("job.acquired", first.id, 1)
+
+
+async def test_acquire_can_be_limited_to_a_tenant(kit: Kit) -> None:
+    await kit.store.create_tenant("acme", "Acme")
+    _, (job,) = await kit.run("build", tenant_id="acme")
+    await kit.store.queue_job(job.id, [JobInstance("Build", None)])
+    assert await kit.store.acquire_job("r", [], TTL, tenant_id="default") is None
+    got = await kit.store.acquire_job("r", [], TTL, tenant_id="acme")
+    assert got is not None and got.tenant_id == "acme"
+
+
+async def test_lease_ttl_must_be_positive(kit: Kit) -> None:
+    job = await kit.acquired()
+    with pytest.raises(ValueError, match="positive"):
+        await kit.store.acquire_job("r", [], 0)
+    with pytest.raises(ValueError, match="positive"):
+        await kit.store.renew_lease(job.id, job.lease_epoch, -1)
+
+
+def _acquire_all(store: SqliteStore, runner: str, got: list[str], start: threading.Barrier) -> None:
+    async def loop() -> None:
+        start.wait()
+        while (job := await store.acquire_job(runner, [], TTL)) is not None:
+            got.append(job.id)
+
+    asyncio.run(loop())
+
+
+@pytest.mark.parametrize("connections", ["one per thread", "one shared"])
+async def test_concurrent_acquirers_never_share_a_job(tmp_path: Path, connections: str) -> None:
+    path = str(tmp_path / "c.db")
+    store = await SqliteStore.open(path)
+    _, jobs = await store.create_run(
+        plain_run(), [NewJob(f"j{n}", f"J{n}", (), ()) for n in range(60)]
+    )
+    for job in jobs:
+        await store.queue_job(job.id, [JobInstance(job.name, None)])
+    results: list[list[str]] = [[] for _ in range(4)]
+    stores = [
+        store if connections == "one shared" else await SqliteStore.open(path) for _ in results
+    ]
+    start = threading.Barrier(len(results))
+    threads = [
+        threading.Thread(target=_acquire_all, args=(stores[n], f"r{n}", results[n], start))
+        for n in range(len(results))
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    taken = [job_id for got in results for job_id in got]
+    assert sorted(taken) == sorted(job.id for job in jobs)
+    assert all(job.lease_epoch == 1 for job in await store.list_jobs(jobs[0].run_id))
+    assert [e.kind for e in await store.events_after(0, 1000)].count("job.acquired") == 60
+    for opened in {id(s): s for s in [store, *stores]}.values():
+        await opened.close()
+
+
+async def test_renewal_extends_the_lease_and_reports_cancellation(kit: Kit) -> None:
+    job = await kit.running()
+    kit.clock.advance(TTL - 1)
+    renewed = await kit.store.renew_lease(job.id, job.lease_epoch, TTL)
+    assert renewed.lease_expires_at == kit.clock.now + TTL and not renewed.cancel_requested
+    kit.clock.advance(TTL - 1)
+    assert await kit.store.reap_expired(max_retries=3) == []
+    await kit.store.cancel_run(job.run_id)
+    assert (await kit.store.renew_lease(job.id, job.lease_epoch, TTL)).cancel_requested
+
+
+async def test_reaper_requeues_then_fails_with_runner_lost(kit: Kit) -> None:
+    await kit.running()
+    assert await kit.store.reap_expired(max_retries=1) == []  # not expired yet
+    kit.clock.advance(TTL + 1)
+
+    (requeued,) = await kit.store.reap_expired(max_retries=1)
+    assert (requeued.status, requeued.retry_count, requeued.lease_epoch) == (
+        JobStatus.QUEUED,
+        1,
+        1,
+    )
+    assert requeued.lease_owner is None and requeued.lease_expires_at is None
+    assert (await kit.events())[-1].kind == "job.requeued"
+
+    again = await kit.store.acquire_job("runner-2", [], TTL)
+    assert again is not None and again.lease_epoch == 2
+    kit.clock.advance(TTL + 1)
+    (lost,) = await kit.store.reap_expired(max_retries=1)
+    assert (lost.status, lost.conclusion, lost.reason) == (
+        JobStatus.FAILED,
+        Conclusion.FAILURE,
+        "runner lost",
+    )
+    assert (await kit.events())[-1].kind == "job.completed"
+    assert await kit.store.reap_expired(max_retries=1) == []
+
+
+async def test_a_lost_job_that_was_being_cancelled_ends_cancelled(kit: Kit) -> None:
+    job = await kit.running()
+    await kit.store.cancel_job(job.id, "user asked")
+    kit.clock.advance(TTL + 1)
+    (ended,) = await kit.store.reap_expired(max_retries=5)
+    assert (ended.status, ended.conclusion) == (JobStatus.CANCELLED, Conclusion.CANCELLED)
+
+
+async def test_concurrent_reapers_take_each_lease_once(tmp_path: Path, clock: Clock) -> None:
+    path = str(tmp_path / "c.db")
+    store = await SqliteStore.open(path, clock=clock)
+    _, jobs = await store.create_run(
+        plain_run(), [NewJob(f"j{n}", f"J{n}", (), ()) for n in range(20)]
+    )
+    for job in jobs:
+        await store.queue_job(job.id, [JobInstance(job.name, None)])
+        assert await store.acquire_job("r", [], TTL) is not None
+    clock.advance(TTL + 1)
+    reaped: list[int] = []
+
+    def reap() -> None:
+        async def go() -> None:
+            other = await SqliteStore.open(path, clock=clock)
+            reaped.append(len(await other.reap_expired(max_retries=3)))
+            await other.close()
+
+        asyncio.run(go())
+
+    threads = [threading.Thread(target=reap) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sum(reaped) == 20
+    events = [e.kind for e in await store.events_after(0, 1000)]
+    assert events.count("job.requeued") == 20
+    await store.close()
+
+
+async def test_a_stale_epoch_is_fenced_off_and_leaves_no_trace(kit: Kit) -> None:
+    job = await kit.running()
+    epoch = job.lease_epoch
+    await kit.store.start_step(job.id, epoch, 0, "build", "Build")
+    await kit.store.append_log(job.id, epoch, [(0, "before")])
+    kit.clock.advance(TTL + 1)
+    await kit.store.reap_expired(max_retries=3)
+
+    async def stale_writes() -> None:
+        ok = Conclusion.SUCCESS
+        calls = [
+            lambda: kit.store.renew_lease(job.id, epoch, TTL),
+            lambda: kit.store.start_job(job.id, epoch),
+            lambda: kit.store.start_step(job.id, epoch, 1, None, "Next"),
+            lambda: kit.store.finish_step(job.id, epoch, 0, StepStatus.COMPLETED, ok, ok, {}),
+            lambda: kit.store.append_log(job.id, epoch, [(0, "ghost")]),
+            lambda: kit.store.finish_job(job.id, epoch, JobStatus.COMPLETED, ok, {}),
+        ]
+        for call in calls:
+            with pytest.raises(LeaseLost):
+                await call()
+
+    steps, log, events = (
+        await kit.store.list_steps(job.id),
+        await kit.store.read_log(job.id),
+        await kit.events(),
+    )
+    await stale_writes()  # re-queued: the epoch is unchanged but the lease is gone
+    fresh = await kit.store.acquire_job("runner-2", [], TTL)
+    assert fresh is not None and fresh.lease_epoch == epoch + 1
+    events.append((await kit.events())[-1])
+    await stale_writes()  # re-acquired: the old epoch is stale
+    assert await kit.store.list_steps(job.id) == steps
+    assert await kit.store.read_log(job.id) == log
+    assert await kit.events() == events
+    await kit.store.start_job(fresh.id, fresh.lease_epoch)  # the new holder is unaffected

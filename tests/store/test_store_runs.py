@@ -1,0 +1,156 @@
+"""Runs: creation (once per idempotency key), numbering, completion and cancellation."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import pytest
+
+from conveyor.engine.records import JobInstance, NewJob
+from conveyor.engine.states import Conclusion, JobStatus, RunStatus
+from conveyor.engine.store import Store
+from conveyor.errors import Conflict, NotFound
+
+if TYPE_CHECKING:
+    from tests.store.conftest import Kit
+
+
+async def test_create_run_writes_the_run_its_pending_jobs_and_one_event(kit: Kit) -> None:
+    jobs = [
+        NewJob("build", "Build", (), ("linux", "x64"), spec={"steps": [{"run": "make"}]}),
+        NewJob("test", "Test", ("build",), (), matrix={"py": ["3.11", "3.12"]}),
+    ]
+    run, created = await kit.store.create_run(kit.new_run(payload={"n": [1, {"a": None}]}), jobs)
+    assert run.status is RunStatus.QUEUED and run.conclusion is None
+    assert run.run_number == 1 and run.attempt == 1 and run.tenant_id == "default"
+    assert run.payload == {"n": [1, {"a": None}]}
+    assert run.created_at == kit.clock.now and run.started_at is None
+    assert [(j.key, j.name, j.needs, j.labels) for j in created] == [
+        ("build", "Build", (), ("linux", "x64")),
+        ("test", "Test", ("build",), ()),
+    ]
+    assert created[0].spec == {"steps": [{"run": "make"}]} and created[0].matrix is None
+    assert created[1].matrix == {"py": ["3.11", "3.12"]}
+    assert all(j.status is JobStatus.PENDING and j.lease_epoch == 0 for j in created)
+    assert await kit.store.list_jobs(run.id) == created
+    assert await kit.store.get_run(run.id) == run
+    assert await kit.kinds() == ["run.created"]
+
+
+async def test_the_same_idempotency_key_returns_the_existing_run(kit: Kit) -> None:
+    first, first_jobs = await kit.run("build", idempotency_key="delivery-1")
+    again, again_jobs = await kit.run("build", "extra", idempotency_key="delivery-1")
+    assert (again, again_jobs) == (first, first_jobs)
+    assert await kit.kinds() == ["run.created"]
+
+    await kit.store.create_tenant("acme", "Acme")
+    other, _ = await kit.run("build", idempotency_key="delivery-1", tenant_id="acme")
+    assert other.id != first.id and other.tenant_id == "acme"
+
+
+async def test_run_numbers_count_per_workflow(kit: Kit) -> None:
+    one, _ = await kit.run()
+    two, _ = await kit.run()
+    other, _ = await kit.run(workflow_path=".github/workflows/release.yml")
+    rerun, _ = await kit.run(attempt=2, run_number=one.run_number)
+    assert (one.run_number, two.run_number, other.run_number) == (1, 2, 1)
+    assert (rerun.run_number, rerun.attempt) == (1, 2)
+
+
+async def test_bad_creations_leave_nothing(kit: Kit) -> None:
+    with pytest.raises(NotFound, match="tenant 'nobody'"):
+        await kit.run(tenant_id="nobody")
+    with pytest.raises(ValueError, match="duplicate job keys: a"):
+        await kit.run("a", "b", "a")
+    assert await kit.events() == []
+    with pytest.raises(Conflict):
+        await kit.store.create_tenant("default", "again")
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda s: s.get_run("nope"),
+        lambda s: s.list_jobs("nope"),
+        lambda s: s.get_job("nope"),
+        lambda s: s.list_steps("nope"),
+        lambda s: s.read_log("nope"),
+        lambda s: s.complete_run("nope", Conclusion.SUCCESS),
+        lambda s: s.cancel_run("nope"),
+        lambda s: s.queue_job("nope", [JobInstance("x", None)]),
+        lambda s: s.skip_job("nope", "r"),
+        lambda s: s.start_job("nope", 1),
+        lambda s: s.append_log("nope", 1, [(None, "x")]),
+    ],
+)
+async def test_unknown_ids_are_not_found(store: Store, call: object) -> None:
+    with pytest.raises(NotFound):
+        await call(store)  # type: ignore[operator]
+
+
+async def test_a_run_completes_only_when_every_job_is_terminal(kit: Kit) -> None:
+    run, (build, test) = await kit.run("build", "test")
+    await kit.store.skip_job(test.id, "if: false")
+    before = await kit.events()
+    with pytest.raises(Conflict, match="unfinished jobs"):
+        await kit.store.complete_run(run.id, Conclusion.SUCCESS)
+    assert await kit.events() == before
+    assert (await kit.store.get_run(run.id)).status is RunStatus.QUEUED
+
+    await kit.store.skip_job(build.id, "if: false")
+    kit.clock.advance(5)
+    done = await kit.store.complete_run(run.id, Conclusion.SKIPPED)
+    assert (done.status, done.conclusion, done.completed_at) == (
+        RunStatus.COMPLETED,
+        Conclusion.SKIPPED,
+        kit.clock.now,
+    )
+    assert (await kit.events())[-1].kind == "run.completed"
+    with pytest.raises(Conflict, match="already completed"):
+        await kit.store.complete_run(run.id, Conclusion.FAILURE)
+    with pytest.raises(Conflict, match="already completed"):
+        await kit.store.cancel_run(run.id)
+
+
+async def test_the_first_job_start_starts_the_run_once(kit: Kit) -> None:
+    run, jobs = await kit.run("a", "b")
+    for job in jobs:
+        await kit.store.queue_job(job.id, [JobInstance(job.name, None)])
+    for _ in jobs:
+        acquired = await kit.store.acquire_job("r", [], 60)
+        assert acquired is not None
+        await kit.store.start_job(acquired.id, acquired.lease_epoch)
+    assert (await kit.store.get_run(run.id)).status is RunStatus.IN_PROGRESS
+    assert (await kit.kinds()).count("run.started") == 1
+
+
+async def test_cancel_run_cancels_waiting_jobs_and_asks_leased_ones_to_stop(kit: Kit) -> None:
+    run, (_, queued, leased) = await kit.run("pending", "queued", "leased")
+    await kit.store.queue_job(queued.id, [JobInstance("Queued", None, labels=("gpu",))])
+    await kit.store.queue_job(leased.id, [JobInstance("Leased", None)])
+    job = await kit.store.acquire_job("runner-1", [], 60)
+    assert job is not None and job.id == leased.id
+    mark = len(await kit.events())
+
+    changed = await kit.store.cancel_run(run.id)
+    assert [(j.key, j.status, j.cancel_requested) for j in changed] == [
+        ("pending", JobStatus.CANCELLED, False),
+        ("queued", JobStatus.CANCELLED, False),
+        ("leased", JobStatus.ACQUIRED, True),
+    ]
+    assert changed[0].conclusion is Conclusion.CANCELLED
+    assert [e.kind for e in (await kit.events())[mark:]] == [
+        "job.completed",
+        "job.completed",
+        "job.cancel_requested",
+    ]
+    assert await kit.store.cancel_run(run.id) == []  # nothing left to change
+
+    renewed = await kit.store.renew_lease(job.id, job.lease_epoch, 60)
+    assert renewed.cancel_requested
+    ended = await kit.store.finish_job(
+        job.id, job.lease_epoch, JobStatus.CANCELLED, Conclusion.CANCELLED, {}
+    )
+    assert ended.reason == "run cancelled"
+    done = await kit.store.complete_run(run.id, Conclusion.CANCELLED)
+    assert done.conclusion is Conclusion.CANCELLED
