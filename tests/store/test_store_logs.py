@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import pytest
+
 from conveyor.engine.records import JobInstance, NewJob
 from conveyor.engine.states import Conclusion, JobStatus, StepStatus
+from conveyor.errors import StoreError
 
 if TYPE_CHECKING:
     from tests.store.conftest import Kit
@@ -109,3 +112,9 @@ async def test_hostile_names_and_data_round_trip(kit: Kit) -> None:
     (step,) = await kit.store.list_steps(job.id)
     assert (step.step_id, step.name, step.outputs) == (SQL, UNICODE, {SQL: UNICODE})
     assert (await kit.store.get_job(job.id)).name == SQL
+
+
+async def test_an_unstorable_key_is_a_store_error_and_writes_nothing(kit: Kit) -> None:
+    with pytest.raises(StoreError, match="text cannot be stored"):
+        await kit.run(idempotency_key="lone \udcff surrogate")
+    assert await kit.events() == []

@@ -114,3 +114,10 @@ async def test_ids_come_from_the_injected_source(tmp_path: Path) -> None:
     run, _ = await store.create_run(new_run(), [])
     assert run.id == "id-0"
     await store.close()
+
+
+async def test_a_closed_store_raises_store_errors() -> None:
+    store = await SqliteStore.open(":memory:")
+    await store.close()
+    with pytest.raises(StoreError, match="closed"):
+        await store.get_run("any")

@@ -13,6 +13,7 @@ from conveyor.errors import ConveyorError, Span
 from conveyor.workflow.matrix import (
     MAX_COMBINATIONS,
     MatrixError,
+    MatrixTooLarge,
     StrategyPlan,
     count_static,
     display_suffix,
@@ -154,9 +155,14 @@ def test_no_matrix_is_no_combination(matrix: dict[str, Any] | None) -> None:
         ({"os": ["a"], "exclude": [{"os": "a"}]}, "every one was excluded"),
         ({"os": ["a"], "exclude": [{"arch": "x"}]}, "exclude key 'arch' is not a key"),
         ({1: ["a"]}, "matrix key 1 must be a string"),
-        ({"a": list(range(16)), "b": list(range(17))}, "272 combinations, more than 256"),
-        ({"include": [{"n": i} for i in range(257)]}, "more than 256"),
-        ({k: list(range(10)) for k in "abcdefgh"}, "100000000 combinations"),
+        ({"a": list(range(16)), "b": list(range(17))}, "more than 256 combinations"),
+        ({"include": [{"n": i} for i in range(100_000)]}, "more than 256 combinations"),
+        ({"include": [{1: "a"}]}, "matrix include[0] key 1 must be a string"),
+        ({"include": [{"n": i} for i in range(257)]}, "more than 256 combinations"),
+        (
+            {k: list(range(10)) for k in "abcdefgh"},
+            "100000000 combinations before exclude, more than 4096",
+        ),
     ],
 )
 def test_invalid_matrices(matrix: Any, message: str) -> None:
@@ -170,6 +176,19 @@ def test_invalid_matrices(matrix: Any, message: str) -> None:
 def test_a_matrix_must_be_a_mapping() -> None:
     with pytest.raises(MatrixError, match="must be a mapping, not a string"):
         expand("${{ fromJSON(x) }}")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "matrix",
+    [
+        {"a": list(range(16)), "b": list(range(17))},
+        {"include": [{"n": i} for i in range(257)]},
+        {k: list(range(10)) for k in "abcd"},
+    ],
+)
+def test_too_large_has_its_own_type(matrix: dict[str, Any]) -> None:
+    with pytest.raises(MatrixTooLarge):
+        expand(matrix)
 
 
 def test_limit_counts_after_exclude() -> None:

@@ -12,8 +12,13 @@ rolled back (no trace, no event) and the method raises:
 
 Runner writes (`start_job`, `renew_lease`, `start_step`, `finish_step`,
 `append_log`, `finish_job`) carry the job's lease epoch, the fencing token
-that `acquire_job` increments. Heartbeats and log lines are not state
-changes and write no outbox row.
+that `acquire_job` increments; a runner flushes its logs before
+`finish_job`, after which its epoch holds nothing. Heartbeats and log
+lines are not state changes and write no outbox row.
+
+Free text (names, reasons, log lines) is stored exactly, except NUL and
+lone surrogates, which no database text column holds: they become U+FFFD.
+JSON data (payloads, specs, outputs) round-trips exactly.
 """
 
 from __future__ import annotations
@@ -177,7 +182,7 @@ class Store(Protocol):
         """Step → COMPLETED | FAILED | SKIPPED; outbox `step.completed`.
 
         A step never started (skipped, or failed before it ran) is created
-        here, with `step_id` and `name`.
+        here; `step_id` and a non-empty `name` replace the recorded ones.
         """
         ...
 

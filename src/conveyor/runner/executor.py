@@ -9,14 +9,15 @@ steps, PATH additions, masks, the steps context, the job status) in a
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from conveyor.engine.contexts import github_env, runner_context, runner_env
 from conveyor.errors import ConveyorError
-from conveyor.expr import Environment, render_value
+from conveyor.expr import Environment, render_value, to_string
 from conveyor.runner import workspace
 from conveyor.runner.artifacts import ArtifactStore
 from conveyor.runner.assignment import JobAssignment, JobOutcome, JobReporter
@@ -120,20 +121,22 @@ class JobExecutor:
         self._keep = keep_workspace
 
     async def run(self, assignment: JobAssignment, reporter: JobReporter) -> JobOutcome:
-        from conveyor.runner.steps import run_job_steps
+        from conveyor.runner.steps import Scope, run_steps
 
         dirs = workspace.prepare(assignment.source_dir, self._temp_parent, bind=assignment.bind)
         state: JobState | None = None
         try:
             state = self._initial_state(assignment, dirs, reporter)
             timeout = _minutes(assignment.job.timeout_minutes, state)
+            scope = Scope(steps=assignment.job.steps, defaults=assignment.job.defaults)
             try:
-                await asyncio.wait_for(run_job_steps(state), timeout=timeout)
+                await asyncio.wait_for(run_steps(state, scope), timeout=timeout)
             except TimeoutError:
-                state.status = "failure"
-                reporter.log(None, f"##[error]The job has exceeded the maximum execution time of {timeout / 60:g} minutes.")
+                minutes = assignment.job.timeout_minutes
+                reporter.log(None, f"##[error]The job exceeded its timeout of {minutes} minutes.")
+                await reporter.flush()
                 return JobOutcome("failure", {}, reason="timed out")
-            outputs = self._outputs(state)
+            outputs = self._outputs(state, scope.results)
             await reporter.flush()
             conclusion = "cancelled" if state.cancelled else state.status
             return JobOutcome(conclusion, outputs)
@@ -165,13 +168,11 @@ class JobExecutor:
         }
         event_path = os.path.join(dirs.files, "event.json")
         with open(event_path, "w", encoding="utf-8") as f:
-            import json
-
             json.dump(github.get("event", {}), f)
         base_env["GITHUB_EVENT_PATH"] = event_path
         github["event_path"] = event_path
         state = JobState(
-            assignment=_with_contexts(a, contexts),
+            assignment=replace(a, contexts=contexts),
             dirs=dirs,
             reporter=reporter,
             artifacts=self._artifacts,
@@ -185,22 +186,14 @@ class JobExecutor:
         state.job_env = {**wf_env, **_render_env(a.job.env, state, wf_env)}
         return state
 
-    def _outputs(self, state: JobState) -> dict[str, str]:
-        from conveyor.runner.steps import steps_context_of
-
-        contexts = state.contexts(env=state.env_context(), steps=steps_context_of(state))
+    def _outputs(self, state: JobState, steps: Mapping[str, Any]) -> dict[str, str]:
+        contexts = state.contexts(env=state.env_context(), steps=steps)
         rendered = render_value(dict(state.assignment.job.outputs), state.environment(contexts))
         out: dict[str, str] = {}
         for key, value in rendered.items():
-            text = "" if value is None else _to_text(value)
+            text = "" if value is None else to_string(value)
             out[str(key)] = text
         return out
-
-
-def _with_contexts(a: JobAssignment, contexts: Mapping[str, Any]) -> JobAssignment:
-    from dataclasses import replace
-
-    return replace(a, contexts=contexts)
 
 
 def _render_env(raw: Any, state: JobState, env: Mapping[str, str]) -> dict[str, str]:
@@ -211,13 +204,7 @@ def _render_env(raw: Any, state: JobState, env: Mapping[str, str]) -> dict[str, 
     value = render_value(raw if isinstance(raw, str) else dict(raw), state.environment(contexts))
     if not isinstance(value, Mapping):
         raise ConveyorError(f"env must be a mapping, got {type(value).__name__}")
-    return {str(k): _to_text(v) for k, v in value.items()}
-
-
-def _to_text(value: Any) -> str:
-    from conveyor.expr import to_string
-
-    return to_string(value)
+    return {str(k): to_string(v) for k, v in value.items()}
 
 
 def _minutes(raw: Any, state: JobState) -> float | None:

@@ -39,6 +39,9 @@ class Scope:
     """The top-level step whose log an inner step writes to (None: each its own)."""
     status: str = "success"
     results: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """The `steps` context: outputs, outcome and conclusion of each step with an id."""
+    depth: int = 0
+    """How many composite actions deep these steps are."""
 
     @property
     def top_level(self) -> bool:
@@ -50,23 +53,6 @@ class StepResult:
     outcome: str
     conclusion: str
     outputs: Mapping[str, str]
-
-
-def steps_context_of(state: JobState) -> dict[str, Any]:
-    scope: Scope | None = getattr(state, "top_scope", None)
-    return dict(scope.results) if scope else {}
-
-
-async def run_job_steps(state: JobState) -> None:
-    """Run the job's own steps, with the job's and workflow's `defaults.run`."""
-    job, wf = state.assignment.job, state.assignment.workflow
-    defaults = RunDefaults(
-        shell=job.defaults.shell or wf.defaults.shell,
-        working_directory=job.defaults.working_directory or wf.defaults.working_directory,
-    )
-    scope = Scope(steps=job.steps, defaults=defaults)
-    state.top_scope = scope  # type: ignore[attr-defined]
-    await run_steps(state, scope)
 
 
 async def run_steps(state: JobState, scope: Scope) -> None:

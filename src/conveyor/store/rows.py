@@ -50,6 +50,10 @@ def text(value: str) -> str:
     return _UNSTORABLE.sub("\ufffd", value)
 
 
+def optional_text(value: str | None) -> str | None:
+    return None if value is None else text(value)
+
+
 def dump(value: Any) -> str:
     """JSON text, ASCII only (so it survives any column encoding)."""
     return _ENCODER.encode(value)

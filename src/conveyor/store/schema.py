@@ -77,7 +77,8 @@ def migrate_sqlite(db: sqlite3.Connection, clock: Callable[[], float], target: i
                     )
             db.execute("COMMIT")
         except BaseException:
-            db.execute("ROLLBACK")
+            if db.in_transaction:
+                db.execute("ROLLBACK")
             raise
     except sqlite3.Error as exc:
         raise StoreError(f"cannot migrate the database schema: {exc}") from exc

@@ -1,9 +1,11 @@
-"""The Store on SQLite (stdlib sqlite3): opening a database, runs, scheduling, outbox.
+"""The Store on SQLite (stdlib sqlite3): opening a database, tenants, runs and the outbox.
 
-The lease-fenced runner operations live in `sqlite_runner`, the transaction
-plumbing in `sqlite_base`. Statements are constant strings (sqlite3 keeps
-them prepared); calls are synchronous inside the async methods: SQLite is
-local and fast.
+The scheduler's job operations live in `sqlite_jobs`, the lease-fenced
+runner operations in `sqlite_runner`, the transaction plumbing in
+`sqlite_base`. Statements are constant strings (sqlite3 keeps them
+prepared). Calls are synchronous inside the async methods: SQLite is local
+and a transition takes well under a millisecond; only a writer in another
+process holding the lock (up to the busy timeout) would stall the loop.
 """
 
 from __future__ import annotations
@@ -15,7 +17,6 @@ from collections.abc import Callable, Sequence
 
 from conveyor.engine.records import (
     EventKind,
-    JobInstance,
     JobRecord,
     NewJob,
     NewRun,
@@ -23,7 +24,6 @@ from conveyor.engine.records import (
     RunRecord,
 )
 from conveyor.engine.states import (
-    LEASED,
     Conclusion,
     JobStatus,
     RunStatus,
@@ -35,10 +35,10 @@ from conveyor.errors import Conflict, NotFound, StoreError
 from conveyor.store import rows
 from conveyor.store.schema import migrate_sqlite
 from conveyor.store.sqlite_base import LEASED_IN
+from conveyor.store.sqlite_jobs import UNLEASED_CANCELLABLE, SqliteJobSide
 from conveyor.store.sqlite_runner import SqliteRunnerSide
 
 _BUSY_TIMEOUT_MS = 10_000
-_J = rows.JOB_COLUMNS
 
 _INSERT_RUN = """
     INSERT INTO workflow_runs (id, tenant_id, repository_id, workflow_path, workflow_name,
@@ -51,67 +51,15 @@ _INSERT_JOB = """
         created_at)
     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?)
 """
-_QUEUE_JOB = f"""
-    UPDATE jobs SET status = 'queued', name = ?, matrix = ?, spec = ?,
-        labels = COALESCE(?, labels), queued_at = ?
-    WHERE id = ? AND status IN {rows.in_list(allowed_from(JobStatus.QUEUED) - LEASED)}
-    RETURNING {_J}
-"""
-_INSERT_INSTANCE = f"""
-    INSERT INTO jobs (id, run_id, tenant_id, key, name, needs, labels, matrix, spec, status,
-        created_at, queued_at)
-    SELECT ?, run_id, tenant_id, key, ?, needs, COALESCE(?, labels), ?, ?, 'queued', ?, ?
-    FROM jobs WHERE id = ?
-    RETURNING {_J}
-"""
-_SKIP_JOB = f"""
-    UPDATE jobs SET status = 'skipped', conclusion = 'skipped', reason = ?, completed_at = ?
-    WHERE id = ? AND status IN {rows.in_list(allowed_from(JobStatus.SKIPPED))}
-    RETURNING {_J}
-"""
-_FAIL_PENDING = f"""
-    UPDATE jobs SET status = 'failed', conclusion = 'failure', reason = ?, completed_at = ?
-    WHERE id = ? AND status IN {rows.in_list(allowed_from(JobStatus.FAILED) - LEASED)}
-    RETURNING {_J}
-"""
-_UNLEASED_CANCELLABLE = rows.in_list(allowed_from(JobStatus.CANCELLED) - LEASED)
-_CANCEL_JOB = f"""
-    UPDATE jobs SET status = 'cancelled', conclusion = 'cancelled', reason = ?, completed_at = ?
-    WHERE id = ? AND status IN {_UNLEASED_CANCELLABLE}
-    RETURNING {_J}
-"""
-_ASK_JOB_TO_STOP = f"""
-    UPDATE jobs SET cancel_requested = 1, reason = ?
-    WHERE id = ? AND status IN {LEASED_IN} AND cancel_requested = 0
-    RETURNING {_J}
-"""
 _CANCEL_RUN_JOBS = f"""
     UPDATE jobs SET status = 'cancelled', conclusion = 'cancelled', reason = ?, completed_at = ?
-    WHERE run_id = ? AND status IN {_UNLEASED_CANCELLABLE}
+    WHERE run_id = ? AND status IN {UNLEASED_CANCELLABLE}
     RETURNING id
 """
 _ASK_RUN_JOBS_TO_STOP = f"""
     UPDATE jobs SET cancel_requested = 1, reason = ?
     WHERE run_id = ? AND status IN {LEASED_IN} AND cancel_requested = 0
     RETURNING id
-"""
-_EXPIRED = f"""
-    SELECT id, lease_epoch, retry_count, cancel_requested FROM jobs
-    WHERE status IN {LEASED_IN} AND lease_expires_at < ?
-    ORDER BY lease_expires_at
-"""
-_REQUEUE = f"""
-    UPDATE jobs SET status = 'queued', lease_owner = NULL, lease_expires_at = NULL,
-        retry_count = retry_count + 1, queued_at = ?, started_at = NULL
-    WHERE id = ? AND lease_epoch = ? AND lease_expires_at < ?
-      AND status IN {rows.in_list(allowed_from(JobStatus.QUEUED) & LEASED)}
-    RETURNING {_J}
-"""
-_LOSE = f"""
-    UPDATE jobs SET status = ?, conclusion = ?, reason = 'runner lost', completed_at = ?,
-        lease_expires_at = NULL
-    WHERE id = ? AND lease_epoch = ? AND lease_expires_at < ? AND status IN {LEASED_IN}
-    RETURNING {_J}
 """
 _COMPLETE_RUN = f"""
     UPDATE workflow_runs SET status = 'completed', conclusion = ?, completed_at = ?
@@ -128,7 +76,7 @@ def _new_id() -> str:
     return uuid.uuid4().hex
 
 
-class SqliteStore(SqliteRunnerSide, Store):
+class SqliteStore(SqliteJobSide, SqliteRunnerSide, Store):
     """A `Store` on one SQLite connection; safe to share between threads."""
 
     @classmethod
@@ -293,120 +241,6 @@ class SqliteStore(SqliteRunnerSide, Store):
                 )
                 self._emit(db, kind, run_id, job.id, rows.job_event(job), now)
             return changed
-
-    # -- jobs, scheduler side -------------------------------------------------------------
-
-    async def list_jobs(self, run_id: str) -> list[JobRecord]:
-        with self._read() as db:
-            jobs = self._jobs_of(db, run_id)
-            if (
-                not jobs
-                and db.execute("SELECT 1 FROM workflow_runs WHERE id = ?", (run_id,)).fetchone()
-                is None
-            ):
-                raise NotFound(f"run {run_id!r} not found")
-        return jobs
-
-    async def get_job(self, job_id: str) -> JobRecord:
-        with self._read() as db:
-            row = db.execute(f"SELECT {_J} FROM jobs WHERE id = ?", (job_id,)).fetchone()
-        if row is None:
-            raise NotFound(f"job {job_id!r} not found")
-        return rows.job(row)
-
-    async def queue_job(self, job_id: str, instances: Sequence[JobInstance]) -> list[JobRecord]:
-        if not instances:
-            raise ValueError("queue_job needs at least one job instance")
-        values = [
-            (
-                rows.text(instance.name),
-                rows.dump_optional(instance.matrix),
-                rows.dump(instance.spec),
-                None if instance.labels is None else rows.dump_labels(instance.labels),
-            )
-            for instance in instances
-        ]
-        now = self._clock()
-        with self._write() as db:
-            name, matrix, spec, labels = values[0]
-            row = db.execute(_QUEUE_JOB, (name, matrix, spec, labels, now, job_id)).fetchone()
-            if row is None:
-                raise self._refusal(db, job_id, "queue")
-            queued = [rows.job(row)]
-            for name, matrix, spec, labels in values[1:]:
-                row = db.execute(
-                    _INSERT_INSTANCE, (self._new_id(), name, labels, matrix, spec, now, now, job_id)
-                ).fetchone()
-                queued.append(rows.job(row))
-            for job in queued:
-                self._emit(db, EventKind.JOB_QUEUED, job.run_id, job.id, rows.job_event(job), now)
-            return queued
-
-    async def skip_job(self, job_id: str, reason: str) -> JobRecord:
-        now = self._clock()
-        with self._write() as db:
-            row = db.execute(_SKIP_JOB, (rows.text(reason), now, job_id)).fetchone()
-            if row is None:
-                raise self._refusal(db, job_id, "skip")
-            job = rows.job(row)
-            self._emit(db, EventKind.JOB_COMPLETED, job.run_id, job.id, rows.job_event(job), now)
-            return job
-
-    async def fail_pending(self, job_id: str, reason: str) -> JobRecord:
-        now = self._clock()
-        with self._write() as db:
-            row = db.execute(_FAIL_PENDING, (rows.text(reason), now, job_id)).fetchone()
-            if row is None:
-                raise self._refusal(db, job_id, "fail")
-            job = rows.job(row)
-            data = {**rows.job_event(job), "reason": job.reason}
-            self._emit(db, EventKind.JOB_COMPLETED, job.run_id, job.id, data, now)
-            return job
-
-    async def cancel_job(self, job_id: str, reason: str) -> JobRecord:
-        now = self._clock()
-        reason = rows.text(reason)
-        with self._write() as db:
-            row = db.execute(_CANCEL_JOB, (reason, now, job_id)).fetchone()
-            kind = EventKind.JOB_COMPLETED
-            if row is None:
-                row = db.execute(_ASK_JOB_TO_STOP, (reason, job_id)).fetchone()
-                kind = EventKind.JOB_CANCEL_REQUESTED
-            if row is None:
-                current = db.execute(f"SELECT {_J} FROM jobs WHERE id = ?", (job_id,)).fetchone()
-                if current is None:
-                    raise NotFound(f"job {job_id!r} not found")
-                job = rows.job(current)
-                if job.status in LEASED:  # already asked to stop
-                    return job
-                raise Conflict(f"cannot cancel job {job_id!r}: it is {job.status}")
-            job = rows.job(row)
-            self._emit(db, kind, job.run_id, job.id, rows.job_event(job), now)
-            return job
-
-    async def reap_expired(self, max_retries: int) -> list[JobRecord]:
-        now = self._clock()
-        reaped: list[JobRecord] = []
-        with self._write() as db:
-            for job_id, epoch, retries, cancel in db.execute(_EXPIRED, (now,)).fetchall():
-                if retries < max_retries and not cancel:
-                    row = db.execute(_REQUEUE, (now, job_id, epoch, now)).fetchone()
-                    kind = EventKind.JOB_REQUEUED
-                else:
-                    ending = (
-                        (JobStatus.CANCELLED, Conclusion.CANCELLED)
-                        if cancel
-                        else (JobStatus.FAILED, Conclusion.FAILURE)
-                    )
-                    row = db.execute(_LOSE, (*ending, now, job_id, epoch, now)).fetchone()
-                    kind = EventKind.JOB_COMPLETED
-                if row is None:  # another reaper (on PostgreSQL) took it first
-                    continue
-                job = rows.job(row)
-                data = {**rows.job_event(job), "retry_count": job.retry_count}
-                self._emit(db, kind, job.run_id, job.id, data, now)
-                reaped.append(job)
-        return reaped
 
     # -- outbox -------------------------------------------------------------------------------
 

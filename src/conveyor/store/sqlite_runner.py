@@ -178,21 +178,16 @@ class SqliteRunnerSide(SqliteBase):
         sql = _FINISH_JOB.get(status)
         if sql is None:
             raise ValueError(f"finish_job cannot set status {status!r}")
-        values = (
-            conclusion.value,
-            rows.dump(outputs),
-            None if reason is None else rows.text(reason),
-            self._clock(),
-            job_id,
-            epoch,
-        )
+        now = self._clock()
+        note = rows.optional_text(reason)
+        values = (conclusion.value, rows.dump(outputs), note, now, job_id, epoch)
         with self._write() as db:
             row = db.execute(sql, values).fetchone()
             if row is None:
                 raise self._refusal(db, job_id, f"finish ({status})", epoch)
             job = rows.job(row)
             data = {**rows.job_event(job), "reason": job.reason}
-            self._emit(db, EventKind.JOB_COMPLETED, job.run_id, job.id, data, values[3])
+            self._emit(db, EventKind.JOB_COMPLETED, job.run_id, job.id, data, now)
             return job
 
     async def list_steps(self, job_id: str) -> list[StepRecord]:
@@ -209,7 +204,7 @@ class SqliteRunnerSide(SqliteBase):
         self, job_id: str, epoch: int, index: int, step_id: str | None, name: str
     ) -> None:
         now = self._clock()
-        values = (job_id, index, epoch, step_id, rows.text(name), now)
+        values = (job_id, index, epoch, rows.optional_text(step_id), rows.text(name), now)
         data = {"index": index, "status": StepStatus.RUNNING.value}
         with self._write() as db:
             action = f"start step {index} of"
@@ -238,7 +233,7 @@ class SqliteRunnerSide(SqliteBase):
             "job_id": job_id,
             "index": index,
             "epoch": epoch,
-            "step_id": step_id,
+            "step_id": rows.optional_text(step_id),
             "name": rows.text(name),
             "outcome": None if outcome is None else outcome.value,
             "conclusion": None if conclusion is None else conclusion.value,

@@ -32,7 +32,7 @@ from conveyor.workflow.model import Strategy
 MAX_COMBINATIONS = 256
 """GitHub's limit on the jobs one matrix may generate."""
 
-MAX_PRODUCT = 65_536
+MAX_PRODUCT = 4096
 """The largest cartesian product built before `exclude`: a bound on the work."""
 
 _RESERVED = ("include", "exclude")
@@ -40,6 +40,10 @@ _RESERVED = ("include", "exclude")
 
 class MatrixError(ConveyorError, ValueError):
     """A matrix (or strategy) cannot be expanded; the message says which key and why."""
+
+
+class MatrixTooLarge(MatrixError):
+    """The matrix exceeds MAX_COMBINATIONS (or MAX_PRODUCT before exclude)."""
 
 
 def expand(matrix: Mapping[str, Any] | None) -> list[dict[str, Any]]:
@@ -59,12 +63,15 @@ def expand(matrix: Mapping[str, Any] | None) -> list[dict[str, Any]]:
                 raise MatrixError(f"matrix exclude key {key!r} is not a key of the matrix")
 
     size = math.prod(len(values) for values in vectors.values())
-    if vectors and size > MAX_PRODUCT:
-        raise MatrixError(f"the matrix has {size} combinations, more than {MAX_PRODUCT}")
+    if size > MAX_PRODUCT:
+        raise MatrixTooLarge(
+            f"the matrix has {size} combinations before exclude, more than {MAX_PRODUCT}"
+        )
     keys = list(vectors)
     product = itertools.product(*vectors.values()) if vectors else ()
     originals = [dict(zip(keys, values, strict=True)) for values in product]
     originals = [c for c in originals if not any(_contains(c, e) for e in excludes)]
+    _check_limit(len(originals))
 
     extra: list[dict[str, Any]] = []
     for entry in includes:
@@ -73,14 +80,11 @@ def expand(matrix: Mapping[str, Any] | None) -> list[dict[str, Any]]:
             combination.update(entry)
         if not fitting:
             extra.append(dict(entry))
+            _check_limit(len(originals) + len(extra))
 
     combinations = originals + extra
     if not combinations:
         raise MatrixError("the matrix has no combinations left (every one was excluded)")
-    if len(combinations) > MAX_COMBINATIONS:
-        raise MatrixError(
-            f"the matrix has {len(combinations)} combinations, more than {MAX_COMBINATIONS}"
-        )
     # Combinations share the matrix's nested values; give each its own copy.
     return [copy.deepcopy(combination) for combination in combinations]
 
@@ -120,6 +124,12 @@ class StrategyPlan:
         return cls(_fail_fast(strategy.fail_fast), _max_parallel(strategy.max_parallel))
 
 
+def _check_limit(count: int) -> None:
+    # Checked as soon as it is known, so a hostile include list stops early.
+    if count > MAX_COMBINATIONS:
+        raise MatrixTooLarge(f"the matrix has more than {MAX_COMBINATIONS} combinations")
+
+
 def _vectors(matrix: Mapping[str, Any]) -> dict[str, list[Any]]:
     vectors: dict[str, list[Any]] = {}
     for key, values in matrix.items():
@@ -144,6 +154,9 @@ def _entries(matrix: Mapping[str, Any], name: str) -> list[Mapping[str, Any]]:
     for index, entry in enumerate(entries):
         if not isinstance(entry, Mapping):
             raise MatrixError(f"matrix {name}[{index}] must be a mapping, not {_kind(entry)}")
+        for key in entry:
+            if not isinstance(key, str):
+                raise MatrixError(f"matrix {name}[{index}] key {key!r} must be a string")
     return list(entries)
 
 

@@ -39,7 +39,7 @@ async def run_composite(
 ) -> tuple[str, dict[str, str]]:
     from conveyor.runner.steps import Scope, _environment, run_steps
 
-    depth = getattr(scope, "depth", 0) + 1
+    depth = scope.depth + 1
     if depth > MAX_DEPTH:
         raise ExecutionError(f"{step.uses}: composite actions nested deeper than {MAX_DEPTH}")
     path = _find_action(state.workspace, step.uses or ".")
@@ -59,8 +59,8 @@ async def run_composite(
         inputs=inputs,
         action_path=os.path.dirname(path),
         log_index=scope.log_index if scope.log_index is not None else step.index,
+        depth=depth,
     )
-    inner.depth = depth  # type: ignore[attr-defined]
     await run_steps(state, inner)
     outputs = _outputs(action, inner, state)
     return ("failure" if inner.status == "failure" else "success"), outputs
