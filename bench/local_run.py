@@ -31,7 +31,8 @@ def workflows() -> dict[str, str]:
         "c": head + "".join(job.format(i=i, needs="", steps=_steps(1)) for i in range(50)),
         "d": head + "  m:\n    runs-on: ubuntu-latest\n    strategy:\n      matrix:\n"
         "        x: [1, 2, 3, 4]\n        y: [1, 2, 3, 4, 5]\n    steps:\n" + _steps(3),
-        "e": head + "".join(
+        "e": head
+        + "".join(
             job.format(i=i, needs=f"    needs: j{i - 1}\n" if i else "", steps=_steps(1))
             for i in range(10)
         ),

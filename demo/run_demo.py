@@ -22,12 +22,24 @@ def main() -> int:
         report = os.path.join(tmp, "report.json")
         print(f"conveyor run --workflow .github/workflows/demo.yml  (in {repo})\n", flush=True)
         status = subprocess.call(
-            [sys.executable, "-m", "conveyor", "run", "--workflow", ".github/workflows/demo.yml",
-             "--report", report, "--color", "always"],
+            [
+                sys.executable,
+                "-m",
+                "conveyor",
+                "run",
+                "--workflow",
+                ".github/workflows/demo.yml",
+                "--report",
+                report,
+                "--color",
+                "always",
+            ],
             cwd=repo,
         )
-        print("\nThe demo workflow is demo/repo/.github/workflows/demo.yml; "
-              "run your own with `conveyor run --workflow <file>` inside a git checkout.")
+        print(
+            "\nThe demo workflow is demo/repo/.github/workflows/demo.yml; "
+            "run your own with `conveyor run --workflow <file>` inside a git checkout."
+        )
         return status
 
 

@@ -16,22 +16,46 @@ def _build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     validate = sub.add_parser("validate", help="check workflow files; exit 2 when any is invalid")
-    validate.add_argument("paths", nargs="*", help="files or directories (default .github/workflows)")
+    validate.add_argument(
+        "paths", nargs="*", help="files or directories (default .github/workflows)"
+    )
 
     run = sub.add_parser("run", help="run a workflow on this machine through the engine")
-    run.add_argument("--workflow", "-W", required=True, help="workflow file, relative to the repository")
+    run.add_argument(
+        "--workflow", "-W", required=True, help="workflow file, relative to the repository"
+    )
     run.add_argument("--event", "-e", default="push", help="event name (default: push)")
     run.add_argument("--payload", help="event payload (JSON file)")
-    run.add_argument("--input", action="append", default=[], metavar="NAME=VALUE",
-                     help="workflow_dispatch / workflow_call input (repeatable)")
-    run.add_argument("--secret", action="append", default=[], metavar="NAME=VALUE",
-                     help="a secret (repeatable); masked in every log line")
-    run.add_argument("--var", action="append", default=[], metavar="NAME=VALUE",
-                     help="a configuration variable for the vars context (repeatable)")
+    run.add_argument(
+        "--input",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="workflow_dispatch / workflow_call input (repeatable)",
+    )
+    run.add_argument(
+        "--secret",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a secret (repeatable); masked in every log line",
+    )
+    run.add_argument(
+        "--var",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a configuration variable for the vars context (repeatable)",
+    )
     run.add_argument("--job", help="run only this job")
     run.add_argument("--report", help="write the run's report (JSON) here")
-    run.add_argument("--parallel", type=int, default=None, metavar="N",
-                     help="jobs at once (default: the number of cores)")
+    run.add_argument(
+        "--parallel",
+        type=int,
+        default=None,
+        metavar="N",
+        help="jobs at once (default: the number of cores)",
+    )
     run.add_argument("--bind", action="store_true", help="run in the working tree, not a copy")
     run.add_argument("--json", action="store_true", help="one JSON object a line instead of text")
     run.add_argument("--color", choices=("auto", "always", "never"), default="auto")

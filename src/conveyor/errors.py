@@ -1,14 +1,14 @@
 """Every exception Conveyor raises, and the positions they point at.
 
-    ConveyorError
-     ├── WorkflowError            a workflow file cannot be used (carries Diagnostics)
-     ├── ExpressionError          a ${{ }} expression is malformed or fails to evaluate
-     │    └── ExpressionSyntaxError   (offset inside the expression text)
-     ├── StoreError
-     │    ├── NotFound
-     │    ├── Conflict            a compare-and-set transition matched zero rows
-     │    └── LeaseLost           a runner write carried a stale fencing token
-     └── ExecutionError           a step could not be started (bad shell, missing action)
+ConveyorError
+ ├── WorkflowError            a workflow file cannot be used (carries Diagnostics)
+ ├── ExpressionError          a ${{ }} expression is malformed or fails to evaluate
+ │    └── ExpressionSyntaxError   (offset inside the expression text)
+ ├── StoreError
+ │    ├── NotFound
+ │    ├── Conflict            a compare-and-set transition matched zero rows
+ │    └── LeaseLost           a runner write carried a stale fencing token
+ └── ExecutionError           a step could not be started (bad shell, missing action)
 """
 
 from __future__ import annotations

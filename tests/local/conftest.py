@@ -44,22 +44,44 @@ class Repo:
         return f".github/workflows/{name}"
 
     def commit(self) -> None:
-        env = dict(os.environ, GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@example.invalid",
-                   GIT_COMMITTER_NAME="t", GIT_COMMITTER_EMAIL="t@example.invalid")
+        env = dict(
+            os.environ,
+            GIT_AUTHOR_NAME="t",
+            GIT_AUTHOR_EMAIL="t@example.invalid",
+            GIT_COMMITTER_NAME="t",
+            GIT_COMMITTER_EMAIL="t@example.invalid",
+        )
         subprocess.run(["git", "add", "-A"], cwd=self.root, check=True, env=env)
-        subprocess.run(["git", "commit", "-qm", "x", "--allow-empty"], cwd=self.root, check=True, env=env)
+        subprocess.run(
+            ["git", "commit", "-qm", "x", "--allow-empty"], cwd=self.root, check=True, env=env
+        )
 
     def command(self, workflow: str, *args: str) -> list[str]:
         report = str(self.root.parent / "report.json")
-        return [sys.executable, "-m", "conveyor", "run", "--workflow", workflow,
-                "--report", report, *args]
+        return [
+            sys.executable,
+            "-m",
+            "conveyor",
+            "run",
+            "--workflow",
+            workflow,
+            "--report",
+            report,
+            *args,
+        ]
 
     def run(self, workflow: str, *args: str, timeout: float = 60) -> Result:
         report = self.root.parent / "report.json"
         report.unlink(missing_ok=True)
         self.commit()
-        proc = subprocess.run(self.command(workflow, *args), cwd=self.root, capture_output=True,
-                              text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+        proc = subprocess.run(
+            self.command(workflow, *args),
+            cwd=self.root,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            stdin=subprocess.DEVNULL,
+        )
         data = json.loads(report.read_text()) if report.exists() else None
         return Result(proc.returncode, proc.stdout, proc.stderr, data)
 

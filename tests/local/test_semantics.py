@@ -133,20 +133,22 @@ def test_sigint_cancels_the_run_and_always_steps_still_run(repo: Repo) -> None:
               - run: echo "must not run either"
     """)
     repo.commit()
-    proc = subprocess.Popen(repo.command(wf), cwd=repo.root, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        repo.command(wf), cwd=repo.root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     deadline = time.monotonic() + 20
     while not marker.exists() and time.monotonic() < deadline:
         time.sleep(0.05)
     proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=30)
+    _out, err = proc.communicate(timeout=30)
     assert proc.returncode == 1, err
     import json
+
     report = json.loads((repo.root.parent / "report.json").read_text())
     by_id = {j["id"]: j for j in report["jobs"]}
     assert by_id["a"]["conclusion"] == "cancelled"
     assert by_id["b"]["conclusion"] in ("cancelled", "skipped")
-    lines = [l for s in by_id["a"]["steps"] for l in s["log"]]
+    lines = [line for s in by_id["a"]["steps"] for line in s["log"]]
     assert lines == ["cleanup ran"]
     assert report["conclusion"] == "cancelled"
 
@@ -227,4 +229,4 @@ def test_invalid_workflow_exits_2_with_position(repo: Repo) -> None:
     """)
     result = repo.run(wf)
     assert result.status == 2
-    assert ".github/workflows/wf.yml:5:" in result.err
+    assert ".github/workflows/wf.yml:6:25: " in result.err

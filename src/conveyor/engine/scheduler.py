@@ -8,6 +8,7 @@ same run at once cannot queue a job twice: the loser's transition conflicts.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -18,7 +19,7 @@ from conveyor.engine.runplan import CallSite, PlannedJob, group_members
 from conveyor.engine.states import Conclusion, JobStatus, is_terminal
 from conveyor.engine.store import Store
 from conveyor.engine.templating import render_structure
-from conveyor.errors import ConveyorError, Conflict
+from conveyor.errors import Conflict, ConveyorError
 from conveyor.expr import Environment, condition, evaluate, render_value, to_boolean, to_string
 from conveyor.workflow.matrix import MatrixError, display_suffix, expand
 from conveyor.workflow.triggers import dispatch_inputs
@@ -62,10 +63,8 @@ class Scheduler:
         rows = await self._store.list_jobs(run_id)
         if rows and all(is_terminal(r.status) for r in rows):
             conclusion = _run_conclusion(rows)
-            try:
+            with contextlib.suppress(Conflict):
                 await self._store.complete_run(run_id, conclusion)
-            except Conflict:
-                pass
             return True
         return False
 
@@ -89,10 +88,8 @@ class Scheduler:
             if any(r.conclusion == Conclusion.FAILURE for r in rows):
                 for r in rows:
                     if not is_terminal(r.status):
-                        try:
+                        with contextlib.suppress(Conflict):
                             await self._store.cancel_job(r.id, "fail-fast: a matrix sibling failed")
-                        except Conflict:
-                            pass
 
 
 def is_terminal_run(status: str) -> bool:
@@ -273,9 +270,7 @@ class _RunView:
             spec = {
                 "needs": needs,
                 "inputs": contexts["inputs"],
-                "strategy": strategy_context(
-                    self.fail_fast(planned), max_parallel, i, len(combos)
-                ),
+                "strategy": strategy_context(self.fail_fast(planned), max_parallel, i, len(combos)),
             }
             out.append(JobInstance(name=name, matrix=matrix_ctx, spec=spec))
         return out

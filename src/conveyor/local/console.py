@@ -19,8 +19,14 @@ _RESULT_COLORS = {"success": 32, "failure": 31, "cancelled": 33, "skipped": 90}
 class Console:
     """Live output: job-prefixed lines, a line per step result, a summary table."""
 
-    def __init__(self, out: TextIO = sys.stdout, err: TextIO = sys.stderr, *, color: bool = False,
-                 json_lines: bool = False) -> None:
+    def __init__(
+        self,
+        out: TextIO = sys.stdout,
+        err: TextIO = sys.stderr,
+        *,
+        color: bool = False,
+        json_lines: bool = False,
+    ) -> None:
         self.out, self.err = out, err
         self.color = color
         self.json_lines = json_lines
@@ -49,17 +55,26 @@ class Console:
 
     def summary(self, report: Mapping[str, Any]) -> None:
         if self.json_lines:
-            self.emit({"type": "summary", "conclusion": report["conclusion"],
-                       "jobs": [{"id": j["id"], "name": j["name"], "conclusion": j["conclusion"]}
-                                for j in report["jobs"]]})
+            self.emit(
+                {
+                    "type": "summary",
+                    "conclusion": report["conclusion"],
+                    "jobs": [
+                        {"id": j["id"], "name": j["name"], "conclusion": j["conclusion"]}
+                        for j in report["jobs"]
+                    ],
+                }
+            )
             return
         jobs = report["jobs"]
         width = max([len(j["name"]) for j in jobs] + [3])
         lines = ["", f"{'JOB':<{width}}  RESULT"]
         for j in jobs:
             result = str(j["conclusion"])
-            lines.append(f"{j['name']:<{width}}  "
-                         f"{self.paint(_MARKS.get(result, '?') + ' ' + result, _RESULT_COLORS.get(result, 0))}")
+            lines.append(
+                f"{j['name']:<{width}}  "
+                f"{self.paint(_MARKS.get(result, '?') + ' ' + result, _RESULT_COLORS.get(result, 0))}"
+            )
         conclusion = str(report["conclusion"])
         lines.append(f"run {self.paint(conclusion, _RESULT_COLORS.get(conclusion, 0))}")
         self.out.write("\n".join(lines) + "\n")
@@ -77,16 +92,31 @@ class JobPrinter:
 
     def line(self, step_index: int | None, text: str) -> None:
         if self._c.json_lines:
-            self._c.emit({"type": "log", "job": self._id, "name": self._job.name,
-                          "step": step_index, "line": text})
+            self._c.emit(
+                {
+                    "type": "log",
+                    "job": self._id,
+                    "name": self._job.name,
+                    "step": step_index,
+                    "line": text,
+                }
+            )
             return
         self._c.out.write(f"{self._prefix} {text}\n")
 
     def step(self, report: StepReport) -> None:
         if self._c.json_lines:
-            self._c.emit({"type": "step", "job": self._id, "name": self._job.name,
-                          "step": report.index, "title": report.name,
-                          "outcome": report.outcome, "conclusion": report.conclusion})
+            self._c.emit(
+                {
+                    "type": "step",
+                    "job": self._id,
+                    "name": self._job.name,
+                    "step": report.index,
+                    "title": report.name,
+                    "outcome": report.outcome,
+                    "conclusion": report.conclusion,
+                }
+            )
             return
         mark = self._c.paint(_MARKS.get(report.outcome, "?"), _RESULT_COLORS.get(report.outcome, 0))
         note = " (continue-on-error)" if report.outcome != report.conclusion else ""

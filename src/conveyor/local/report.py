@@ -27,22 +27,26 @@ async def build_report(
                     logs.setdefault(line.step_index, []).append(line.text)
             after = batch[-1].seq
         for step in await store.list_steps(row.id):
-            steps.append({
-                "id": step.step_id,
-                "name": step.name,
-                "outcome": str(step.outcome) if step.outcome else None,
-                "conclusion": str(step.conclusion) if step.conclusion else None,
-                "outputs": dict(step.outputs),
-                "log": logs.get(step.index, []),
-            })
+            steps.append(
+                {
+                    "id": step.step_id,
+                    "name": step.name,
+                    "outcome": str(step.outcome) if step.outcome else None,
+                    "conclusion": str(step.conclusion) if step.conclusion else None,
+                    "outputs": dict(step.outputs),
+                    "log": logs.get(step.index, []),
+                }
+            )
         plan = planned.get(row.key)
-        jobs.append({
-            "id": plan.report_id if plan else row.key,
-            "name": row.name,
-            "matrix": dict(row.matrix) if row.matrix else None,
-            "conclusion": str(row.conclusion) if row.conclusion else "cancelled",
-            "outputs": dict(row.outputs),
-            "steps": steps,
-        })
+        jobs.append(
+            {
+                "id": plan.report_id if plan else row.key,
+                "name": row.name,
+                "matrix": dict(row.matrix) if row.matrix else None,
+                "conclusion": str(row.conclusion) if row.conclusion else "cancelled",
+                "outputs": dict(row.outputs),
+                "steps": steps,
+            }
+        )
     conclusion = str(run.conclusion) if run.conclusion else "cancelled"
     return {"conclusion": conclusion, "jobs": jobs}

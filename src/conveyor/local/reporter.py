@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+
 from conveyor.engine.records import JobRecord
 from conveyor.engine.states import Conclusion, StepStatus
 from conveyor.engine.store import Store
@@ -42,6 +43,8 @@ class StoreReporter:
             Conclusion(report.outcome),
             Conclusion(report.conclusion),
             dict(report.outputs),
+            step_id=report.step_id,
+            name=report.name,
         )
         self._print.step(report)
 

@@ -9,6 +9,7 @@ same transitions as the service.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -25,8 +26,8 @@ from conveyor.engine.scheduler import RunContext, Scheduler
 from conveyor.engine.states import Conclusion, JobStatus
 from conveyor.errors import ConveyorError, WorkflowError
 from conveyor.local.console import Console
-from conveyor.local.reporter import StoreReporter
 from conveyor.local.report import build_report
+from conveyor.local.reporter import StoreReporter
 from conveyor.runner.artifacts import DirectoryArtifactStore
 from conveyor.runner.assignment import JobAssignment
 from conveyor.runner.executor import JobExecutor
@@ -235,7 +236,9 @@ class _LocalRun:
         self._install_signals(loop)
         try:
             await self._advance()
-            workers = [asyncio.create_task(self._worker(i)) for i in range(max(1, self.options.parallel))]
+            workers = [
+                asyncio.create_task(self._worker(i)) for i in range(max(1, self.options.parallel))
+            ]
             await asyncio.gather(*workers)
         finally:
             self._remove_signals(loop)
@@ -250,6 +253,11 @@ class _LocalRun:
     async def _advance(self) -> None:
         if await self.scheduler.advance(self.run_id):
             self.done = True
+        # In-process runners learn of cancellation here, as remote ones do from heartbeats.
+        for row in await self.store.list_jobs(self.run_id):
+            reporter = self.reporters.get(row.id)
+            if row.cancel_requested and reporter is not None:
+                reporter.cancel.set()
         self.wake.set()
 
     async def _worker(self, number: int) -> None:
@@ -281,7 +289,11 @@ class _LocalRun:
             "cancelled": JobStatus.CANCELLED,
         }[outcome.conclusion]
         await self.store.finish_job(
-            job.id, job.lease_epoch, status, Conclusion(outcome.conclusion), outcome.outputs,
+            job.id,
+            job.lease_epoch,
+            status,
+            Conclusion(outcome.conclusion),
+            outcome.outputs,
             reason=outcome.reason,
         )
 
@@ -315,17 +327,13 @@ class _LocalRun:
 
     def _install_signals(self, loop: asyncio.AbstractEventLoop) -> None:
         for sig in (signal.SIGINT, signal.SIGTERM):
-            try:
+            with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, self._on_signal)
-            except (NotImplementedError, RuntimeError):
-                pass
 
     def _remove_signals(self, loop: asyncio.AbstractEventLoop) -> None:
         for sig in (signal.SIGINT, signal.SIGTERM):
-            try:
+            with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.remove_signal_handler(sig)
-            except (NotImplementedError, RuntimeError):
-                pass
 
     def _on_signal(self) -> None:
         if self.cancelled:

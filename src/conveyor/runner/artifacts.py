@@ -22,7 +22,7 @@ def check_name(name: str) -> str:
         raise ExecutionError(f"artifact name is longer than {MAX_NAME} characters")
     if _FORBIDDEN.search(name) or name in (".", ".."):
         raise ExecutionError(
-            f"artifact name {name!r} is invalid: it may not contain \" : < > | * ? \\ / "
+            f'artifact name {name!r} is invalid: it may not contain " : < > | * ? \\ / '
             "or control characters"
         )
     return name

@@ -133,13 +133,13 @@ def _contexts(state: JobState, scope: Scope, env: Mapping[str, str]) -> dict[str
     return contexts
 
 
-def _render_env(
-    state: JobState, scope: Scope, raw: Any, env: Mapping[str, str]
-) -> dict[str, str]:
+def _render_env(state: JobState, scope: Scope, raw: Any, env: Mapping[str, str]) -> dict[str, str]:
     if not raw:
         return {}
     ctx = _contexts(state, scope, env)
-    value = render_value(raw if isinstance(raw, str) else dict(raw), _environment(state, scope, ctx))
+    value = render_value(
+        raw if isinstance(raw, str) else dict(raw), _environment(state, scope, ctx)
+    )
     if not isinstance(value, Mapping):
         raise ExpressionError(f"env must be a mapping, got {to_string(value)!r}")
     return {str(k): to_string(v) for k, v in value.items()}
@@ -244,7 +244,13 @@ async def run_command(
     """Run one process as a step: env files in, output lines and commands out."""
     files = {
         name: workspace.new_file(state.dirs, name.lower())
-        for name in ("GITHUB_ENV", "GITHUB_OUTPUT", "GITHUB_PATH", "GITHUB_STEP_SUMMARY", "GITHUB_STATE")
+        for name in (
+            "GITHUB_ENV",
+            "GITHUB_OUTPUT",
+            "GITHUB_PATH",
+            "GITHUB_STEP_SUMMARY",
+            "GITHUB_STATE",
+        )
     }
     index = scope.log_index if scope.log_index is not None else step.index
     env = state.process_env({**step_env, **files})
@@ -264,8 +270,10 @@ async def run_command(
             reporter.log(None, masker.mask(message))
 
     timeout = _minutes(step.timeout_minutes, state)
+    # Once the job is cancelled, the steps still chosen to run (`if: always()`) run to the end.
+    cancel = None if state.cancelled else reporter.cancel
     proc = await run_process(
-        argv, cwd=cwd, env=env, on_line=on_line, timeout=timeout, cancel=reporter.cancel
+        argv, cwd=cwd, env=env, on_line=on_line, timeout=timeout, cancel=cancel
     )
     outputs = dict(commands.outputs)
     try:
@@ -283,7 +291,9 @@ async def run_command(
         state.cancelled = True
         return "cancelled", outputs
     if proc.timed_out:
-        _system(state, scope, step, f"##[error]The step timed out after {step.timeout_minutes} minutes.")
+        _system(
+            state, scope, step, f"##[error]The step timed out after {step.timeout_minutes} minutes."
+        )
         return "failure", outputs
     if proc.exit_code != 0:
         _system(state, scope, step, f"##[error]Process completed with exit code {proc.exit_code}.")

@@ -127,7 +127,9 @@ class StrategyPlan:
 def _check_limit(count: int) -> None:
     # Checked as soon as it is known, so a hostile include list stops early.
     if count > MAX_COMBINATIONS:
-        raise MatrixTooLarge(f"the matrix has more than {MAX_COMBINATIONS} combinations")
+        raise MatrixTooLarge(
+            f"the matrix has {count} combinations, more than {MAX_COMBINATIONS}"
+        )
 
 
 def _vectors(matrix: Mapping[str, Any]) -> dict[str, list[Any]]:

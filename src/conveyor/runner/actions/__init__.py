@@ -33,7 +33,9 @@ async def run_action(
 
         return await run_composite(state, scope, step, ctx, step_env)
     if uses.startswith("docker://"):
-        raise ExecutionError(f"{uses}: container actions need a container engine; none is configured")
+        raise ExecutionError(
+            f"{uses}: container actions need a container engine; none is configured"
+        )
     name = uses.split("@", 1)[0].lower()
     if name in BUILTIN:
         from conveyor.runner.actions.builtin import run_builtin

@@ -26,7 +26,9 @@ async def run_builtin(
     index = scope.log_index if scope.log_index is not None else step.index
     if name == "actions/checkout":
         # The workspace already holds the event's tree (a copy of the repository).
-        state.reporter.log(None, f"checkout: workspace {state.workspace} already holds the repository")
+        state.reporter.log(
+            None, f"checkout: workspace {state.workspace} already holds the repository"
+        )
         return "success", {}
     if state.artifacts is None:
         raise ExecutionError(f"{name}: this runner has no artifact store")
@@ -35,7 +37,9 @@ async def run_builtin(
     return await _download(state, inputs, index)
 
 
-async def _upload(state: JobState, inputs: Mapping[str, str], index: int) -> tuple[str, dict[str, str]]:
+async def _upload(
+    state: JobState, inputs: Mapping[str, str], index: int
+) -> tuple[str, dict[str, str]]:
     assert state.artifacts is not None
     name = inputs.get("name") or "artifact"
     patterns = [p.strip() for p in inputs.get("path", "").splitlines() if p.strip()]
@@ -44,7 +48,9 @@ async def _upload(state: JobState, inputs: Mapping[str, str], index: int) -> tup
     root, relpaths = collect(state.workspace, patterns)
     if not relpaths:
         mode = inputs.get("if-no-files-found", "warn").lower()
-        message = f"upload-artifact: no files were found with the provided path: {', '.join(patterns)}"
+        message = (
+            f"upload-artifact: no files were found with the provided path: {', '.join(patterns)}"
+        )
         if mode == "error":
             raise ExecutionError(message)
         if mode == "warn":
@@ -55,7 +61,9 @@ async def _upload(state: JobState, inputs: Mapping[str, str], index: int) -> tup
     return "success", {"artifact-id": name}
 
 
-async def _download(state: JobState, inputs: Mapping[str, str], index: int) -> tuple[str, dict[str, str]]:
+async def _download(
+    state: JobState, inputs: Mapping[str, str], index: int
+) -> tuple[str, dict[str, str]]:
     assert state.artifacts is not None
     dest = _inside(state.workspace, inputs.get("path") or ".")
     name = inputs.get("name")
@@ -99,7 +107,8 @@ def collect(workspace: str, patterns: list[str]) -> tuple[str, list[str]]:
             if glob.match(os.path.relpath(path, literal).replace(os.sep, "/")):
                 found.add(path)
     kept = [
-        p for p in found
+        p
+        for p in found
         if not any(g.match(os.path.relpath(p, workspace).replace(os.sep, "/")) for g in excludes)
     ]
     if not kept:
