@@ -127,9 +127,7 @@ class StrategyPlan:
 def _check_limit(count: int) -> None:
     # Checked as soon as it is known, so a hostile include list stops early.
     if count > MAX_COMBINATIONS:
-        raise MatrixTooLarge(
-            f"the matrix has {count} combinations, more than {MAX_COMBINATIONS}"
-        )
+        raise MatrixTooLarge(f"the matrix has {count} combinations, more than {MAX_COMBINATIONS}")
 
 
 def _vectors(matrix: Mapping[str, Any]) -> dict[str, list[Any]]:
