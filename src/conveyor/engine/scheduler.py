@@ -36,6 +36,14 @@ class RunContext:
     secrets: Mapping[str, str] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class Progress:
+    """The run's jobs after an `advance`, and whether the run has concluded."""
+
+    rows: Sequence[JobRecord]
+    concluded: bool
+
+
 class Scheduler:
     """Advances runs; stateless between calls."""
 
@@ -43,30 +51,33 @@ class Scheduler:
         self._store = store
         self._context_of = context_of
 
-    async def advance(self, run_id: str) -> bool:
-        """Make every due decision for the run; -> True when the run has concluded."""
+    async def advance(self, run_id: str) -> Progress:
+        """Make every decision that is due for the run, and conclude it when all jobs ended."""
         run = await self._store.get_run(run_id)
-        if is_terminal_run(run.status):
-            return True
-        ctx = self._context_of(run_id)
         rows = await self._store.list_jobs(run_id)
-        view = _RunView(ctx, rows)
-        for planned in ctx.plan:
+        if is_terminal_run(run.status):
+            return Progress(rows, True)
+        view = _RunView(self._context_of(run_id), rows)
+        changed = False
+        for planned in view.ctx.plan:
             pending = [r for r in view.rows_of(planned.key) if r.status == JobStatus.PENDING]
             if not pending or not view.ready(planned):
                 continue
             try:
                 await self._decide(view, planned, pending[0])
             except Conflict:
-                continue  # another scheduler decided first
-        await self._fail_fast(view)
-        rows = await self._store.list_jobs(run_id)
-        if rows and all(is_terminal(r.status) for r in rows):
-            conclusion = _run_conclusion(rows)
-            with contextlib.suppress(Conflict):
-                await self._store.complete_run(run_id, conclusion)
-            return True
-        return False
+                pass  # another scheduler decided first
+            changed = True
+        changed = await self._fail_fast(view) or changed
+        if changed:
+            rows = await self._store.list_jobs(run_id)
+        if not rows or not all(is_terminal(r.status) for r in rows):
+            return Progress(rows, False)
+        try:
+            await self._store.complete_run(run_id, _run_conclusion(rows))
+        except Conflict:
+            pass  # concluded by another scheduler
+        return Progress(rows, True)
 
     async def _decide(self, view: _RunView, planned: PlannedJob, row: JobRecord) -> None:
         try:
@@ -79,17 +90,24 @@ class Scheduler:
             return
         await self._store.queue_job(row.id, instances)
 
-    async def _fail_fast(self, view: _RunView) -> None:
+    async def _fail_fast(self, view: _RunView) -> bool:
         """A failed matrix instance cancels its unfinished siblings (unless fail-fast: false)."""
+        changed = False
         for planned in view.ctx.plan:
             rows = view.rows_of(planned.key)
-            if len(rows) < 2 or not view.fail_fast(planned):
+            if len(rows) < 2 or not any(r.conclusion == Conclusion.FAILURE for r in rows):
                 continue
-            if any(r.conclusion == Conclusion.FAILURE for r in rows):
-                for r in rows:
-                    if not is_terminal(r.status):
-                        with contextlib.suppress(Conflict):
-                            await self._store.cancel_job(r.id, "fail-fast: a matrix sibling failed")
+            if not view.fail_fast(planned):
+                continue
+            for r in rows:
+                if is_terminal(r.status) or r.cancel_requested:
+                    continue
+                try:
+                    await self._store.cancel_job(r.id, "fail-fast: a matrix sibling failed")
+                    changed = True
+                except Conflict:
+                    pass
+        return changed
 
 
 def is_terminal_run(status: str) -> bool:

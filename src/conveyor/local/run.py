@@ -251,10 +251,10 @@ class _LocalRun:
         return 0 if report["conclusion"] == Conclusion.SUCCESS else 1
 
     async def _advance(self) -> None:
-        if await self.scheduler.advance(self.run_id):
-            self.done = True
+        progress = await self.scheduler.advance(self.run_id)
+        self.done = progress.concluded
         # In-process runners learn of cancellation here, as remote ones do from heartbeats.
-        for row in await self.store.list_jobs(self.run_id):
+        for row in progress.rows:
             reporter = self.reporters.get(row.id)
             if row.cancel_requested and reporter is not None:
                 reporter.cancel.set()

@@ -38,8 +38,41 @@ def prepare(source_dir: str, parent: str | None, *, bind: bool) -> JobDirs:
         workspace = Path(source_dir)
     else:
         workspace = root / "workspace" / Path(source_dir).name
-        shutil.copytree(source_dir, workspace, symlinks=True)
+        copy_checkout(source_dir, str(workspace))
     return JobDirs(root, workspace, temp, files, tool_cache, owned_workspace=not bind)
+
+
+def copy_checkout(source: str, dest: str) -> None:
+    """Copy a working tree, uncommitted changes included, sharing its git objects.
+
+    The copy's `.git` borrows the source's object database through
+    `objects/info/alternates` (as `git clone --shared` does) instead of copying
+    it: thousands of object files would dominate a job's start-up. Commits made
+    in the copy go to its own object store; the source is never written.
+    """
+    shutil.copytree(
+        source, dest, symlinks=True, ignore=lambda d, names: [".git"] if d == source else []
+    )
+    git = os.path.join(source, ".git")
+    if os.path.isdir(git):
+        _share_git(git, os.path.join(dest, ".git"))
+    elif os.path.isfile(git):
+        shutil.copy2(git, os.path.join(dest, ".git"))
+
+
+def _share_git(source: str, dest: str) -> None:
+    os.makedirs(os.path.join(dest, "objects", "info"))
+    with open(os.path.join(dest, "objects", "info", "alternates"), "w") as f:
+        f.write(os.path.abspath(os.path.join(source, "objects")) + "\n")
+    for name in ("HEAD", "config", "index", "packed-refs", "shallow", "description"):
+        path = os.path.join(source, name)
+        if os.path.isfile(path):
+            shutil.copy2(path, os.path.join(dest, name))
+    refs = os.path.join(source, "refs")
+    if os.path.isdir(refs):
+        shutil.copytree(refs, os.path.join(dest, "refs"), symlinks=True)
+    else:
+        os.makedirs(os.path.join(dest, "refs"))
 
 
 def new_file(dirs: JobDirs, stem: str) -> str:
