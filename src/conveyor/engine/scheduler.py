@@ -9,12 +9,13 @@ same run at once cannot queue a job twice: the loser's transition conflicts.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Mapping, Sequence
+import contextlib
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from conveyor.engine.contexts import needs_context, strategy_context
-from conveyor.engine.records import JobInstance, JobRecord
+from conveyor.engine.records import JobInstance, JobRecord, RunRecord
 from conveyor.engine.runplan import CallSite, PlannedJob, group_members
 from conveyor.engine.states import Conclusion, JobStatus, is_terminal
 from conveyor.engine.store import Store
@@ -47,9 +48,17 @@ class Progress:
 class Scheduler:
     """Advances runs; stateless between calls."""
 
-    def __init__(self, store: Store, context_of: Callable[[str], RunContext]) -> None:
+    def __init__(
+        self,
+        store: Store,
+        context_of: Callable[[RunRecord], Awaitable[RunContext]],
+        *,
+        match_labels: bool = True,
+    ) -> None:
+        """`match_labels=False` queues jobs for any runner (a local run ignores `runs-on`)."""
         self._store = store
         self._context_of = context_of
+        self._match_labels = match_labels
 
     async def advance(self, run_id: str) -> Progress:
         """Make every decision that is due for the run, and conclude it when all jobs ended."""
@@ -57,7 +66,11 @@ class Scheduler:
         rows = await self._store.list_jobs(run_id)
         if is_terminal_run(run.status):
             return Progress(rows, True)
-        view = _RunView(self._context_of(run_id), rows)
+        try:
+            ctx = await self._context_of(run)
+        except ConveyorError as exc:
+            return await self._abandon(run, rows, f"cannot plan the run: {exc}")
+        view = _RunView(ctx, rows)
         changed = False
         for planned in view.ctx.plan:
             pending = [r for r in view.rows_of(planned.key) if r.status == JobStatus.PENDING]
@@ -79,12 +92,27 @@ class Scheduler:
             pass  # concluded by another scheduler
         return Progress(rows, True)
 
+    async def _abandon(self, run: RunRecord, rows: Sequence[JobRecord], reason: str) -> Progress:
+        """The run's workflows cannot be read any more: fail what has not started."""
+        for row in rows:
+            if row.status == JobStatus.PENDING:
+                with contextlib.suppress(Conflict):
+                    await self._store.fail_pending(row.id, reason)
+        rows = await self._store.list_jobs(run.id)
+        if rows and all(is_terminal(r.status) for r in rows):
+            with contextlib.suppress(Conflict):
+                await self._store.complete_run(run.id, _run_conclusion(rows))
+            return Progress(rows, True)
+        return Progress(rows, False)
+
     async def _decide(self, view: _RunView, planned: PlannedJob, row: JobRecord) -> None:
         try:
             if not view.should_run(planned):
                 await self._store.skip_job(row.id, "condition not met")
                 return
             instances = view.instances(planned)
+            if not self._match_labels:
+                instances = [replace(i, labels=()) for i in instances]
         except (ConveyorError, MatrixError) as exc:
             await self._store.fail_pending(row.id, str(exc))
             return
@@ -240,18 +268,6 @@ class _RunView:
         }
         return dispatch_inputs(replace(trigger, inputs=specs), given)
 
-    def secrets_for(self, call: CallSite | None) -> dict[str, str]:
-        if call is None:
-            return dict(self.ctx.secrets)
-        parent = self.secrets_for(call.parent)
-        declared = call.job.secrets
-        if declared == "inherit":
-            return parent
-        if not isinstance(declared, Mapping):
-            return {}
-        env = Environment(contexts={"secrets": parent, "github": dict(self.ctx.github)})
-        return {str(k): to_string(v) for k, v in render_value(dict(declared), env).items()}
-
     def fail_fast(self, planned: PlannedJob) -> bool:
         strategy = planned.job.strategy
         if strategy is None:
@@ -290,7 +306,8 @@ class _RunView:
                 "inputs": contexts["inputs"],
                 "strategy": strategy_context(self.fail_fast(planned), max_parallel, i, len(combos)),
             }
-            out.append(JobInstance(name=name, matrix=matrix_ctx, spec=spec))
+            labels = runner_labels(render_value(job.runs_on, name_env))
+            out.append(JobInstance(name=name, matrix=matrix_ctx, spec=spec, labels=labels))
         return out
 
     def _call_outputs(self, call: CallSite) -> dict[str, str]:
@@ -309,6 +326,31 @@ class _RunView:
         return {
             name: to_string(render_value(spec.value, env)) for name, spec in trigger.outputs.items()
         }
+
+
+def call_secrets(ctx: RunContext, call: CallSite | None) -> dict[str, str]:
+    """The `secrets` a job sees: the run's, or what its callers passed down (`inherit`)."""
+    if call is None:
+        return dict(ctx.secrets)
+    parent = call_secrets(ctx, call.parent)
+    declared = call.job.secrets
+    if declared == "inherit":
+        return parent
+    if not isinstance(declared, Mapping):
+        return {}
+    env = Environment(contexts={"secrets": parent, "github": dict(ctx.github)})
+    return {str(k): to_string(v) for k, v in render_value(dict(declared), env).items()}
+
+
+def runner_labels(runs_on: Any) -> tuple[str, ...]:
+    """The labels a runner must have for `runs-on` (string, list, or {group, labels})."""
+    if isinstance(runs_on, Mapping):
+        runs_on = runs_on.get("labels") or []
+    if isinstance(runs_on, str):
+        runs_on = [runs_on]
+    if not isinstance(runs_on, list):
+        return ()
+    return tuple(sorted({to_string(label).strip().lower() for label in runs_on} - {""}))
 
 
 def _chain(call: CallSite | None) -> list[CallSite]:

@@ -22,7 +22,7 @@ from typing import Any
 from conveyor.engine.contexts import RunIdentity, github_context, ref_for_event
 from conveyor.engine.records import JobRecord, NewJob, NewRun
 from conveyor.engine.runplan import PlannedJob, plan_run
-from conveyor.engine.scheduler import RunContext, Scheduler
+from conveyor.engine.scheduler import RunContext, Scheduler, call_secrets
 from conveyor.engine.states import Conclusion, JobStatus
 from conveyor.errors import ConveyorError, WorkflowError
 from conveyor.local.console import Console
@@ -217,7 +217,7 @@ class _LocalRun:
             vars=dict(self.options.vars),
             secrets=dict(self.options.secrets),
         )
-        self.scheduler = Scheduler(self.store, lambda _run_id: self.context)
+        self.scheduler = Scheduler(self.store, self._context_of, match_labels=False)
         new_run = NewRun(
             workflow_path=self.options.workflow,
             workflow_name=self.p.workflow.display_name,
@@ -249,6 +249,9 @@ class _LocalRun:
             _write_json(self.options.report, report)
         self.console.summary(report)
         return 0 if report["conclusion"] == Conclusion.SUCCESS else 1
+
+    async def _context_of(self, _run: object) -> RunContext:
+        return self.context
 
     async def _advance(self) -> None:
         progress = await self.scheduler.advance(self.run_id)
@@ -298,8 +301,6 @@ class _LocalRun:
         )
 
     def _assignment(self, job: JobRecord, planned: PlannedJob) -> JobAssignment:
-        from conveyor.engine.scheduler import _RunView
-
         spec = job.spec
         github = dict(self.context.github)
         contexts = {
@@ -309,7 +310,7 @@ class _LocalRun:
             "inputs": spec.get("inputs", {}),
             "strategy": spec.get("strategy", {}),
         }
-        secrets = _RunView(self.context, []).secrets_for(planned.call)
+        secrets = call_secrets(self.context, planned.call)
         return JobAssignment(
             job_id=job.id,
             epoch=job.lease_epoch,

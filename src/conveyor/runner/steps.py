@@ -242,16 +242,7 @@ async def run_command(
     ctx: Mapping[str, Any],
 ) -> tuple[str, dict[str, str]]:
     """Run one process as a step: env files in, output lines and commands out."""
-    files = {
-        name: workspace.new_file(state.dirs, name.lower())
-        for name in (
-            "GITHUB_ENV",
-            "GITHUB_OUTPUT",
-            "GITHUB_PATH",
-            "GITHUB_STEP_SUMMARY",
-            "GITHUB_STATE",
-        )
-    }
+    files = workspace.step_files(state.dirs)
     index = scope.log_index if scope.log_index is not None else step.index
     env = state.process_env({**step_env, **files})
     env["CONVEYOR_IDEMPOTENCY_KEY"] = _idempotency_key(state, index, scope, step)

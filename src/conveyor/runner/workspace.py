@@ -75,8 +75,18 @@ def _share_git(source: str, dest: str) -> None:
         os.makedirs(os.path.join(dest, "refs"))
 
 
-def new_file(dirs: JobDirs, stem: str) -> str:
-    """An empty file for one step (GITHUB_ENV, GITHUB_OUTPUT, ...): fresh for every step."""
-    fd, path = tempfile.mkstemp(prefix=stem + "-", dir=dirs.files)
-    os.close(fd)
-    return path
+STEP_FILES = ("GITHUB_ENV", "GITHUB_OUTPUT", "GITHUB_PATH", "GITHUB_STEP_SUMMARY", "GITHUB_STATE")
+
+
+def step_files(dirs: JobDirs) -> dict[str, str]:
+    """The environment files for the next step, each empty.
+
+    GitHub gives every step fresh files; emptying the job's own set gives the
+    same view without creating five files a step (file creation costs ~0.2 ms
+    each on some filesystems, truncation ~0.01 ms).
+    """
+    files = {name: os.path.join(dirs.files, name.lower()) for name in STEP_FILES}
+    for path in files.values():
+        with open(path, "wb"):
+            pass
+    return files

@@ -1,0 +1,1 @@
+"""The API's routers, one per resource; `conveyor.api.app` mounts them under /api/v1."""

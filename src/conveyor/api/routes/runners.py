@@ -1,0 +1,193 @@
+"""The runner protocol: register, long-poll for a job, and report on it under its lease.
+
+Every write after the poll carries the lease epoch (the fencing token) and
+is one fenced store write: a stale epoch is answered 409 `lease_lost` and
+leaves no trace. A job is handed out only by `Store.acquire_job`; the poll
+response is the acknowledgement a runner waits for before it starts work.
+Artifacts, which also need the lease, live in `routes.artifacts`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Path, Request
+
+from conveyor.api.deps import Principal, Services, job_of_tenant, registration, runner, services
+from conveyor.api.deps import hash_token as _hash
+from conveyor.api.schemas import (
+    CompleteIn,
+    EpochIn,
+    HeartbeatOut,
+    LogsIn,
+    LogsOut,
+    PollIn,
+    PollOut,
+    RegisterIn,
+    RegisterOut,
+    StepFinishIn,
+    StepStartIn,
+)
+from conveyor.engine.records import JobRecord
+from conveyor.engine.states import Conclusion, JobStatus, StepStatus
+from conveyor.errors import ConveyorError, LeaseLost
+
+router = APIRouter(tags=["runner protocol"])
+
+Runner = Annotated[Principal, Depends(runner)]
+StepIndex = Annotated[int, Path(ge=0, le=100_000)]
+
+TOUCH_EVERY = 15.0
+"""Seconds between two `last_seen_at` updates of a polling runner."""
+
+_JOB_STATUS = {
+    "success": JobStatus.COMPLETED,
+    "failure": JobStatus.FAILED,
+    "cancelled": JobStatus.CANCELLED,
+}
+_STEP_STATUS = {
+    "success": StepStatus.COMPLETED,
+    "failure": StepStatus.FAILED,
+    "cancelled": StepStatus.FAILED,
+    "skipped": StepStatus.SKIPPED,
+}
+
+
+@router.post("/runners/register", status_code=201)
+async def register(
+    body: RegisterIn, request: Request, principal: Annotated[Principal, Depends(registration)]
+) -> RegisterOut:
+    """Register a runner with a registration token; its own token is shown this once."""
+    store = services(request).store
+    record = await store.register_runner(principal.tenant_id, body.name, body.labels)
+    token = secrets.token_urlsafe(32)
+    await store.create_token(principal.tenant_id, "runner", _hash(token), runner_id=record.id)
+    return RegisterOut(runner_id=record.id, token=token)
+
+
+@router.post("/runners/poll")
+async def poll(body: PollIn, request: Request, principal: Runner) -> PollOut:
+    """A job whose labels the runner has, at once if one is queued, else after `wait` seconds."""
+    svc = services(request)
+    assert principal.runner_id is not None
+    record = await svc.store.get_runner(principal.runner_id)
+    if record.last_seen_at is None or time.time() - record.last_seen_at > TOUCH_EVERY:
+        await svc.store.touch_runner(record.id)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + min(body.wait, svc.settings.max_poll_wait)
+    while not await request.is_disconnected():
+        job = await svc.store.acquire_job(
+            record.id, record.labels, svc.settings.lease_ttl, tenant_id=principal.tenant_id
+        )
+        if job is not None:
+            assignment = await _assignment(svc, job)
+            if assignment is not None:
+                return PollOut(job=assignment)
+            continue
+        remaining = deadline - loop.time()
+        if remaining <= 0:
+            break
+        await svc.store.wait_for_event(remaining)
+    return PollOut(job=None)
+
+
+async def _assignment(svc: Services, job: JobRecord) -> dict[str, object] | None:
+    """The job's ASSIGNMENT; a job that cannot be described fails instead of being handed out."""
+    try:
+        assignment = await svc.assignment_for(job)
+    except ConveyorError as exc:
+        await svc.store.finish_job(
+            job.id, job.lease_epoch, JobStatus.FAILED, Conclusion.FAILURE, {}, reason=str(exc)
+        )
+        svc.wake_scheduler()
+        return None
+    # The lease is the API's to grant: its epoch and timings win over the engine's.
+    return {
+        **assignment,
+        "job_id": job.id,
+        "epoch": job.lease_epoch,
+        "lease_ttl": svc.settings.lease_ttl,
+        "heartbeat_interval": svc.settings.heartbeat_interval,
+    }
+
+
+async def _leased(request: Request, principal: Principal, job_id: str) -> Services:
+    """The services, once the job is known to be the caller's tenant's and leased to it."""
+    svc = services(request)
+    job = await job_of_tenant(svc.store, principal, job_id)
+    if job.lease_owner != principal.runner_id:
+        raise LeaseLost(f"job {job_id!r} is not leased to this runner")
+    return svc
+
+
+@router.post("/jobs/{job_id}/start")
+async def start(job_id: str, body: EpochIn, request: Request, principal: Runner) -> dict[str, str]:
+    svc = await _leased(request, principal, job_id)
+    await svc.store.start_job(job_id, body.epoch)
+    return {}
+
+
+@router.post("/jobs/{job_id}/heartbeat")
+async def heartbeat(
+    job_id: str, body: EpochIn, request: Request, principal: Runner
+) -> HeartbeatOut:
+    svc = await _leased(request, principal, job_id)
+    ttl = svc.settings.lease_ttl
+    job = await svc.store.renew_lease(job_id, body.epoch, ttl)
+    return HeartbeatOut(cancel_requested=job.cancel_requested, lease_ttl=ttl)
+
+
+@router.post("/jobs/{job_id}/steps/{index}/start")
+async def step_start(
+    job_id: str, index: StepIndex, body: StepStartIn, request: Request, principal: Runner
+) -> dict[str, str]:
+    svc = await _leased(request, principal, job_id)
+    await svc.store.start_step(job_id, body.epoch, index, body.step_id, body.name)
+    return {}
+
+
+@router.post("/jobs/{job_id}/steps/{index}/finish")
+async def step_finish(
+    job_id: str, index: StepIndex, body: StepFinishIn, request: Request, principal: Runner
+) -> dict[str, str]:
+    svc = await _leased(request, principal, job_id)
+    status = _STEP_STATUS["skipped" if body.conclusion == "skipped" else body.outcome]
+    await svc.store.finish_step(
+        job_id,
+        body.epoch,
+        index,
+        status,
+        Conclusion(body.outcome),
+        Conclusion(body.conclusion),
+        body.outputs,
+        step_id=body.step_id,
+        name=body.name,
+    )
+    return {}
+
+
+@router.post("/jobs/{job_id}/logs")
+async def append_logs(job_id: str, body: LogsIn, request: Request, principal: Runner) -> LogsOut:
+    svc = await _leased(request, principal, job_id)
+    last = await svc.store.append_log(job_id, body.epoch, body.lines)
+    return LogsOut(last_seq=last)
+
+
+@router.post("/jobs/{job_id}/complete")
+async def complete(
+    job_id: str, body: CompleteIn, request: Request, principal: Runner
+) -> dict[str, str]:
+    svc = await _leased(request, principal, job_id)
+    await svc.store.finish_job(
+        job_id,
+        body.epoch,
+        _JOB_STATUS[body.conclusion],
+        Conclusion(body.conclusion),
+        body.outputs,
+        reason=body.reason,
+    )
+    svc.wake_scheduler()
+    return {}

@@ -1,0 +1,314 @@
+"""Turning events into runs, and runs into what the scheduler and runners need.
+
+`RunService` is the service-side counterpart of `conveyor.local.run`: it reads
+a run's workflows (from the repository at the run's commit, or from the YAML
+registered through the API), creates the run and all its jobs in one store
+transaction, rebuilds a run's plan for the scheduler, and builds the
+assignment a runner receives when it acquires a job.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from conveyor.engine.contexts import RunIdentity, github_context, ref_for_event
+from conveyor.engine.records import JobRecord, NewJob, NewRun, RunRecord
+from conveyor.engine.runplan import PlannedJob, plan_run
+from conveyor.engine.scheduler import RunContext, call_secrets
+from conveyor.engine.sources import RepositoryMirror, SourceError
+from conveyor.engine.store import Store
+from conveyor.errors import ConveyorError, Diagnostic, Span, WorkflowError
+from conveyor.workflow import load_workflow
+from conveyor.workflow.model import Workflow
+from conveyor.workflow.triggers import Event, dispatch_inputs, matches
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    server_url: str = "http://127.0.0.1:8080"
+    lease_ttl: float = 600.0
+    heartbeat_interval: float = 60.0
+    secrets: Mapping[str, str] = field(default_factory=dict)
+    vars: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class _Loaded:
+    """A run's workflows, parsed: the top one, its plan, and every source by path."""
+
+    workflow: Workflow
+    plan: list[PlannedJob]
+    sources: Mapping[str, str]
+    checkout: Mapping[str, str] | None
+    repository: str
+
+
+class RunService:
+    """Creates runs and serves what the scheduler and the runner protocol need."""
+
+    def __init__(
+        self,
+        store: Store,
+        mirror: RepositoryMirror,
+        settings: RunSettings,
+        *,
+        wake: Callable[[], None] = lambda: None,
+    ) -> None:
+        self._store = store
+        self._mirror = mirror
+        self._settings = settings
+        self._wake = wake
+        # Derived from immutable inputs (a commit, a registered source): safe to cache.
+        self._loaded: dict[str, _Loaded] = {}
+        self._lock = asyncio.Lock()
+
+    # -- creating runs ------------------------------------------------------------
+
+    async def start_run(
+        self,
+        tenant_id: str,
+        workflow: Any,
+        event: str,
+        payload: Mapping[str, Any],
+        inputs: Mapping[str, Any],
+        *,
+        ref: str | None = None,
+        sha: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> RunRecord:
+        """Create a run of a registered workflow (a `WorkflowRecord`) for an event."""
+        repo = await self._repository(tenant_id, workflow.repository_id)
+        if repo is not None and not sha:
+            await self._mirror.sync(repo.url)
+            sha = await self._mirror.resolve(repo.url, ref or "HEAD")
+        loaded = await self._load(workflow, repo, sha or "")
+        trigger = loaded.workflow.on.get(event)
+        typed = dispatch_inputs(trigger, inputs) if trigger is not None and trigger.inputs else dict(inputs)
+        run_ref = ref_for_event(event, payload, ref or "refs/heads/main")
+        new_run = NewRun(
+            workflow_path=workflow.path,
+            workflow_name=loaded.workflow.display_name,
+            event=event,
+            payload=dict(payload),
+            ref=run_ref,
+            sha=sha,
+            inputs=typed,
+            tenant_id=tenant_id,
+            repository_id=workflow.repository_id,
+            idempotency_key=idempotency_key,
+            workflow_id=workflow.id,
+        )
+        jobs = [NewJob(key=p.key, name=p.key, needs=p.need_groups, labels=()) for p in loaded.plan]
+        run, _ = await self._store.create_run(new_run, jobs)
+        self._loaded.setdefault(run.id, loaded)
+        self._wake()
+        return run
+
+    async def trigger(
+        self,
+        tenant_id: str,
+        repository: Any,
+        event_name: str,
+        payload: Mapping[str, Any],
+        delivery_id: str,
+    ) -> list[str]:
+        """Start a run of every workflow of the repository that the event matches.
+
+        The delivery id makes each (delivery, workflow) run happen once, however
+        often GitHub redelivers.
+        """
+        await self._mirror.sync(repository.url)
+        event = _event(event_name, payload)
+        sha = _event_sha(event_name, payload)
+        if not sha:
+            sha = await self._mirror.resolve(repository.url, event.ref or "HEAD")
+        run_ids = []
+        for path in await self._mirror.workflow_files(repository.url, sha):
+            source = await self._mirror.show(repository.url, sha, path)
+            try:
+                model = load_workflow(path, text=source, display_path=path)
+            except WorkflowError:
+                continue  # an invalid workflow in the repository triggers nothing
+            if matches(model.on, event) is None:
+                continue
+            record = await self._store.register_workflow(
+                tenant_id, path, source, model.display_name, repository_id=repository.id
+            )
+            run = await self.start_run(
+                tenant_id,
+                record,
+                event_name,
+                payload,
+                {},
+                ref=event.ref,
+                sha=sha,
+                idempotency_key=f"delivery:{delivery_id}:{path}",
+            )
+            run_ids.append(run.id)
+        return run_ids
+
+    async def rerun(self, run: RunRecord, failed_only: bool = False) -> RunRecord:
+        """A new attempt of the whole run (same commit, payload and inputs)."""
+        if failed_only:
+            raise ConveyorError("re-running only failed jobs is not supported yet")
+        workflow = await self._store.get_workflow(run.tenant_id, run.workflow_id)
+        repo = await self._repository(run.tenant_id, run.repository_id)
+        loaded = await self._load(workflow, repo, run.sha or "")
+        new_run = NewRun(
+            workflow_path=run.workflow_path,
+            workflow_name=run.workflow_name,
+            event=run.event,
+            payload=run.payload,
+            ref=run.ref,
+            sha=run.sha,
+            inputs=run.inputs,
+            tenant_id=run.tenant_id,
+            repository_id=run.repository_id,
+            attempt=run.attempt + 1,
+            run_number=run.run_number,
+            workflow_id=run.workflow_id,
+        )
+        jobs = [NewJob(key=p.key, name=p.key, needs=p.need_groups, labels=()) for p in loaded.plan]
+        created, _ = await self._store.create_run(new_run, jobs)
+        self._loaded.setdefault(created.id, loaded)
+        self._wake()
+        return created
+
+    # -- what the scheduler and runners need --------------------------------------
+
+    async def context_of(self, run: RunRecord) -> RunContext:
+        loaded = await self._loaded_for(run)
+        return RunContext(
+            plan=loaded.plan,
+            github=self._github(run, loaded),
+            inputs=run.inputs,
+            vars=dict(self._settings.vars),
+            secrets=dict(self._settings.secrets),
+        )
+
+    async def assignment_for(self, job: JobRecord) -> dict[str, Any]:
+        """The ASSIGNMENT a runner gets with its lease (docs/runner-protocol.md)."""
+        run = await self._store.get_run(job.run_id)
+        loaded = await self._loaded_for(run)
+        ctx = await self.context_of(run)
+        planned = next(p for p in loaded.plan if p.key == job.key)
+        spec = job.spec
+        return {
+            "job_id": job.id,
+            "epoch": job.lease_epoch,
+            "run_id": run.id,
+            "key": job.key,
+            "job": planned.key.rsplit("/", 1)[-1],
+            "name": job.name,
+            "matrix": dict(job.matrix) if job.matrix else None,
+            "workflow": {
+                "path": planned.workflow.path,
+                "source": loaded.sources[planned.workflow.path],
+            },
+            "contexts": {
+                "github": dict(ctx.github),
+                "inputs": spec.get("inputs", {}),
+                "vars": dict(ctx.vars),
+                "needs": spec.get("needs", {}),
+                "strategy": spec.get("strategy", {}),
+            },
+            "secrets": call_secrets(ctx, planned.call),
+            "idempotency_base": ":".join(
+                [run.tenant_id, run.id, str(run.attempt), job.key, json.dumps(job.matrix, sort_keys=True)]
+            ),
+            "checkout": dict(loaded.checkout) if loaded.checkout else None,
+            "lease_ttl": self._settings.lease_ttl,
+            "heartbeat_interval": self._settings.heartbeat_interval,
+        }
+
+    # -- loading ------------------------------------------------------------------
+
+    async def _loaded_for(self, run: RunRecord) -> _Loaded:
+        if run.id in self._loaded:
+            return self._loaded[run.id]
+        async with self._lock:
+            if run.id not in self._loaded:
+                if run.workflow_id is None:
+                    raise ConveyorError(f"run {run.id} has no registered workflow")
+                workflow = await self._store.get_workflow(run.tenant_id, run.workflow_id)
+                repo = await self._repository(run.tenant_id, run.repository_id)
+                self._loaded[run.id] = await self._load(workflow, repo, run.sha or "")
+        return self._loaded[run.id]
+
+    async def _repository(self, tenant_id: str, repository_id: str | None) -> Any:
+        if repository_id is None:
+            return None
+        return await self._store.get_repository(tenant_id, repository_id)
+
+    async def _load(self, workflow: Any, repo: Any, sha: str) -> _Loaded:
+        sources: dict[str, str] = {}
+        if repo is not None:
+            try:
+                for path in await self._mirror.workflow_files(repo.url, sha):
+                    sources[path] = await self._mirror.show(repo.url, sha, path)
+                if workflow.path not in sources:
+                    sources[workflow.path] = await self._mirror.show(repo.url, sha, workflow.path)
+            except SourceError as exc:
+                raise WorkflowError([Diagnostic(Span(workflow.path, 1, 1), "source", str(exc))]) from None
+        else:
+            sources[workflow.path] = workflow.source
+        models: dict[str, Workflow] = {}
+
+        def load(path: str) -> Workflow:
+            path = os.path.normpath(path)
+            if path not in sources:
+                raise WorkflowError(
+                    [Diagnostic(Span(workflow.path, 1, 1), "reusable-workflow", f"{path}: no such workflow in the repository")]
+                )
+            if path not in models:
+                models[path] = load_workflow(path, text=sources[path], display_path=path)
+            return models[path]
+
+        top = load(workflow.path)
+        plan = plan_run(top, load)
+        checkout = {"url": repo.url, "sha": sha, "ref": ""} if repo is not None else None
+        name = repo.name if repo is not None else f"local/{os.path.splitext(os.path.basename(workflow.path))[0]}"
+        return _Loaded(top, plan, sources, checkout, name)
+
+    def _github(self, run: RunRecord, loaded: _Loaded) -> dict[str, Any]:
+        identity = RunIdentity(
+            run_id=run.id,
+            run_number=run.run_number,
+            attempt=run.attempt,
+            event_name=run.event,
+            payload=run.payload,
+            repository=loaded.repository,
+            workspace="",
+            sha=run.sha or "",
+            ref=run.ref or "",
+            actor=str((run.payload.get("sender") or {}).get("login") or "conveyor"),
+            server_url=self._settings.server_url,
+            workflow=loaded.workflow.display_name,
+            workflow_ref=f"{loaded.repository}/{run.workflow_path}@{run.ref or ''}",
+        )
+        return github_context(identity)
+
+
+def _event(name: str, payload: Mapping[str, Any]) -> Event:
+    if name == "push":
+        return Event.from_push(payload)
+    if name in ("pull_request", "pull_request_target"):
+        return Event.from_pull_request(payload, name=name)
+    return Event(name, payload)
+
+
+def _event_sha(name: str, payload: Mapping[str, Any]) -> str:
+    if name == "push":
+        after = payload.get("after")
+        return after if isinstance(after, str) and after.strip("0") else ""
+    pr = payload.get("pull_request")
+    if isinstance(pr, Mapping):
+        head = pr.get("head")
+        if isinstance(head, Mapping) and isinstance(head.get("sha"), str):
+            return str(head["sha"])
+    return ""

@@ -1,0 +1,280 @@
+"""The runner's end of the runner protocol: one method per endpoint, errors translated.
+
+Every failure leaves as one of three errors, which decide what the caller does:
+
+ConveyorError
+ ├── ChannelError
+ │    ├── ServerUnavailable   no answer, a timeout, a 5xx: try again later
+ │    └── Refused             a 4xx the runner cannot fix by retrying (.status, .code)
+ └── StoreError
+      └── Conflict
+           └── LeaseLost      409 lease_lost: the job belongs to someone else now
+
+`Backoff` is the retry policy the agent and the reporter share.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass
+from typing import IO, Any
+from urllib.parse import quote
+
+import httpx
+
+from conveyor.errors import ConveyorError, LeaseLost
+from conveyor.runner.assignment import JobOutcome, StepReport
+
+API = "/api/v1"
+REQUEST_TIMEOUT = 30.0
+POLL_SLACK = 15.0
+"""How much longer than the requested wait a poll may take before it counts as lost."""
+
+
+class ChannelError(ConveyorError):
+    """A runner protocol call failed."""
+
+
+class ServerUnavailable(ChannelError):
+    """The server could not be reached or failed to answer; the call may be retried."""
+
+
+class Refused(ChannelError):
+    """The server refused the call for good (a 4xx other than lease_lost)."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        self.status = status
+        self.code = code
+        super().__init__(f"{message} ({status} {code})")
+
+
+@dataclass(frozen=True)
+class Heartbeat:
+    """The server's answer to a lease renewal."""
+
+    cancel_requested: bool
+    lease_ttl: float
+
+
+class Backoff:
+    """Exponential delays with jitter, capped: 0.25 s, ~0.5 s, ~1 s, ... up to `cap`.
+
+    Each delay lies in [d/2, d] for the nominal d, so that runners cut off
+    together do not return together.
+    """
+
+    def __init__(
+        self,
+        initial: float = 0.25,
+        cap: float = 30.0,
+        *,
+        factor: float = 2.0,
+        jitter: Callable[[], float] = random.random,
+    ) -> None:
+        self._initial = initial
+        self._cap = cap
+        self._factor = factor
+        self._jitter = jitter
+        self._nominal = initial
+
+    def next(self) -> float:
+        """The delay before the next attempt; each call lengthens the one after."""
+        nominal = self._nominal
+        self._nominal = min(self._cap, nominal * self._factor)
+        return nominal / 2 + self._jitter() * nominal / 2
+
+    def reset(self) -> None:
+        """After a success: the next failure waits the initial delay again."""
+        self._nominal = self._initial
+
+
+class HttpChannel:
+    """Runner protocol calls on one connection pool, authenticated by a bearer token."""
+
+    def __init__(
+        self,
+        url: str,
+        token: str,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+        timeout: float = REQUEST_TIMEOUT,
+    ) -> None:
+        base = url.rstrip("/")
+        if not base.startswith(("http://", "https://")):
+            raise ChannelError(f"server URL {url!r} must start with http:// or https://")
+        self.url = base
+        self._timeout = timeout
+        self._client = httpx.AsyncClient(
+            base_url=base + API,
+            headers={"Authorization": f"Bearer {token}"},
+            transport=transport,
+            timeout=timeout,
+        )
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    async def register(self, name: str, labels: Sequence[str]) -> tuple[str, str]:
+        """Trade the registration token this channel holds for (runner id, runner token)."""
+        data = await self._call("POST", "/runners/register", {"name": name, "labels": list(labels)})
+        return _text(data, "runner_id"), _text(data, "token")
+
+    async def poll(self, wait: float) -> dict[str, Any] | None:
+        """Wait up to `wait` seconds for a job; -> its assignment (now leased to us) or None."""
+        data = await self._call(
+            "POST", "/runners/poll", {"wait": wait}, timeout=wait + POLL_SLACK
+        )
+        job = data.get("job")
+        if job is not None and not isinstance(job, dict):
+            raise ServerUnavailable(f"{self.url}: the poll answer's job is not an object")
+        return job
+
+    async def start_job(self, job_id: str, epoch: int) -> None:
+        await self._call("POST", f"{_job(job_id)}/start", {"epoch": epoch})
+
+    async def heartbeat(self, job_id: str, epoch: int, *, timeout: float | None = None) -> Heartbeat:
+        data = await self._call(
+            "POST", f"{_job(job_id)}/heartbeat", {"epoch": epoch}, timeout=timeout
+        )
+        ttl = data.get("lease_ttl")
+        if not isinstance(ttl, int | float) or isinstance(ttl, bool) or ttl <= 0:
+            raise ServerUnavailable(f"{self.url}: the heartbeat answer has no valid lease_ttl")
+        return Heartbeat(bool(data.get("cancel_requested")), float(ttl))
+
+    async def step_started(
+        self, job_id: str, epoch: int, index: int, step_id: str | None, name: str
+    ) -> None:
+        body = {"epoch": epoch, "step_id": step_id, "name": name}
+        await self._call("POST", f"{_job(job_id)}/steps/{index}/start", body)
+
+    async def step_finished(self, job_id: str, epoch: int, report: StepReport) -> None:
+        body = {
+            "epoch": epoch,
+            "step_id": report.step_id,
+            "name": report.name,
+            "outcome": report.outcome,
+            "conclusion": report.conclusion,
+            "outputs": dict(report.outputs),
+        }
+        await self._call("POST", f"{_job(job_id)}/steps/{report.index}/finish", body)
+
+    async def append_logs(
+        self, job_id: str, epoch: int, lines: Sequence[tuple[int | None, str]]
+    ) -> None:
+        body = {"epoch": epoch, "lines": [[index, text] for index, text in lines]}
+        await self._call("POST", f"{_job(job_id)}/logs", body)
+
+    async def complete(self, job_id: str, epoch: int, outcome: JobOutcome) -> None:
+        body = {
+            "epoch": epoch,
+            "conclusion": outcome.conclusion,
+            "outputs": dict(outcome.outputs),
+            "reason": outcome.reason,
+        }
+        await self._call("POST", f"{_job(job_id)}/complete", body)
+
+    async def put_artifact(
+        self, job_id: str, epoch: int, name: str, tar: IO[bytes], size: int
+    ) -> int:
+        """Upload a tar stream as artifact `name`; -> the size the server stored."""
+        path = f"{_job(job_id)}/artifacts/{quote(name, safe='')}"
+        headers = {"Content-Type": "application/x-tar", "Content-Length": str(size)}
+        data = await self._call(
+            "PUT", path, params={"epoch": epoch}, content=_chunks(tar), headers=headers
+        )
+        size = data.get("size")
+        return size if isinstance(size, int) else 0
+
+    async def list_artifacts(self, job_id: str) -> list[str]:
+        data = await self._call("GET", f"{_job(job_id)}/artifacts")
+        items = data.get("artifacts")
+        if not isinstance(items, list):
+            raise ServerUnavailable(f"{self.url}: the artifact list is not a list")
+        return [str(item["name"]) for item in items if isinstance(item, dict) and "name" in item]
+
+    async def get_artifact(self, job_id: str, name: str, sink: IO[bytes]) -> None:
+        """Write artifact `name`'s tar stream into `sink`."""
+        path = f"{_job(job_id)}/artifacts/{quote(name, safe='')}"
+        try:
+            async with self._client.stream("GET", path) as response:
+                if response.status_code != 200:
+                    await response.aread()
+                    _check(response, self.url)
+                async for chunk in response.aiter_bytes():
+                    sink.write(chunk)
+        except httpx.TransportError as exc:
+            raise ServerUnavailable(f"{self.url}: {_describe(exc)}") from None
+
+    async def _call(
+        self,
+        method: str,
+        path: str,
+        body: dict[str, Any] | None = None,
+        *,
+        timeout: float | None = None,
+        **extra: Any,
+    ) -> dict[str, Any]:
+        try:
+            response = await self._client.request(
+                method, path, json=body, timeout=timeout or self._timeout, **extra
+            )
+        except httpx.TransportError as exc:
+            raise ServerUnavailable(f"{self.url}: {_describe(exc)}") from None
+        _check(response, self.url)
+        if not response.content:
+            return {}
+        try:
+            data = response.json()
+        except ValueError:
+            raise ServerUnavailable(f"{self.url}{path}: the answer is not JSON") from None
+        if not isinstance(data, dict):
+            raise ServerUnavailable(f"{self.url}{path}: the answer is not a JSON object")
+        return data
+
+
+def _check(response: httpx.Response, url: str) -> None:
+    """Raise the error a non-2xx answer stands for."""
+    status = response.status_code
+    if status < 300:
+        return
+    code, message = _error_body(response)
+    if status == 409 and code == "lease_lost":
+        raise LeaseLost(message)
+    if status >= 500 or status in (408, 429):
+        raise ServerUnavailable(f"{url}: {message} ({status})")
+    raise Refused(status, code, message)
+
+
+def _error_body(response: httpx.Response) -> tuple[str, str]:
+    try:
+        data = response.json()
+    except ValueError:
+        data = None
+    if isinstance(data, dict):
+        code, message = data.get("code"), data.get("message")
+        if isinstance(code, str):
+            return code, str(message or code)
+    return "http_error", f"{response.request.method} {response.request.url.path} failed"
+
+
+def _describe(exc: httpx.TransportError) -> str:
+    if isinstance(exc, httpx.TimeoutException):
+        return "no answer in time"
+    return str(exc) or type(exc).__name__
+
+
+def _job(job_id: str) -> str:
+    return f"/jobs/{quote(job_id, safe='')}"
+
+
+def _text(data: dict[str, Any], key: str) -> str:
+    value = data.get(key)
+    if not isinstance(value, str) or not value:
+        raise ServerUnavailable(f"the server's answer has no {key!r}")
+    return value
+
+
+async def _chunks(stream: IO[bytes], size: int = 1 << 16) -> AsyncIterator[bytes]:
+    while chunk := stream.read(size):
+        yield chunk

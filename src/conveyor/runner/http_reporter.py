@@ -1,0 +1,273 @@
+"""The HTTP `JobReporter`: step transitions, log batches and completion, in order, retried.
+
+The executor never waits on the network: every report goes into one ordered
+queue that a single sender task drains. Log lines travel in batches, sent
+when 100 lines are waiting or the oldest has waited 100 ms, and always
+before a step transition that follows them. While the server is
+unreachable the sender retries with backoff and the queue keeps growing, up
+to a bound: past it the oldest lines go, and a marker line says how many.
+
+A 409 lease_lost on any write ends the reporter at once: the queue is
+dropped, `cancel` is set, `on_lost` is told, and nothing more is sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from conveyor.errors import LeaseLost
+from conveyor.runner.assignment import JobOutcome, StepReport
+from conveyor.runner.http_channel import Backoff, HttpChannel, Refused, ServerUnavailable
+
+BATCH_LINES = 100
+BATCH_INTERVAL = 0.1
+BATCH_CHARS = 1 << 20
+"""A batch also ends at this many characters: a few huge lines make one request each."""
+MAX_BUFFERED_CHARS = 16 << 20
+
+logger = logging.getLogger("conveyor.runner")
+
+Line = tuple[int | None, str]
+
+
+@dataclass
+class _Logs:
+    """Consecutive log lines between two transitions."""
+
+    first_at: float
+    lines: deque[Line] = field(default_factory=deque)
+    chars: int = 0
+    dropped: int = 0
+    sealed: bool = False
+    """No more lines join this segment: `flush` asked for it to go now."""
+
+
+@dataclass
+class _Call:
+    """One transition or the completion, waiting its turn."""
+
+    what: str
+    send: Callable[[], Awaitable[None]]
+    delivered: bool = False
+
+
+class HttpReporter:
+    """Reports one job under its lease epoch over an `HttpChannel`."""
+
+    def __init__(
+        self,
+        channel: HttpChannel,
+        job_id: str,
+        epoch: int,
+        *,
+        on_lost: Callable[[str], None] | None = None,
+        batch_lines: int = BATCH_LINES,
+        batch_interval: float = BATCH_INTERVAL,
+        max_buffered_chars: int = MAX_BUFFERED_CHARS,
+        backoff: Callable[[], Backoff] = Backoff,
+    ) -> None:
+        self.cancel = asyncio.Event()
+        self._channel = channel
+        self._job_id = job_id
+        self._epoch = epoch
+        self._on_lost = on_lost
+        self._batch_lines = batch_lines
+        self._interval = batch_interval
+        self._max_chars = max_buffered_chars
+        self._backoff = backoff
+        self._queue: deque[_Logs | _Call] = deque()
+        self._buffered = 0
+        self._wake = asyncio.Event()
+        self._sender: asyncio.Task[None] | None = None
+        self._closing = False
+        self._ended = False
+
+    @property
+    def ended(self) -> bool:
+        """Whether the reporter sends nothing more (completed, lost or aborted)."""
+        return self._ended
+
+    async def step_started(self, index: int, step_id: str | None, name: str) -> None:
+        channel, job, epoch = self._channel, self._job_id, self._epoch
+        self._enqueue(
+            _Call(f"the start of step {index}", lambda: channel.step_started(job, epoch, index, step_id, name))
+        )
+
+    async def step_finished(self, report: StepReport) -> None:
+        channel, job, epoch = self._channel, self._job_id, self._epoch
+        self._enqueue(
+            _Call(f"the end of step {report.index}", lambda: channel.step_finished(job, epoch, report))
+        )
+
+    def log(self, step_index: int | None, line: str) -> None:
+        if self._ended or self._closing:
+            return
+        tail = self._queue[-1] if self._queue else None
+        if not isinstance(tail, _Logs) or tail.sealed:
+            tail = _Logs(first_at=asyncio.get_running_loop().time())
+            self._queue.append(tail)
+            self._kick()
+        tail.lines.append((step_index, line))
+        tail.chars += len(line)
+        self._buffered += len(line)
+        if self._buffered > self._max_chars:
+            self._drop_oldest()
+        if len(tail.lines) >= self._batch_lines or tail.chars >= BATCH_CHARS:
+            self._kick()
+
+    async def flush(self) -> None:
+        """Send the waiting lines now (without waiting for them to arrive)."""
+        for item in self._queue:
+            if isinstance(item, _Logs):
+                item.sealed = True
+        self._kick()
+
+    async def complete(self, outcome: JobOutcome) -> bool:
+        """Send what is queued, then the job's end; -> whether the server took the end."""
+        if self._ended:
+            return False
+        channel, job, epoch = self._channel, self._job_id, self._epoch
+        call = _Call("the job's completion", lambda: channel.complete(job, epoch, outcome))
+        self._enqueue(call)
+        self._closing = True
+        self._kick()
+        assert self._sender is not None
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.shield(self._sender)
+        self._ended = True
+        return call.delivered
+
+    def abort(self) -> None:
+        """Stop at once: drop what is queued and send nothing more."""
+        self._ended = True
+        self._queue.clear()
+        self._buffered = 0
+        self.cancel.set()
+        if self._sender is not None and self._sender is not asyncio.current_task():
+            self._sender.cancel()
+
+    def _enqueue(self, call: _Call) -> None:
+        if self._ended or self._closing:
+            return
+        for item in self._queue:
+            if isinstance(item, _Logs):
+                item.sealed = True
+        self._queue.append(call)
+        self._kick()
+
+    def _kick(self) -> None:
+        if self._sender is None:
+            self._sender = asyncio.get_running_loop().create_task(self._send_all())
+        self._wake.set()
+
+    def _drop_oldest(self) -> None:
+        """Drop the oldest waiting lines until the buffer fits (the newest line stays)."""
+        for item in self._queue:
+            if not isinstance(item, _Logs):
+                continue
+            while item.lines and self._buffered > self._max_chars:
+                if item is self._queue[-1] and len(item.lines) == 1:
+                    return
+                _, text = item.lines.popleft()
+                item.chars -= len(text)
+                item.dropped += 1
+                self._buffered -= len(text)
+            if self._buffered <= self._max_chars:
+                return
+
+    async def _send_all(self) -> None:
+        while not self._ended:
+            item = await self._next()
+            if item is None:
+                return
+            if isinstance(item, _Call):
+                item.delivered = await self._deliver(item.what, item.send)
+            else:
+                channel, job, epoch = self._channel, self._job_id, self._epoch
+                await self._deliver(
+                    f"{len(item)} log line(s)", lambda b=item: channel.append_logs(job, epoch, b)
+                )
+
+    async def _next(self) -> _Call | list[Line] | None:
+        """The next thing to send, once it is due; None when closing with nothing left."""
+        loop = asyncio.get_running_loop()
+        while True:
+            self._wake.clear()
+            timeout: float | None = None
+            if self._queue:
+                head = self._queue[0]
+                if isinstance(head, _Call):
+                    self._queue.popleft()
+                    return head
+                due = head.first_at + self._interval
+                if (
+                    head.sealed
+                    or self._closing
+                    or len(head.lines) >= self._batch_lines
+                    or head.chars >= BATCH_CHARS
+                    or loop.time() >= due
+                ):
+                    return self._take(head, loop.time())
+                timeout = due - loop.time()
+            elif self._closing:
+                return None
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout)
+
+    def _take(self, head: _Logs, now: float) -> list[Line]:
+        batch: list[Line] = []
+        if head.dropped:
+            batch.append(
+                (
+                    None,
+                    f"##[warning]{head.dropped} log line(s) dropped here: the server was "
+                    "unreachable and the runner's log buffer was full",
+                )
+            )
+            head.dropped = 0
+        chars = 0
+        while head.lines and len(batch) < self._batch_lines and (not batch or chars < BATCH_CHARS):
+            line = head.lines.popleft()
+            batch.append(line)
+            chars += len(line[1])
+        head.chars -= chars
+        self._buffered -= chars
+        head.first_at = now
+        if not head.lines and (head.sealed or len(self._queue) > 1 or self._closing):
+            self._queue.popleft()
+        return batch
+
+    async def _deliver(self, what: str, send: Callable[[], Awaitable[None]]) -> bool:
+        """Send until the server answers; -> whether it accepted."""
+        backoff = self._backoff()
+        attempts = 0
+        while True:
+            attempts += 1
+            try:
+                await send()
+            except ServerUnavailable as exc:
+                if attempts == 1:
+                    logger.warning("job %s: %s; sending %s again later", self._job_id, exc, what)
+                await asyncio.sleep(backoff.next())
+                continue
+            except LeaseLost as exc:
+                self._lost(f"the server refused {what}: {exc}")
+                return False
+            except Refused as exc:
+                if exc.code == "conflict" and attempts > 1:
+                    return True  # an earlier attempt got through; only its answer was lost
+                logger.warning("job %s: the server refused %s: %s", self._job_id, what, exc)
+                return False
+            if attempts > 1:
+                logger.info("job %s: the server is reachable again", self._job_id)
+            return True
+
+    def _lost(self, why: str) -> None:
+        self.abort()
+        if self._on_lost is not None:
+            self._on_lost(why)
