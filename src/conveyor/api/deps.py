@@ -13,7 +13,8 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from types import MappingProxyType
+from typing import Any, ClassVar, Protocol
 
 from fastapi import Request
 
@@ -30,15 +31,15 @@ from conveyor.errors import ConveyorError, NotFound
 class ApiError(ConveyorError):
     """An error the API itself raises; `status` and `code` say how it is answered."""
 
-    status = 400
-    code = "invalid"
-    headers: Mapping[str, str] | None = None
+    status: ClassVar[int] = 400
+    code: ClassVar[str] = "invalid"
+    headers: ClassVar[Mapping[str, str] | None] = None
 
 
 class Unauthorized(ApiError):
     status = 401
     code = "unauthorized"
-    headers = {"WWW-Authenticate": "Bearer"}
+    headers = MappingProxyType({"WWW-Authenticate": "Bearer"})
 
 
 class Forbidden(ApiError):

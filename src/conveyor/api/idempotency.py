@@ -11,7 +11,8 @@ key.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 from fastapi import Request, Response
 from fastapi.routing import APIRoute
@@ -35,9 +36,9 @@ def idempotency_key(request: Request) -> str | None:
 class IdempotentRoute(APIRoute):
     """A route whose POST honours `Idempotency-Key` (admin tokens only)."""
 
-    def get_route_handler(self) -> Callable[[Request], Awaitable[Response]]:
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
-        if "POST" not in self.methods:
+        if "POST" not in (self.methods or ()):
             return handler
 
         async def idempotent(request: Request) -> Response:

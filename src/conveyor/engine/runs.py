@@ -88,7 +88,11 @@ class RunService:
             sha = await self._mirror.resolve(repo.url, ref or "HEAD")
         loaded = await self._load(workflow, repo, sha or "")
         trigger = loaded.workflow.on.get(event)
-        typed = dispatch_inputs(trigger, inputs) if trigger is not None and trigger.inputs else dict(inputs)
+        typed = (
+            dispatch_inputs(trigger, inputs)
+            if trigger is not None and trigger.inputs
+            else dict(inputs)
+        )
         run_ref = ref_for_event(event, payload, ref or "refs/heads/main")
         new_run = NewRun(
             workflow_path=workflow.path,
@@ -219,7 +223,13 @@ class RunService:
             },
             "secrets": call_secrets(ctx, planned.call),
             "idempotency_base": ":".join(
-                [run.tenant_id, run.id, str(run.attempt), job.key, json.dumps(job.matrix, sort_keys=True)]
+                [
+                    run.tenant_id,
+                    run.id,
+                    str(run.attempt),
+                    job.key,
+                    json.dumps(job.matrix, sort_keys=True),
+                ]
             ),
             "checkout": dict(loaded.checkout) if loaded.checkout else None,
             "lease_ttl": self._settings.lease_ttl,
@@ -254,7 +264,9 @@ class RunService:
                 if workflow.path not in sources:
                     sources[workflow.path] = await self._mirror.show(repo.url, sha, workflow.path)
             except SourceError as exc:
-                raise WorkflowError([Diagnostic(Span(workflow.path, 1, 1), "source", str(exc))]) from None
+                raise WorkflowError(
+                    [Diagnostic(Span(workflow.path, 1, 1), "source", str(exc))]
+                ) from None
         else:
             sources[workflow.path] = workflow.source
         models: dict[str, Workflow] = {}
@@ -263,7 +275,13 @@ class RunService:
             path = os.path.normpath(path)
             if path not in sources:
                 raise WorkflowError(
-                    [Diagnostic(Span(workflow.path, 1, 1), "reusable-workflow", f"{path}: no such workflow in the repository")]
+                    [
+                        Diagnostic(
+                            Span(workflow.path, 1, 1),
+                            "reusable-workflow",
+                            f"{path}: no such workflow in the repository",
+                        )
+                    ]
                 )
             if path not in models:
                 models[path] = load_workflow(path, text=sources[path], display_path=path)
@@ -272,7 +290,11 @@ class RunService:
         top = load(workflow.path)
         plan = plan_run(top, load)
         checkout = {"url": repo.url, "sha": sha, "ref": ""} if repo is not None else None
-        name = repo.name if repo is not None else f"local/{os.path.splitext(os.path.basename(workflow.path))[0]}"
+        name = (
+            repo.name
+            if repo is not None
+            else f"local/{os.path.splitext(os.path.basename(workflow.path))[0]}"
+        )
         return _Loaded(top, plan, sources, checkout, name)
 
     def _github(self, run: RunRecord, loaded: _Loaded) -> dict[str, Any]:

@@ -9,7 +9,6 @@ same run at once cannot queue a job twice: the loser's transition conflicts.
 from __future__ import annotations
 
 import contextlib
-import contextlib
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any

@@ -44,7 +44,9 @@ class RepositoryMirror:
 
     async def resolve(self, url: str, ref: str) -> str:
         """The commit `ref` names in the mirror."""
-        out = await _git("--git-dir", self.path_for(url), "rev-parse", "--verify", f"{ref}^{{commit}}")
+        out = await _git(
+            "--git-dir", self.path_for(url), "rev-parse", "--verify", f"{ref}^{{commit}}"
+        )
         return out.strip()
 
     async def show(self, url: str, sha: str, path: str) -> str:
@@ -72,5 +74,7 @@ async def _git(*args: str) -> str:
     out, err = await proc.communicate()
     if proc.returncode != 0:
         message = err.decode("utf-8", "replace").strip().splitlines()
-        raise SourceError(f"git {args[-2] if len(args) > 1 else ''}: {message[-1] if message else 'failed'}")
+        raise SourceError(
+            f"git {args[-2] if len(args) > 1 else ''}: {message[-1] if message else 'failed'}"
+        )
     return out.decode("utf-8", "replace")

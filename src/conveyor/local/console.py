@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, TextIO
 
 from conveyor.engine.records import JobRecord
@@ -53,12 +53,16 @@ class Console:
         self.err.write(f"conveyor: {message}\n")
         self.err.flush()
 
-    def summary(self, report: Mapping[str, Any]) -> None:
+    def summary(
+        self, report: Mapping[str, Any], step_summaries: Sequence[tuple[str, str]] = ()
+    ) -> None:
+        """The table of jobs and their results, then what steps wrote to their summaries."""
         if self.json_lines:
             self.emit(
                 {
                     "type": "summary",
                     "conclusion": report["conclusion"],
+                    "step_summaries": [{"job": j, "markdown": m} for j, m in step_summaries],
                     "jobs": [
                         {"id": j["id"], "name": j["name"], "conclusion": j["conclusion"]}
                         for j in report["jobs"]
@@ -77,6 +81,9 @@ class Console:
             )
         conclusion = str(report["conclusion"])
         lines.append(f"run {self.paint(conclusion, _RESULT_COLORS.get(conclusion, 0))}")
+        for job, markdown in step_summaries:
+            lines.append(f"\n── summary of {job} ──")
+            lines.append(markdown.rstrip("\n"))
         self.out.write("\n".join(lines) + "\n")
         self.out.flush()
 

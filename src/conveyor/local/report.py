@@ -14,7 +14,8 @@ async def build_report(
     store: Store, run: RunRecord, rows: Sequence[JobRecord], planned: Mapping[str, PlannedJob]
 ) -> dict[str, Any]:
     jobs = []
-    for row in rows:
+    order = {key: i for i, key in enumerate(planned)}
+    for row in sorted(rows, key=lambda r: order.get(r.key, len(order))):
         steps = []
         logs: dict[int, list[str]] = {}
         after = 0

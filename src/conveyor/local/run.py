@@ -198,6 +198,7 @@ class _LocalRun:
         self.reporters: dict[str, StoreReporter] = {}
         self.cancelled = False
         self.done = False
+        self.summaries: list[tuple[str, str]] = []
 
     async def execute(self) -> int:
         with tempfile.TemporaryDirectory(prefix="conveyor-run-") as tmp:
@@ -247,7 +248,7 @@ class _LocalRun:
         report = await build_report(self.store, final, rows, self.planned)
         if self.options.report:
             _write_json(self.options.report, report)
-        self.console.summary(report)
+        self.console.summary(report, self.summaries)
         return 0 if report["conclusion"] == Conclusion.SUCCESS else 1
 
     async def _context_of(self, _run: object) -> RunContext:
@@ -286,6 +287,8 @@ class _LocalRun:
             outcome = await self.executor.run(self._assignment(job, planned), reporter)
         finally:
             self.reporters.pop(job.id, None)
+        if outcome.summary:
+            self.summaries.append((job.name, outcome.summary))
         status = {
             "success": JobStatus.COMPLETED,
             "failure": JobStatus.FAILED,

@@ -51,6 +51,8 @@ class JobOutcome:
     conclusion: str  # success | failure | cancelled
     outputs: Mapping[str, str]
     reason: str | None = None
+    summary: str = ""
+    """What the steps wrote to GITHUB_STEP_SUMMARY (masked), in step order."""
 
 
 class JobReporter(Protocol):

@@ -44,6 +44,8 @@ class JobState:
     """GITHUB_PATH entries, newest first."""
     status: str = "success"
     cancelled: bool = False
+    summary: list[str] = field(default_factory=list)
+    """Each step's GITHUB_STEP_SUMMARY, masked."""
     process_groups: list[int] = field(default_factory=list)
     """Steps' process groups: what they left running is killed when the job ends."""
 
@@ -139,7 +141,7 @@ class JobExecutor:
             outputs = self._outputs(state, scope.results)
             await reporter.flush()
             conclusion = "cancelled" if state.cancelled else state.status
-            return JobOutcome(conclusion, outputs)
+            return JobOutcome(conclusion, outputs, summary="".join(state.summary))
         except ConveyorError as exc:
             reporter.log(None, f"##[error]{exc}")
             await reporter.flush()

@@ -122,9 +122,7 @@ class HttpChannel:
 
     async def poll(self, wait: float) -> dict[str, Any] | None:
         """Wait up to `wait` seconds for a job; -> its assignment (now leased to us) or None."""
-        data = await self._call(
-            "POST", "/runners/poll", {"wait": wait}, timeout=wait + POLL_SLACK
-        )
+        data = await self._call("POST", "/runners/poll", {"wait": wait}, timeout=wait + POLL_SLACK)
         job = data.get("job")
         if job is not None and not isinstance(job, dict):
             raise ServerUnavailable(f"{self.url}: the poll answer's job is not an object")
@@ -133,7 +131,9 @@ class HttpChannel:
     async def start_job(self, job_id: str, epoch: int) -> None:
         await self._call("POST", f"{_job(job_id)}/start", {"epoch": epoch})
 
-    async def heartbeat(self, job_id: str, epoch: int, *, timeout: float | None = None) -> Heartbeat:
+    async def heartbeat(
+        self, job_id: str, epoch: int, *, timeout: float | None = None
+    ) -> Heartbeat:
         data = await self._call(
             "POST", f"{_job(job_id)}/heartbeat", {"epoch": epoch}, timeout=timeout
         )
@@ -183,8 +183,8 @@ class HttpChannel:
         data = await self._call(
             "PUT", path, params={"epoch": epoch}, content=_chunks(tar), headers=headers
         )
-        size = data.get("size")
-        return size if isinstance(size, int) else 0
+        stored = data.get("size")
+        return stored if isinstance(stored, int) else size
 
     async def list_artifacts(self, job_id: str) -> list[str]:
         data = await self._call("GET", f"{_job(job_id)}/artifacts")

@@ -19,6 +19,7 @@ import logging
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from functools import partial
 
 from conveyor.errors import LeaseLost
 from conveyor.runner.assignment import JobOutcome, StepReport
@@ -93,16 +94,12 @@ class HttpReporter:
         return self._ended
 
     async def step_started(self, index: int, step_id: str | None, name: str) -> None:
-        channel, job, epoch = self._channel, self._job_id, self._epoch
-        self._enqueue(
-            _Call(f"the start of step {index}", lambda: channel.step_started(job, epoch, index, step_id, name))
-        )
+        send = partial(self._channel.step_started, self._job_id, self._epoch, index, step_id, name)
+        self._enqueue(_Call(f"the start of step {index}", send))
 
     async def step_finished(self, report: StepReport) -> None:
-        channel, job, epoch = self._channel, self._job_id, self._epoch
-        self._enqueue(
-            _Call(f"the end of step {report.index}", lambda: channel.step_finished(job, epoch, report))
-        )
+        send = partial(self._channel.step_finished, self._job_id, self._epoch, report)
+        self._enqueue(_Call(f"the end of step {report.index}", send))
 
     def log(self, step_index: int | None, line: str) -> None:
         if self._ended or self._closing:
@@ -131,14 +128,18 @@ class HttpReporter:
         """Send what is queued, then the job's end; -> whether the server took the end."""
         if self._ended:
             return False
-        channel, job, epoch = self._channel, self._job_id, self._epoch
-        call = _Call("the job's completion", lambda: channel.complete(job, epoch, outcome))
+        send = partial(self._channel.complete, self._job_id, self._epoch, outcome)
+        call = _Call("the job's completion", send)
         self._enqueue(call)
         self._closing = True
         self._kick()
         assert self._sender is not None
-        with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.shield(self._sender)
+        try:
+            await self._sender
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if current is not None and current.cancelling():
+                raise
         self._ended = True
         return call.delivered
 
@@ -188,10 +189,8 @@ class HttpReporter:
             if isinstance(item, _Call):
                 item.delivered = await self._deliver(item.what, item.send)
             else:
-                channel, job, epoch = self._channel, self._job_id, self._epoch
-                await self._deliver(
-                    f"{len(item)} log line(s)", lambda b=item: channel.append_logs(job, epoch, b)
-                )
+                send = partial(self._channel.append_logs, self._job_id, self._epoch, item)
+                await self._deliver(f"{len(item)} log line(s)", send)
 
     async def _next(self) -> _Call | list[Line] | None:
         """The next thing to send, once it is due; None when closing with nothing left."""
@@ -238,7 +237,7 @@ class HttpReporter:
         head.chars -= chars
         self._buffered -= chars
         head.first_at = now
-        if not head.lines and (head.sealed or len(self._queue) > 1 or self._closing):
+        if not head.lines:
             self._queue.popleft()
         return batch
 

@@ -303,6 +303,11 @@ def _apply_files(state: JobState, files: Mapping[str, str], outputs: dict[str, s
         outputs[key] = value
     for entry in read_path_file(read("GITHUB_PATH")):
         state.path_prepends.insert(0, entry)
+    summary = read("GITHUB_STEP_SUMMARY")
+    if summary.strip():
+        state.summary.append(
+            state.masker.mask(summary if summary.endswith("\n") else summary + "\n")
+        )
 
 
 def _idempotency_key(state: JobState, index: int, scope: Scope, step: Step) -> str:

@@ -1,0 +1,157 @@
+"""Workflows: register (YAML body or a file of a repository), list, get, enable, delete, dispatch.
+
+A workflow is validated when registered: a file with problems is refused
+with 422 and every diagnostic as `file:line:col: message`. Dispatch types
+the inputs as the workflow's `workflow_dispatch` trigger declares them and
+answers 202 with the new run's id; its `Idempotency-Key` also reaches the
+store, so a retried dispatch creates one run.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request, Response
+
+from conveyor.api.deps import Invalid, Principal, admin, services
+from conveyor.api.idempotency import IdempotentRoute, idempotency_key
+from conveyor.api.schemas import (
+    DispatchIn,
+    EnabledIn,
+    RunIdOut,
+    WorkflowDetailOut,
+    WorkflowIn,
+    WorkflowOut,
+    WorkflowsOut,
+    workflow_detail_out,
+    workflow_out,
+)
+from conveyor.errors import Conflict
+from conveyor.workflow import load_workflow
+from conveyor.workflow.triggers import dispatch_inputs
+
+router = APIRouter(prefix="/workflows", tags=["workflows"], route_class=IdempotentRoute)
+
+Admin = Annotated[Principal, Depends(admin)]
+Limit = Annotated[int, Query(ge=1, le=200)]
+
+
+def check_path(path: str) -> str:
+    """A workflow path: relative, inside the repository, a YAML file."""
+    normal = posixpath.normpath(path)
+    if (
+        path.startswith("/")
+        or normal == ".."
+        or normal.startswith("../")
+        or "\x00" in path
+        or "\\" in path
+    ):
+        raise Invalid(f"workflow path {path!r} must be a relative path inside the repository")
+    if not normal.endswith((".yml", ".yaml")):
+        raise Invalid(f"workflow path {path!r} must name a .yml or .yaml file")
+    return normal
+
+
+@router.post("", status_code=201)
+async def register(body: WorkflowIn, request: Request, principal: Admin) -> WorkflowDetailOut:
+    """Register a workflow from its YAML (`source`) or from `path` in a registered repository."""
+    svc = services(request)
+    path = check_path(body.path)
+    repository = None
+    if body.repository_id is not None:
+        repository = await svc.store.get_repository(principal.tenant_id, body.repository_id)
+    source = body.source
+    if source is None:
+        if repository is None:
+            raise Invalid("give the workflow's YAML as `source`, or a `repository_id` to read it")
+        source = await svc.read_workflow(repository, path)
+    model = load_workflow(path, text=source)
+    record = await svc.store.register_workflow(
+        principal.tenant_id, path, source, model.display_name, repository_id=body.repository_id
+    )
+    return workflow_detail_out(record)
+
+
+@router.get("")
+async def list_workflows(
+    request: Request,
+    principal: Admin,
+    cursor: str | None = None,
+    limit: Limit = 50,
+) -> WorkflowsOut:
+    """One page of the tenant's workflows; pass `next_cursor` back as `cursor` for the next."""
+    found = await services(request).store.list_workflows(
+        principal.tenant_id, after=cursor, limit=limit + 1
+    )
+    page = found[:limit]
+    next_cursor = page[-1].id if len(found) > limit else None
+    return WorkflowsOut(items=[workflow_out(r) for r in page], next_cursor=next_cursor)
+
+
+@router.get("/{workflow_id}")
+async def get(workflow_id: str, request: Request, principal: Admin) -> WorkflowDetailOut:
+    record = await services(request).store.get_workflow(principal.tenant_id, workflow_id)
+    return workflow_detail_out(record)
+
+
+@router.post("/{workflow_id}/enable")
+async def enable(workflow_id: str, request: Request, principal: Admin) -> WorkflowOut:
+    return await _set_enabled(request, principal, workflow_id, True)
+
+
+@router.post("/{workflow_id}/disable")
+async def disable(workflow_id: str, request: Request, principal: Admin) -> WorkflowOut:
+    return await _set_enabled(request, principal, workflow_id, False)
+
+
+@router.patch("/{workflow_id}")
+async def update(
+    workflow_id: str, body: EnabledIn, request: Request, principal: Admin
+) -> WorkflowOut:
+    """`{"enabled": bool}`: the seed's spelling of enable/disable."""
+    return await _set_enabled(request, principal, workflow_id, body.enabled)
+
+
+async def _set_enabled(
+    request: Request, principal: Principal, workflow_id: str, enabled: bool
+) -> WorkflowOut:
+    store = services(request).store
+    record = await store.set_workflow_enabled(principal.tenant_id, workflow_id, enabled)
+    return workflow_out(record)
+
+
+@router.delete("/{workflow_id}", status_code=204)
+async def delete(workflow_id: str, request: Request, principal: Admin) -> Response:
+    await services(request).store.delete_workflow(principal.tenant_id, workflow_id)
+    return Response(status_code=204)
+
+
+@router.post("/{workflow_id}/dispatch", status_code=202)
+@router.post("/{workflow_id}/dispatches", status_code=202, include_in_schema=False)
+async def dispatch(
+    workflow_id: str, body: DispatchIn, request: Request, principal: Admin
+) -> RunIdOut:
+    """Start a run by hand (`workflow_dispatch`), with inputs typed as the workflow declares."""
+    svc = services(request)
+    record = await svc.store.get_workflow(principal.tenant_id, workflow_id)
+    if not record.enabled:
+        raise Conflict(f"workflow {workflow_id!r} is disabled")
+    model = load_workflow(record.path, text=record.source)
+    trigger = model.on.get("workflow_dispatch")
+    if trigger is None:
+        raise Invalid(f"workflow {record.path!r} has no workflow_dispatch trigger")
+    inputs = dispatch_inputs(trigger, body.inputs)
+    key = idempotency_key(request)
+    payload: dict[str, Any] = {"inputs": inputs, "ref": body.ref, "workflow": record.path}
+    run = await svc.start_run(
+        principal.tenant_id,
+        record,
+        "workflow_dispatch",
+        payload,
+        inputs,
+        ref=body.ref,
+        # Scoped to this workflow: the store dedupes runs by key across the whole tenant.
+        idempotency_key=f"dispatch:{workflow_id}:{key}" if key else None,
+    )
+    return RunIdOut(run_id=run.id)
