@@ -59,6 +59,27 @@ def _build_parser() -> argparse.ArgumentParser:
     run.add_argument("--bind", action="store_true", help="run in the working tree, not a copy")
     run.add_argument("--json", action="store_true", help="one JSON object a line instead of text")
     run.add_argument("--color", choices=("auto", "always", "never"), default="auto")
+
+    serve = sub.add_parser("serve", help="run the control plane: API, scheduler, reaper, cron")
+    serve.add_argument("--data-dir", default=".conveyor", help="tokens, SQLite database, mirrors")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument("--database-url", default=None,
+                       help="postgresql://... (default: $CONVEYOR_DATABASE_URL, else SQLite in --data-dir)")
+    serve.add_argument("--lease-ttl", type=float, default=600.0, metavar="SECONDS")
+    serve.add_argument("--heartbeat-interval", type=float, default=60.0, metavar="SECONDS")
+    serve.add_argument("--reap-interval", type=float, default=5.0, metavar="SECONDS")
+    serve.add_argument("--max-retries", type=int, default=3)
+    serve.add_argument("--no-cron", action="store_true", help="do not fire schedule: triggers")
+    serve.add_argument("--runner", action="store_true", help="also run an embedded runner")
+
+    runner = sub.add_parser("runner", help="run a runner agent that pulls jobs from a server")
+    runner.add_argument("--url", required=True, help="the server, e.g. http://127.0.0.1:8080")
+    runner.add_argument("--token", required=True, help="a registration or runner token")
+    runner.add_argument("--labels", default="", help="comma-separated labels (added to the defaults)")
+    runner.add_argument("--workdir", default=".conveyor-runner", help="workspaces and the saved token")
+    runner.add_argument("--concurrency", type=int, default=1, help="jobs at once")
+    runner.add_argument("--name", default=None)
     return parser
 
 
@@ -70,7 +91,49 @@ def main(argv: Sequence[str] | None = None) -> int:
         return validate_paths(args.paths or [".github/workflows"], sys.stdout, sys.stderr)
     if args.command == "run":
         return _run(args)
+    if args.command == "serve":
+        return _serve(args)
+    if args.command == "runner":
+        return _runner(args)
     return 2
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import asyncio
+    import os
+
+    from conveyor.service.serve import ServeOptions, serve
+
+    options = ServeOptions(
+        data_dir=args.data_dir,
+        host=args.host,
+        port=args.port,
+        database_url=args.database_url or os.environ.get("CONVEYOR_DATABASE_URL") or None,
+        lease_ttl=args.lease_ttl,
+        heartbeat_interval=args.heartbeat_interval,
+        reap_interval=args.reap_interval,
+        max_retries=args.max_retries,
+        webhook_secret=os.environ.get("CONVEYOR_WEBHOOK_SECRET") or None,
+        cron=not args.no_cron,
+    )
+    ready = None
+    if args.runner:
+        from conveyor.service.embedded import embedded_runner
+
+        ready = embedded_runner(options)
+    return asyncio.run(serve(options, ready=ready))
+
+
+def _runner(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from conveyor.runner.agent import run_agent
+
+    labels = [label.strip() for label in args.labels.split(",") if label.strip()]
+    return asyncio.run(
+        run_agent(args.url, args.token, labels, workdir=args.workdir,
+                  concurrency=args.concurrency, name=args.name)
+    )
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -1,18 +1,28 @@
 """Fixtures for the store tests: a real store per backend, a settable clock, a scenario kit.
 
-`store` is parametrized over backends; a PostgreSQL backend joins by adding
-a parameter here. `async def` tests run on a fresh event loop each.
+`store` is parametrized over every backend: SQLite in a file and in memory,
+and the real PostgreSQL at $CONVEYOR_TEST_POSTGRES_URL (default: the local
+server's `test` database), in a schema of its own per test, dropped after
+it. `shared` gives a place several stores can open at once (a SQLite file,
+a PostgreSQL schema). Each test runs on one event loop, fixtures included.
 """
 
 from __future__ import annotations
 
 import asyncio
 import inspect
-from collections.abc import Iterator, Sequence
+import os
+import secrets
+import threading
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
+from psycopg import sql
 
 from conveyor.engine.records import (
     JobInstance,
@@ -24,10 +34,22 @@ from conveyor.engine.records import (
 )
 from conveyor.engine.states import Conclusion, JobStatus
 from conveyor.engine.store import Store
+from conveyor.store.postgres import PostgresStore
 from conveyor.store.sqlite import SqliteStore
 
-BACKENDS = ["sqlite-file", "sqlite-memory"]
+BACKENDS = ["sqlite-file", "sqlite-memory", "postgres"]
+SHARED = ["sqlite-file", "postgres"]
 TTL = 60.0
+POSTGRES_URL = os.environ.get(
+    "CONVEYOR_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
+)
+
+
+@pytest.fixture(autouse=True)
+def aio() -> Iterator[asyncio.Runner]:
+    """The event loop of one test: its async fixtures and its body share it."""
+    with asyncio.Runner() as runner:
+        yield runner
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -35,8 +57,101 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
     if not inspect.iscoroutinefunction(pyfuncitem.obj):
         return None
     names = inspect.signature(pyfuncitem.obj).parameters
-    asyncio.run(pyfuncitem.obj(**{name: pyfuncitem.funcargs[name] for name in names}))
+    runner: asyncio.Runner = pyfuncitem.funcargs["aio"]
+    runner.run(pyfuncitem.obj(**{name: pyfuncitem.funcargs[name] for name in names}))
     return True
+
+
+@cache
+def postgres_unreachable() -> str | None:
+    """Why the test PostgreSQL cannot be used, or None when it can."""
+    try:
+        psycopg.connect(POSTGRES_URL, connect_timeout=3).close()
+    except psycopg.Error as exc:
+        return f"PostgreSQL at {POSTGRES_URL} is unreachable: {exc}"
+    return None
+
+
+@dataclass(frozen=True)
+class Place:
+    """Where a test's stores live: a SQLite path, or a PostgreSQL schema of its own."""
+
+    backend: str
+    path: str = ":memory:"
+    schema: str | None = None
+
+    async def open(self, clock: Clock, **options: Any) -> Store:
+        if self.schema is not None:
+            return await PostgresStore.open(
+                POSTGRES_URL, schema=self.schema, clock=clock, **options
+            )
+        return await SqliteStore.open(self.path, clock=clock, **options)
+
+
+@pytest.fixture
+def place_of(tmp_path: Path) -> Iterator[Any]:
+    """A function from a backend name to a fresh Place; PostgreSQL schemas are dropped after."""
+    schemas: list[str] = []
+
+    def place(backend: str) -> Place:
+        if backend == "sqlite-file":
+            return Place(backend, path=str(tmp_path / f"conveyor-{len(schemas)}.db"))
+        if backend == "sqlite-memory":
+            return Place(backend)
+        if (reason := postgres_unreachable()) is not None:
+            pytest.skip(reason)
+        schemas.append(f"conveyor_test_{secrets.token_hex(6)}")
+        return Place(backend, schema=schemas[-1])
+
+    yield place
+    if schemas:
+        with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+            for schema in schemas:
+                conn.execute(
+                    sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema))
+                )
+
+
+def in_threads(
+    place: Place, clock: Clock, count: int, work: Callable[[Store, int], Awaitable[Any]]
+) -> list[Any]:
+    """`work(store, n)` for n < count, all at once: each in a thread with its own loop and store."""
+    start = threading.Barrier(count)
+    results: list[Any] = [None] * count
+    failures: list[BaseException] = []
+
+    def main(n: int) -> None:
+        async def go() -> None:
+            store = await place.open(clock)
+            try:
+                start.wait()
+                results[n] = await work(store, n)
+            finally:
+                await store.close()
+
+        try:
+            asyncio.run(go())
+        except BaseException as exc:
+            failures.append(exc)
+            start.abort()
+
+    threads = [threading.Thread(target=main, args=(n,)) for n in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if failures:  # the first real failure, not the broken barrier it left behind
+        raise next(
+            (f for f in failures if not isinstance(f, threading.BrokenBarrierError)), failures[0]
+        )
+    return results
+
+
+@pytest.fixture(params=SHARED)
+def shared(request: pytest.FixtureRequest, place_of: Any) -> Place:
+    """A place on a backend where several stores (connections) can open at once."""
+    place: Place = place_of(request.param)
+    return place
 
 
 class Clock:
@@ -57,16 +172,14 @@ def clock() -> Clock:
     return Clock()
 
 
-async def open_backend(backend: str, tmp_path: Path, clock: Clock) -> SqliteStore:
-    path = str(tmp_path / "conveyor.db") if backend == "sqlite-file" else ":memory:"
-    return await SqliteStore.open(path, clock=clock)
-
-
 @pytest.fixture(params=BACKENDS)
-def store(request: pytest.FixtureRequest, tmp_path: Path, clock: Clock) -> Iterator[Store]:
-    opened = asyncio.run(open_backend(request.param, tmp_path, clock))
+def store(
+    request: pytest.FixtureRequest, place_of: Any, clock: Clock, aio: asyncio.Runner
+) -> Iterator[Store]:
+    place: Place = place_of(request.param)
+    opened = aio.run(place.open(clock))
     yield opened
-    asyncio.run(opened.close())
+    aio.run(opened.close())
 
 
 def new_run(**changes: Any) -> NewRun:

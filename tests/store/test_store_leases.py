@@ -8,14 +8,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
+from tests.store.conftest import in_threads
 
-from conveyor.engine.records import JobInstance, NewJob, NewRun
+from conveyor.engine.records import JobInstance, JobRecord, NewJob, NewRun
 from conveyor.engine.states import Conclusion, JobStatus, StepStatus
+from conveyor.engine.store import Store
 from conveyor.errors import LeaseLost
 from conveyor.store.sqlite import SqliteStore
 
 if TYPE_CHECKING:
-    from tests.store.conftest import Clock, Kit
+    from tests.store.conftest import Clock, Kit, Place
 
 TTL = 60.0
 
@@ -66,43 +68,51 @@ async def test_lease_ttl_must_be_positive(kit: Kit) -> None:
         await kit.store.renew_lease(job.id, job.lease_epoch, -1)
 
 
-def _acquire_all(store: SqliteStore, runner: str, got: list[str], start: threading.Barrier) -> None:
-    async def loop() -> None:
-        start.wait()
-        while (job := await store.acquire_job(runner, [], TTL)) is not None:
-            got.append(job.id)
-
-    asyncio.run(loop())
+async def _acquire_all(store: Store, n: int) -> list[str]:
+    got = []
+    while (job := await store.acquire_job(f"r{n}", [], TTL)) is not None:
+        got.append(job.id)
+    return got
 
 
-@pytest.mark.parametrize("connections", ["one per thread", "one shared"])
-async def test_concurrent_acquirers_never_share_a_job(tmp_path: Path, connections: str) -> None:
-    path = str(tmp_path / "c.db")
-    store = await SqliteStore.open(path)
+async def queued_jobs(store: Store, count: int) -> list[JobRecord]:
     _, jobs = await store.create_run(
-        plain_run(), [NewJob(f"j{n}", f"J{n}", (), ()) for n in range(60)]
+        plain_run(), [NewJob(f"j{n}", f"J{n}", (), ()) for n in range(count)]
     )
     for job in jobs:
         await store.queue_job(job.id, [JobInstance(job.name, None)])
-    results: list[list[str]] = [[] for _ in range(4)]
-    stores = [
-        store if connections == "one shared" else await SqliteStore.open(path) for _ in results
-    ]
-    start = threading.Barrier(len(results))
-    threads = [
-        threading.Thread(target=_acquire_all, args=(stores[n], f"r{n}", results[n], start))
-        for n in range(len(results))
-    ]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    return jobs
+
+
+async def test_concurrent_acquirers_never_share_a_job(shared: Place, clock: Clock) -> None:
+    store = await shared.open(clock)
+    jobs = await queued_jobs(store, 60)
+    results = in_threads(shared, clock, 4, _acquire_all)
     taken = [job_id for got in results for job_id in got]
     assert sorted(taken) == sorted(job.id for job in jobs)
     assert all(job.lease_epoch == 1 for job in await store.list_jobs(jobs[0].run_id))
     assert [e.kind for e in await store.events_after(0, 1000)].count("job.acquired") == 60
-    for opened in {id(s): s for s in [store, *stores]}.values():
-        await opened.close()
+    await store.close()
+
+
+async def test_acquirers_sharing_one_store_never_share_a_job(tmp_path: Path) -> None:
+    """A SQLite store may be shared between threads (each with its own event loop)."""
+    store = await SqliteStore.open(str(tmp_path / "c.db"))
+    jobs = await queued_jobs(store, 60)
+    results: list[list[str]] = [[] for _ in range(4)]
+    start = threading.Barrier(len(results))
+
+    def acquire(n: int) -> None:
+        start.wait()
+        results[n] = asyncio.run(_acquire_all(store, n))
+
+    threads = [threading.Thread(target=acquire, args=(n,)) for n in range(len(results))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(job_id for got in results for job_id in got) == sorted(j.id for j in jobs)
+    await store.close()
 
 
 async def test_renewal_extends_the_lease_and_reports_cancellation(kit: Kit) -> None:
@@ -151,32 +161,16 @@ async def test_a_lost_job_that_was_being_cancelled_ends_cancelled(kit: Kit) -> N
     assert (ended.status, ended.conclusion) == (JobStatus.CANCELLED, Conclusion.CANCELLED)
 
 
-async def test_concurrent_reapers_take_each_lease_once(tmp_path: Path, clock: Clock) -> None:
-    path = str(tmp_path / "c.db")
-    store = await SqliteStore.open(path, clock=clock)
-    _, jobs = await store.create_run(
-        plain_run(), [NewJob(f"j{n}", f"J{n}", (), ()) for n in range(20)]
-    )
-    for job in jobs:
-        await store.queue_job(job.id, [JobInstance(job.name, None)])
+async def test_concurrent_reapers_take_each_lease_once(shared: Place, clock: Clock) -> None:
+    store = await shared.open(clock)
+    for _ in await queued_jobs(store, 20):
         assert await store.acquire_job("r", [], TTL) is not None
     clock.advance(TTL + 1)
-    reaped: list[int] = []
 
-    def reap() -> None:
-        async def go() -> None:
-            other = await SqliteStore.open(path, clock=clock)
-            reaped.append(len(await other.reap_expired(max_retries=3)))
-            await other.close()
+    async def reap(other: Store, n: int) -> int:
+        return len(await other.reap_expired(max_retries=3))
 
-        asyncio.run(go())
-
-    threads = [threading.Thread(target=reap) for _ in range(3)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert sum(reaped) == 20
+    assert sum(in_threads(shared, clock, 3, reap)) == 20
     events = [e.kind for e in await store.events_after(0, 1000)]
     assert events.count("job.requeued") == 20
     await store.close()

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING
+
+from tests.store.conftest import in_threads
 
 from conveyor.engine.records import EventKind, JobInstance
 from conveyor.engine.states import Conclusion, JobStatus, StepStatus
-from conveyor.store.sqlite import SqliteStore
+from conveyor.engine.store import Store
 
 if TYPE_CHECKING:
-    from tests.store.conftest import Kit
+    from tests.store.conftest import Clock, Kit, Place
 
 
 async def test_a_whole_run_emits_its_events_in_order(kit: Kit) -> None:
@@ -68,9 +69,8 @@ async def test_cursors_move_only_from_where_they_are(kit: Kit) -> None:
     assert await kit.store.get_cursor("notifier") == 0
 
 
-async def test_two_schedulers_cannot_both_move_a_cursor(tmp_path: Path) -> None:
-    path = str(tmp_path / "c.db")
-    one, two = await SqliteStore.open(path), await SqliteStore.open(path)
+async def test_two_schedulers_cannot_both_move_a_cursor(shared: Place, clock: Clock) -> None:
+    one, two = await shared.open(clock), await shared.open(clock)
     for start in (0, 7):
         seen = (await one.get_cursor("scheduler"), await two.get_cursor("scheduler"))
         assert seen == (start, start)
@@ -82,3 +82,14 @@ async def test_two_schedulers_cannot_both_move_a_cursor(tmp_path: Path) -> None:
     assert await two.get_cursor("scheduler") == 9
     await one.close()
     await two.close()
+
+
+async def test_racing_schedulers_move_a_cursor_once(shared: Place, clock: Clock) -> None:
+    async def race(store: Store, n: int) -> bool:
+        return await store.advance_cursor("scheduler", 0, 100 + n)
+
+    won = in_threads(shared, clock, 4, race)
+    assert won.count(True) == 1
+    store = await shared.open(clock)
+    assert await store.get_cursor("scheduler") == 100 + won.index(True)
+    await store.close()

@@ -154,3 +154,82 @@ async def test_cancel_run_cancels_waiting_jobs_and_asks_leased_ones_to_stop(kit:
     assert ended.reason == "run cancelled"
     done = await kit.store.complete_run(run.id, Conclusion.CANCELLED)
     assert done.conclusion is Conclusion.CANCELLED
+
+
+async def test_get_run_with_a_tenant_hides_other_tenants_runs(kit: Kit) -> None:
+    await kit.store.create_tenant("acme", "Acme")
+    theirs, _ = await kit.run(tenant_id="acme")
+    assert (await kit.store.get_run(theirs.id, tenant_id="acme")).id == theirs.id
+    assert (await kit.store.get_run(theirs.id)).id == theirs.id
+    with pytest.raises(NotFound):
+        await kit.store.get_run(theirs.id, tenant_id="default")
+    with pytest.raises(NotFound):
+        await kit.store.list_runs("default", after=theirs.id)
+
+
+async def test_runs_remember_their_workflow_and_concurrency_group(kit: Kit) -> None:
+    run, _ = await kit.run(workflow_id="wf-1", concurrency_group="deploy-prod", repository_id="r")
+    again = await kit.store.get_run(run.id)
+    assert (again.workflow_id, again.concurrency_group, again.repository_id) == (
+        "wf-1",
+        "deploy-prod",
+        "r",
+    )
+    plain, _ = await kit.run()
+    assert (plain.workflow_id, plain.concurrency_group) == (None, None)
+
+
+async def test_runs_list_newest_first_in_cursor_pages(kit: Kit) -> None:
+    made = []
+    for n in range(7):
+        run, _ = await kit.run()
+        made.append(run)
+        if n != 3:  # two runs share a creation time: the id breaks the tie
+            kit.clock.advance(1)
+    expected = sorted(made, key=lambda r: (r.created_at, r.id), reverse=True)
+    pages, after = [], None
+    while page := await kit.store.list_runs("default", after=after, limit=3):
+        pages.append([r.id for r in page])
+        after = page[-1].id
+    assert pages == [[r.id for r in expected[n : n + 3]] for n in (0, 3, 6)]
+    assert await kit.store.list_runs("default", limit=0) == []
+    with pytest.raises(NotFound):
+        await kit.store.list_runs("default", after="ghost")
+
+
+async def test_runs_list_by_status_branch_workflow_event_and_group(kit: Kit) -> None:
+    await kit.store.create_tenant("acme", "Acme")
+    main, (job,) = await kit.run(workflow_id="ci", concurrency_group="g")
+    kit.clock.advance(1)
+    feature, _ = await kit.run(ref="refs/heads/feature/x", event="pull_request", workflow_id="ci")
+    kit.clock.advance(1)
+    tag, _ = await kit.run(ref="refs/tags/v1", workflow_id="release", concurrency_group="g")
+    await kit.run(tenant_id="acme")
+    await kit.store.queue_job(job.id, [JobInstance("Build", None)])
+    acquired = await kit.store.acquire_job("r", [], 60)
+    assert acquired is not None
+    await kit.store.start_job(acquired.id, acquired.lease_epoch)
+
+    async def ids(**filters: object) -> list[str]:
+        return [r.id for r in await kit.store.list_runs("default", **filters)]  # type: ignore[arg-type]
+
+    assert await ids() == [tag.id, feature.id, main.id]
+    assert await ids(status=RunStatus.IN_PROGRESS) == [main.id]
+    assert await ids(status=[RunStatus.QUEUED, RunStatus.IN_PROGRESS]) == [
+        tag.id,
+        feature.id,
+        main.id,
+    ]
+    assert await ids(status=[]) == []
+    assert await ids(branch="main") == [main.id]
+    assert await ids(branch="feature/x") == [feature.id]
+    assert await ids(branch="v1") == []
+    assert await ids(workflow_id="ci") == [feature.id, main.id]
+    assert await ids(event="pull_request") == [feature.id]
+    assert await ids(concurrency_group="g", status=RunStatus.QUEUED) == [tag.id]
+    assert await ids(workflow_id="ci", event="push", branch="main") == [main.id]
+    assert await ids(branch="x'); DROP TABLE workflow_runs; --") == []
+    assert len(await kit.store.list_runs("acme")) == 1
+    assert await kit.store.list_runs("nobody") == []
+    with pytest.raises(ValueError):
+        await kit.store.list_runs("default", status="finished")  # type: ignore[arg-type]

@@ -33,6 +33,7 @@ from conveyor.api.routes import (
 from conveyor.engine.sources import SourceError
 from conveyor.errors import (
     Conflict,
+    ConveyorError,
     ExpressionError,
     LeaseLost,
     NotFound,
@@ -52,6 +53,8 @@ ERRORS: tuple[tuple[type[Exception], int, str], ...] = (
     (ExpressionError, 422, "invalid"),
     (SourceError, 422, "invalid"),
     (StoreError, 503, "unavailable"),
+    # Anything else raised on purpose says what was wrong with the request.
+    (ConveyorError, 422, "invalid"),
 )
 """Domain error → (HTTP status, stable code). `ApiError`s carry their own."""
 

@@ -1,4 +1,4 @@
-"""What the store takes in and hands back: runs, jobs, steps, log lines, outbox events.
+"""What the store takes in and hands back: runs, jobs, steps, logs, events and service objects.
 
 Records are frozen snapshots of a row at the moment it was read; the store
 is the only thing that changes state. Timestamps are seconds since the epoch
@@ -32,6 +32,14 @@ class EventKind(StrEnum):
     STEP_COMPLETED = "step.completed"
 
 
+class TokenKind(StrEnum):
+    """What an API token lets its bearer do (the store keeps only its SHA-256 hash)."""
+
+    ADMIN = "admin"
+    REGISTRATION = "registration"
+    RUNNER = "runner"
+
+
 @dataclass(frozen=True)
 class NewRun:
     """A run to create; `idempotency_key` (per tenant) makes creation happen once."""
@@ -48,6 +56,8 @@ class NewRun:
     attempt: int = 1
     run_number: int | None = None
     idempotency_key: str | None = None
+    workflow_id: str | None = None
+    concurrency_group: str | None = None
 
 
 @dataclass(frozen=True)
@@ -95,6 +105,8 @@ class RunRecord:
     completed_at: float | None
     repository_id: str | None = None
     idempotency_key: str | None = None
+    workflow_id: str | None = None
+    concurrency_group: str | None = None
 
 
 @dataclass(frozen=True)
@@ -161,4 +173,62 @@ class OutboxEvent:
     run_id: str
     job_id: str | None
     data: Mapping[str, Any]
+    created_at: float
+
+
+@dataclass(frozen=True)
+class TokenRecord:
+    """Whom a token hash belongs to; `runner_id` is set for runner tokens only."""
+
+    tenant_id: str
+    kind: TokenKind
+    runner_id: str | None
+
+
+@dataclass(frozen=True)
+class RunnerRecord:
+    """A registered runner; `last_seen_at` moves on every poll (`Store.touch_runner`)."""
+
+    id: str
+    tenant_id: str
+    name: str
+    labels: tuple[str, ...]
+    created_at: float
+    last_seen_at: float | None
+
+
+@dataclass(frozen=True)
+class RepositoryRecord:
+    """A git repository workflows are read from; `url` is a path or URL git can fetch."""
+
+    id: str
+    tenant_id: str
+    name: str
+    url: str
+    created_at: float
+
+
+@dataclass(frozen=True)
+class WorkflowRecord:
+    """A registered workflow file: its YAML `source` as registered, and whether it triggers."""
+
+    id: str
+    tenant_id: str
+    repository_id: str | None
+    path: str
+    name: str
+    source: str
+    enabled: bool
+    created_at: float
+    updated_at: float
+
+
+@dataclass(frozen=True)
+class ArtifactRecord:
+    """A file set uploaded by a run's job; `path` is where the server keeps its bytes."""
+
+    run_id: str
+    name: str
+    size: int
+    path: str
     created_at: float

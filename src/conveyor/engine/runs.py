@@ -183,6 +183,12 @@ class RunService:
         self._wake()
         return created
 
+    async def read_workflow(self, repository: Any, path: str) -> str:
+        """A workflow file of a repository at its default branch (for registration)."""
+        await self._mirror.sync(repository.url)
+        sha = await self._mirror.resolve(repository.url, "HEAD")
+        return await self._mirror.show(repository.url, sha, path)
+
     # -- what the scheduler and runners need --------------------------------------
 
     async def context_of(self, run: RunRecord) -> RunContext:

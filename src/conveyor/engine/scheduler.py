@@ -75,20 +75,16 @@ class Scheduler:
             pending = [r for r in view.rows_of(planned.key) if r.status == JobStatus.PENDING]
             if not pending or not view.ready(planned):
                 continue
-            try:
+            with contextlib.suppress(Conflict):  # another scheduler decided first
                 await self._decide(view, planned, pending[0])
-            except Conflict:
-                pass  # another scheduler decided first
             changed = True
         changed = await self._fail_fast(view) or changed
         if changed:
             rows = await self._store.list_jobs(run_id)
         if not rows or not all(is_terminal(r.status) for r in rows):
             return Progress(rows, False)
-        try:
+        with contextlib.suppress(Conflict):  # concluded by another scheduler
             await self._store.complete_run(run_id, _run_conclusion(rows))
-        except Conflict:
-            pass  # concluded by another scheduler
         return Progress(rows, True)
 
     async def _abandon(self, run: RunRecord, rows: Sequence[JobRecord], reason: str) -> Progress:
@@ -129,11 +125,9 @@ class Scheduler:
             for r in rows:
                 if is_terminal(r.status) or r.cancel_requested:
                     continue
-                try:
+                with contextlib.suppress(Conflict):
                     await self._store.cancel_job(r.id, "fail-fast: a matrix sibling failed")
                     changed = True
-                except Conflict:
-                    pass
         return changed
 
 

@@ -18,25 +18,36 @@ lines are not state changes and write no outbox row.
 
 Free text (names, reasons, log lines) is stored exactly, except NUL and
 lone surrogates, which no database text column holds: they become U+FFFD.
-JSON data (payloads, specs, outputs) round-trips exactly.
+JSON data (payloads, specs, outputs) round-trips exactly. A lone surrogate
+in an identifier or key is a StoreError; a NUL in one is kept on SQLite and
+becomes U+FFFD on PostgreSQL (looking it up by the same value works on both).
+
+Service objects (tokens, runners, repositories, workflows, artifacts) belong
+to a tenant: a lookup that names the tenant treats another tenant's object
+as NotFound. Tokens are kept only as SHA-256 hex digests.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Protocol
 
 from conveyor.engine.records import (
+    ArtifactRecord,
     JobInstance,
     JobRecord,
     LogLine,
     NewJob,
     NewRun,
     OutboxEvent,
+    RepositoryRecord,
+    RunnerRecord,
     RunRecord,
     StepRecord,
+    TokenRecord,
+    WorkflowRecord,
 )
-from conveyor.engine.states import Conclusion, JobStatus, StepStatus
+from conveyor.engine.states import Conclusion, JobStatus, RunStatus, StepStatus
 
 
 class Store(Protocol):
@@ -58,7 +69,29 @@ class Store(Protocol):
         """
         ...
 
-    async def get_run(self, run_id: str) -> RunRecord: ...
+    async def get_run(self, run_id: str, *, tenant_id: str | None = None) -> RunRecord:
+        """The run; NotFound also when `tenant_id` is given and the run is another tenant's."""
+        ...
+
+    async def list_runs(
+        self,
+        tenant_id: str,
+        *,
+        status: RunStatus | Collection[RunStatus] | None = None,
+        branch: str | None = None,
+        workflow_id: str | None = None,
+        event: str | None = None,
+        concurrency_group: str | None = None,
+        after: str | None = None,
+        limit: int = 50,
+    ) -> list[RunRecord]:
+        """The tenant's runs, newest first (`created_at`, then `id`, descending).
+
+        Filters combine with AND; `branch` matches runs whose ref is
+        `refs/heads/<branch>`. `after` is the last run id of the previous page
+        (NotFound if it is not one of the tenant's runs).
+        """
+        ...
 
     async def complete_run(self, run_id: str, conclusion: Conclusion) -> RunRecord:
         """QUEUED | IN_PROGRESS → COMPLETED once every job is terminal; outbox `run.completed`."""
@@ -208,6 +241,128 @@ class Store(Protocol):
 
     async def advance_cursor(self, consumer: str, expected: int, new: int) -> bool:
         """Move the cursor from `expected` to `new`; False if someone else moved it first."""
+        ...
+
+    async def wait_for_event(self, timeout: float) -> None:
+        """Return when a new outbox row may exist, or after `timeout` seconds.
+
+        Returns at once if an event was committed since this task last called
+        `events_after` or `acquire_job` on this store, so a consumer that
+        finds nothing and then waits cannot miss a commit in between. Other
+        writers wake it too on PostgreSQL (LISTEN/NOTIFY); on SQLite only this
+        store's own writes do (a slow poll covers other processes).
+        """
+        ...
+
+    # -- tokens and runners -----------------------------------------------------------
+
+    async def create_token(
+        self, tenant_id: str, kind: str, token_hash: str, *, runner_id: str | None = None
+    ) -> None:
+        """Store a token's SHA-256 hex digest; `kind` is a `TokenKind`.
+
+        A runner token names its (same-tenant) runner, other kinds none
+        (ValueError); a digest already stored is a Conflict.
+        """
+        ...
+
+    async def find_token(self, token_hash: str) -> TokenRecord | None: ...
+
+    async def register_runner(
+        self,
+        tenant_id: str,
+        name: str,
+        labels: Sequence[str],
+        *,
+        token_hash: str | None = None,
+    ) -> RunnerRecord:
+        """Add a runner; with `token_hash`, its runner token in the same transaction."""
+        ...
+
+    async def get_runner(self, runner_id: str) -> RunnerRecord: ...
+
+    async def touch_runner(self, runner_id: str) -> None:
+        """Set `last_seen_at` to now."""
+        ...
+
+    # -- repositories and workflows ------------------------------------------------------
+
+    async def create_repository(self, tenant_id: str, name: str, url: str) -> RepositoryRecord:
+        """Add a repository; a name already used in the tenant is a Conflict."""
+        ...
+
+    async def get_repository(self, tenant_id: str, repo_id: str) -> RepositoryRecord: ...
+
+    async def find_repository(self, tenant_id: str, name: str) -> RepositoryRecord | None: ...
+
+    async def list_repositories(self, tenant_id: str) -> list[RepositoryRecord]:
+        """The tenant's repositories by name."""
+        ...
+
+    async def register_workflow(
+        self,
+        tenant_id: str,
+        path: str,
+        source: str,
+        name: str,
+        *,
+        repository_id: str | None = None,
+    ) -> WorkflowRecord:
+        """Add the workflow at (`repository_id`, `path`), or replace its source and name.
+
+        Registering a path again keeps its id, `created_at` and `enabled`.
+        An unknown tenant or a repository of another tenant is NotFound.
+        """
+        ...
+
+    async def get_workflow(self, tenant_id: str, wf_id: str) -> WorkflowRecord: ...
+
+    async def list_workflows(
+        self,
+        tenant_id: str | None,
+        *,
+        after: str | None = None,
+        limit: int = 50,
+        enabled: bool | None = None,
+        repository_id: str | None = None,
+    ) -> list[WorkflowRecord]:
+        """Workflows ordered by id, those with `id > after`; `tenant_id=None` lists every tenant's."""
+        ...
+
+    async def set_workflow_enabled(
+        self, tenant_id: str, wf_id: str, enabled: bool
+    ) -> WorkflowRecord: ...
+
+    async def delete_workflow(self, tenant_id: str, wf_id: str) -> None:
+        """Remove the workflow and its cron ticks; its runs keep their `workflow_id`."""
+        ...
+
+    async def claim_cron_tick(self, workflow_id: str, cron: str, tick: float) -> bool:
+        """True for the first caller only, across every server sharing the database."""
+        ...
+
+    # -- artifacts and idempotent responses ------------------------------------------------
+
+    async def add_artifact(self, run_id: str, name: str, size: int, path: str) -> None:
+        """Record an uploaded artifact; a name the run already has is a Conflict."""
+        ...
+
+    async def list_artifacts(self, run_id: str) -> list[ArtifactRecord]:
+        """The run's artifacts by name."""
+        ...
+
+    async def get_artifact(self, run_id: str, name: str) -> ArtifactRecord: ...
+
+    async def remember_response(
+        self, tenant_id: str, key: str, method: str, path: str, status: int, body: str
+    ) -> bool:
+        """Keep the response to an `Idempotency-Key` request; False if one is kept already."""
+        ...
+
+    async def recall_response(
+        self, tenant_id: str, key: str, method: str, path: str
+    ) -> tuple[int, str] | None:
+        """`(status, body)` remembered for this request, or None."""
         ...
 
     async def close(self) -> None: ...

@@ -20,8 +20,8 @@ class JobAssignment:
     name: str
     workflow: Workflow
     job: Job
-    source_dir: str
-    """Where the repository lives: a job workspace starts as a copy of it."""
+    source_dir: str | None
+    """Where the repository lives: a job workspace starts as a copy of it (None: empty)."""
     matrix: Mapping[str, Any] | None = None
     contexts: Mapping[str, Any] = field(default_factory=dict)
     """github, inputs, vars, needs, strategy: everything but env, steps, job and runner."""
@@ -30,6 +30,8 @@ class JobAssignment:
     """Stable across automatic retries of one run attempt; each step appends its index."""
     bind: bool = False
     """Run in `source_dir` itself instead of a copy of it."""
+    checkout: Mapping[str, str] | None = None
+    """{url, sha, ref}: the commit `actions/checkout` fetches into an empty workspace."""
 
 
 @dataclass(frozen=True)

@@ -125,7 +125,10 @@ class JobExecutor:
     async def run(self, assignment: JobAssignment, reporter: JobReporter) -> JobOutcome:
         from conveyor.runner.steps import Scope, run_steps
 
-        dirs = workspace.prepare(assignment.source_dir, self._temp_parent, bind=assignment.bind)
+        repository = str(assignment.contexts.get("github", {}).get("repository", ""))
+        dirs = workspace.prepare(
+            assignment.source_dir, self._temp_parent, bind=assignment.bind, name=repository
+        )
         state: JobState | None = None
         try:
             state = self._initial_state(assignment, dirs, reporter)

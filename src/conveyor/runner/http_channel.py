@@ -72,11 +72,11 @@ class Backoff:
         factor: float = 2.0,
         jitter: Callable[[], float] = random.random,
     ) -> None:
-        self._initial = initial
         self._cap = cap
+        self._initial = min(initial, cap)
         self._factor = factor
         self._jitter = jitter
-        self._nominal = initial
+        self._nominal = self._initial
 
     def next(self) -> float:
         """The delay before the next attempt; each call lengthens the one after."""

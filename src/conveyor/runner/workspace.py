@@ -24,22 +24,30 @@ class JobDirs:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
-def prepare(source_dir: str, parent: str | None, *, bind: bool) -> JobDirs:
+def prepare(source_dir: str | None, parent: str | None, *, bind: bool, name: str = "") -> JobDirs:
     """A fresh directory tree for one job; the workspace is a copy of `source_dir`.
 
     The copy keeps jobs from seeing each other's files (only artifacts and
     outputs cross between jobs). With `bind`, the job runs in `source_dir`.
+    Without a `source_dir` the workspace starts empty, named after the
+    repository `name` ("owner/repo") as GitHub's runner names it.
     """
     root = Path(tempfile.mkdtemp(prefix="job-", dir=parent))
     temp, files, tool_cache = root / "temp", root / "files", root / "tool-cache"
     for d in (temp, files, tool_cache):
         d.mkdir()
-    if bind:
+    if source_dir is None:
+        base = name.rsplit("/", 1)[-1]
+        workspace = root / "workspace" / (base if base not in ("", ".", "..") else "workspace")
+        workspace.mkdir(parents=True)
+    elif bind:
         workspace = Path(source_dir)
     else:
         workspace = root / "workspace" / Path(source_dir).name
         copy_checkout(source_dir, str(workspace))
-    return JobDirs(root, workspace, temp, files, tool_cache, owned_workspace=not bind)
+    return JobDirs(
+        root, workspace, temp, files, tool_cache, owned_workspace=not bind or source_dir is None
+    )
 
 
 def copy_checkout(source: str, dest: str) -> None:

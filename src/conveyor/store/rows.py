@@ -8,16 +8,29 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Mapping
+import uuid
+from collections.abc import Collection, Iterable, Mapping
 from typing import Any
 
-from conveyor.engine.records import JobRecord, LogLine, OutboxEvent, RunRecord, StepRecord
+from conveyor.engine.records import (
+    ArtifactRecord,
+    JobRecord,
+    LogLine,
+    OutboxEvent,
+    RepositoryRecord,
+    RunnerRecord,
+    RunRecord,
+    StepRecord,
+    TokenKind,
+    TokenRecord,
+    WorkflowRecord,
+)
 from conveyor.engine.states import Conclusion, JobStatus, RunStatus, StepStatus
 
 RUN_COLUMNS = (
     "id, tenant_id, workflow_path, workflow_name, event, payload, ref, sha, inputs, status, "
     "conclusion, attempt, run_number, created_at, started_at, completed_at, repository_id, "
-    "idempotency_key"
+    "idempotency_key, workflow_id, concurrency_group"
 )
 JOB_COLUMNS = (
     "id, run_id, key, name, needs, labels, matrix, spec, status, conclusion, outputs, "
@@ -30,8 +43,39 @@ STEP_COLUMNS = (
 )
 LOG_COLUMNS = "job_id, seq, step_index, text"
 EVENT_COLUMNS = "id, kind, run_id, job_id, data, created_at"
+TOKEN_COLUMNS = "tenant_id, kind, runner_id"
+RUNNER_COLUMNS = "id, tenant_id, name, labels, created_at, last_seen_at"
+REPOSITORY_COLUMNS = "id, tenant_id, name, url, created_at"
+WORKFLOW_COLUMNS = (
+    "id, tenant_id, repository_id, path, name, source, enabled, created_at, updated_at"
+)
+ARTIFACT_COLUMNS = "run_id, name, size, path, created_at"
 
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+_DIGEST = re.compile("[0-9a-f]{64}")
+
+
+def new_id() -> str:
+    """A fresh random id: 32 lowercase hex digits."""
+    return uuid.uuid4().hex
+
+
+def is_digest(value: str) -> bool:
+    """True for a SHA-256 hex digest (64 lowercase hex digits), the only form tokens are kept in."""
+    return _DIGEST.fullmatch(value) is not None
+
+
+def token_values(kind: str, token_hash: str, runner_id: str | None) -> TokenKind:
+    """`kind` as a TokenKind once the token's fields agree with each other; else ValueError."""
+    try:
+        token_kind = TokenKind(kind)
+    except ValueError:
+        raise ValueError(f"unknown token kind {kind!r}") from None
+    if not is_digest(token_hash):
+        raise ValueError("a token is stored as its SHA-256 hex digest, not as given")
+    if (token_kind is TokenKind.RUNNER) != (runner_id is not None):
+        raise ValueError("a runner token names its runner; other tokens name none")
+    return token_kind
 
 
 def _plain(value: Any) -> Any:
@@ -96,6 +140,8 @@ def run(row: tuple[Any, ...]) -> RunRecord:
         completed_at=row[15],
         repository_id=row[16],
         idempotency_key=row[17],
+        workflow_id=row[18],
+        concurrency_group=row[19],
     )
 
 
@@ -164,3 +210,85 @@ def job_event(record: JobRecord) -> Mapping[str, Any]:
         "status": record.status.value,
         "conclusion": None if record.conclusion is None else record.conclusion.value,
     }
+
+
+def token(row: tuple[Any, ...]) -> TokenRecord:
+    return TokenRecord(tenant_id=row[0], kind=TokenKind(row[1]), runner_id=row[2])
+
+
+def runner(row: tuple[Any, ...]) -> RunnerRecord:
+    return RunnerRecord(
+        id=row[0],
+        tenant_id=row[1],
+        name=row[2],
+        labels=tuple(json.loads(row[3])),
+        created_at=row[4],
+        last_seen_at=row[5],
+    )
+
+
+def repository(row: tuple[Any, ...]) -> RepositoryRecord:
+    return RepositoryRecord(id=row[0], tenant_id=row[1], name=row[2], url=row[3], created_at=row[4])
+
+
+def workflow(row: tuple[Any, ...]) -> WorkflowRecord:
+    return WorkflowRecord(
+        id=row[0],
+        tenant_id=row[1],
+        repository_id=row[2],
+        path=row[3],
+        name=row[4],
+        source=row[5],
+        enabled=bool(row[6]),
+        created_at=row[7],
+        updated_at=row[8],
+    )
+
+
+def artifact(row: tuple[Any, ...]) -> ArtifactRecord:
+    return ArtifactRecord(run_id=row[0], name=row[1], size=row[2], path=row[3], created_at=row[4])
+
+
+def run_listing(
+    mark: str,
+    tenant_id: str,
+    *,
+    status: RunStatus | Collection[RunStatus] | None,
+    branch: str | None,
+    workflow_id: str | None,
+    event: str | None,
+    concurrency_group: str | None,
+    after: str | None,
+    limit: int,
+) -> tuple[str, list[Any]]:
+    """The `list_runs` query and its parameters, with `mark` as the backend's placeholder.
+
+    `after` must already be known to be one of the tenant's runs.
+    """
+    where: list[str] = [f"tenant_id = {mark}"]
+    params: list[Any] = [tenant_id]
+    if status is not None:
+        wanted = [status] if isinstance(status, str) else list(status)
+        values = sorted({RunStatus(value).value for value in wanted})
+        where.append(f"status IN ({', '.join([mark] * len(values))})" if values else "FALSE")
+        params.extend(values)
+    for column, value in (
+        ("workflow_id", workflow_id),
+        ("event", event),
+        ("concurrency_group", concurrency_group),
+        ("ref", None if branch is None else f"refs/heads/{branch}"),
+    ):
+        if value is not None:
+            where.append(f"{column} = {mark}")
+            params.append(value)
+    if after is not None:
+        where.append(
+            f"(created_at, id) < (SELECT created_at, id FROM workflow_runs WHERE id = {mark})"
+        )
+        params.append(after)
+    params.append(max(limit, 0))
+    sql = (
+        f"SELECT {RUN_COLUMNS} FROM workflow_runs WHERE {' AND '.join(where)} "
+        f"ORDER BY created_at DESC, id DESC LIMIT {mark}"
+    )
+    return sql, params

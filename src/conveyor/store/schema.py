@@ -3,7 +3,8 @@
 The database records every applied version in `schema_version`; opening
 applies the missing ones in a single transaction, so a crash mid-way leaves
 the previous version intact and two processes opening the same file at once
-migrate it once.
+migrate it once. PostgreSQL runs the same versions (its own statements) in
+`conveyor.store.postgres_schema`.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from conveyor.errors import StoreError
-from conveyor.store.migrations import m0001_initial
+from conveyor.store.migrations import m0001_initial, m0002_service
 
 
 @dataclass(frozen=True)
@@ -23,18 +24,29 @@ class Migration:
     version: int
     name: str
     sqlite: tuple[str, ...]
+    postgres: tuple[str, ...]
 
 
-MIGRATIONS: tuple[Migration, ...] = (Migration(1, m0001_initial.NAME, m0001_initial.SQLITE),)
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, m0001_initial.NAME, m0001_initial.SQLITE, m0001_initial.POSTGRES),
+    Migration(2, m0002_service.NAME, m0002_service.SQLITE, m0002_service.POSTGRES),
+)
 LATEST: int = MIGRATIONS[-1].version
 
-_VERSION_TABLE = """
+VERSION_TABLE = """
     CREATE TABLE IF NOT EXISTS schema_version (
         version     INTEGER PRIMARY KEY,
         name        TEXT NOT NULL,
-        applied_at  REAL NOT NULL
+        applied_at  {time} NOT NULL
     )
 """
+
+
+def newer_than_supported(found: int) -> StoreError:
+    return StoreError(
+        f"database schema version {found} is newer than this Conveyor "
+        f"supports ({LATEST}); upgrade Conveyor"
+    )
 
 
 def sqlite_version(db: sqlite3.Connection) -> int:
@@ -62,11 +74,8 @@ def migrate_sqlite(db: sqlite3.Connection, clock: Callable[[], float], target: i
         try:
             found = sqlite_version(db)  # another process may have migrated meanwhile
             if found > LATEST:
-                raise StoreError(
-                    f"database schema version {found} is newer than this Conveyor "
-                    f"supports ({LATEST}); upgrade Conveyor"
-                )
-            db.execute(_VERSION_TABLE)
+                raise newer_than_supported(found)
+            db.execute(VERSION_TABLE.format(time="REAL"))
             for migration in MIGRATIONS:
                 if found < migration.version <= target:
                     for statement in migration.sqlite:

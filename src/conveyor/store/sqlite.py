@@ -1,8 +1,9 @@
 """The Store on SQLite (stdlib sqlite3): opening a database, tenants, runs and the outbox.
 
 The scheduler's job operations live in `sqlite_jobs`, the lease-fenced
-runner operations in `sqlite_runner`, the transaction plumbing in
-`sqlite_base`. Statements are constant strings (sqlite3 keeps them
+runner operations in `sqlite_runner`, tokens, runners, repositories,
+workflows, artifacts and remembered responses in `sqlite_service`, the
+transaction plumbing in `sqlite_base`. Statements are constant strings (sqlite3 keeps them
 prepared). Calls are synchronous inside the async methods: SQLite is local
 and a transition takes well under a millisecond; only a writer in another
 process holding the lock (up to the busy timeout) would stall the loop.
@@ -12,8 +13,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
-import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 
 from conveyor.engine.records import (
     EventKind,
@@ -37,14 +37,15 @@ from conveyor.store.schema import migrate_sqlite
 from conveyor.store.sqlite_base import LEASED_IN
 from conveyor.store.sqlite_jobs import UNLEASED_CANCELLABLE, SqliteJobSide
 from conveyor.store.sqlite_runner import SqliteRunnerSide
+from conveyor.store.sqlite_service import SqliteServiceSide
 
 _BUSY_TIMEOUT_MS = 10_000
 
 _INSERT_RUN = """
     INSERT INTO workflow_runs (id, tenant_id, repository_id, workflow_path, workflow_name,
         event, payload, ref, sha, inputs, status, attempt, run_number, idempotency_key,
-        created_at)
-    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?)
+        created_at, workflow_id, concurrency_group)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?)
 """
 _INSERT_JOB = """
     INSERT INTO jobs (id, run_id, tenant_id, key, name, needs, labels, matrix, spec, status,
@@ -72,11 +73,7 @@ _COMPLETE_RUN = f"""
 """
 
 
-def _new_id() -> str:
-    return uuid.uuid4().hex
-
-
-class SqliteStore(SqliteJobSide, SqliteRunnerSide, Store):
+class SqliteStore(SqliteJobSide, SqliteRunnerSide, SqliteServiceSide, Store):
     """A `Store` on one SQLite connection; safe to share between threads."""
 
     @classmethod
@@ -85,7 +82,7 @@ class SqliteStore(SqliteJobSide, SqliteRunnerSide, Store):
         path: str,
         *,
         clock: Callable[[], float] = time.time,
-        new_id: Callable[[], str] = _new_id,
+        new_id: Callable[[], str] = rows.new_id,
         durable: bool = True,
     ) -> SqliteStore:
         """Open (creating and migrating as needed) the database at `path` or ':memory:'.
@@ -180,6 +177,8 @@ class SqliteStore(SqliteJobSide, SqliteRunnerSide, Store):
                     number,
                     run.idempotency_key,
                     now,
+                    run.workflow_id,
+                    run.concurrency_group,
                 ),
             )
             db.executemany(
@@ -192,14 +191,47 @@ class SqliteStore(SqliteJobSide, SqliteRunnerSide, Store):
             ).fetchone()
             return rows.run(row), self._jobs_of(db, run_id)
 
-    async def get_run(self, run_id: str) -> RunRecord:
+    async def get_run(self, run_id: str, *, tenant_id: str | None = None) -> RunRecord:
         with self._read() as db:
             row = db.execute(
                 f"SELECT {rows.RUN_COLUMNS} FROM workflow_runs WHERE id = ?", (run_id,)
             ).fetchone()
-        if row is None:
+        if row is None or tenant_id not in (None, row[1]):
             raise NotFound(f"run {run_id!r} not found")
         return rows.run(row)
+
+    async def list_runs(
+        self,
+        tenant_id: str,
+        *,
+        status: RunStatus | Collection[RunStatus] | None = None,
+        branch: str | None = None,
+        workflow_id: str | None = None,
+        event: str | None = None,
+        concurrency_group: str | None = None,
+        after: str | None = None,
+        limit: int = 50,
+    ) -> list[RunRecord]:
+        sql, params = rows.run_listing(
+            "?",
+            tenant_id,
+            status=status,
+            branch=branch,
+            workflow_id=workflow_id,
+            event=event,
+            concurrency_group=concurrency_group,
+            after=after,
+            limit=limit,
+        )
+        with self._read() as db:
+            if (
+                after is not None
+                and not db.execute(
+                    "SELECT 1 FROM workflow_runs WHERE id = ? AND tenant_id = ?", (after, tenant_id)
+                ).fetchone()
+            ):
+                raise NotFound(f"run {after!r} not found")
+            return [rows.run(row) for row in db.execute(sql, params)]
 
     async def complete_run(self, run_id: str, conclusion: Conclusion) -> RunRecord:
         now = self._clock()
@@ -245,6 +277,7 @@ class SqliteStore(SqliteJobSide, SqliteRunnerSide, Store):
     # -- outbox -------------------------------------------------------------------------------
 
     async def events_after(self, cursor: int, limit: int = 100) -> list[OutboxEvent]:
+        self._signal.looked()
         with self._read() as db:
             found = db.execute(
                 f"SELECT {rows.EVENT_COLUMNS} FROM outbox WHERE id > ? ORDER BY id LIMIT ?",
@@ -277,6 +310,9 @@ class SqliteStore(SqliteJobSide, SqliteRunnerSide, Store):
                     (new, now, consumer, expected),
                 ).rowcount
             return changed == 1
+
+    async def wait_for_event(self, timeout: float) -> None:
+        await self._signal.wait(timeout)
 
     async def close(self) -> None:
         with self._lock:

@@ -4,7 +4,8 @@ Every write is a `BEGIN IMMEDIATE` transaction, so SQLite's write lock
 serialises writers across connections and processes; the compare-and-set
 updates still spell out their conditions so the same SQL holds on
 PostgreSQL. One lock guards the connection, so a store may be shared
-between threads.
+between threads. A committed transaction that wrote an outbox row wakes
+this store's `wait_for_event` callers.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from conveyor.engine.records import EventKind, JobRecord
 from conveyor.engine.states import LEASED, JobStatus
 from conveyor.errors import Conflict, LeaseLost, NotFound, StoreError
 from conveyor.store import rows
+from conveyor.store.signal import OutboxSignal
 
 LEASED_IN = rows.in_list(LEASED)
 """`('acquired', 'running')`: the statuses in which runner writes are accepted."""
@@ -54,12 +56,21 @@ class SqliteBase:
         self._clock = clock
         self._new_id = new_id
         self._lock = threading.Lock()
+        self._signal = OutboxSignal()
+        self._emitted = False  # whether the open transaction wrote an outbox row
+        self._commits = 0
+
+    @property
+    def transactions(self) -> int:
+        """Write transactions committed through this store since it opened (for benchmarks)."""
+        return self._commits
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
         """One write transaction; any exception rolls all of it back."""
         db = self._db
         with self._lock, translated():
+            self._emitted = False
             db.execute("BEGIN IMMEDIATE")
             try:
                 yield db
@@ -68,14 +79,17 @@ class SqliteBase:
                 if db.in_transaction:
                     db.execute("ROLLBACK")
                 raise
+            self._commits += 1
+            if self._emitted:
+                self._signal.notify()
 
     @contextmanager
     def _read(self) -> Iterator[sqlite3.Connection]:
         with self._lock, translated():
             yield self._db
 
-    @staticmethod
     def _emit(
+        self,
         db: sqlite3.Connection,
         kind: EventKind,
         run_id: str,
@@ -84,6 +98,7 @@ class SqliteBase:
         now: float,
     ) -> None:
         db.execute(_INSERT_EVENT, (kind.value, run_id, job_id, rows.dump(data), now))
+        self._emitted = True
 
     @staticmethod
     def _refusal(
@@ -115,6 +130,7 @@ class SqliteBase:
         values = (kind.value, rows.dump(data), now, job_id, epoch)
         if not db.execute(_INSERT_FENCED_EVENT, values).rowcount:
             raise self._refusal(db, job_id, action, epoch)
+        self._emitted = True
 
     @staticmethod
     def _jobs_of(db: sqlite3.Connection, run_id: str) -> list[JobRecord]:

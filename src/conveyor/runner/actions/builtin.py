@@ -24,6 +24,10 @@ async def run_builtin(
     given = render_value(dict(step.with_), _environment(state, scope, ctx))
     inputs = {str(k).lower(): to_string(v) for k, v in given.items()}
     index = scope.log_index if scope.log_index is not None else step.index
+    if name == "actions/checkout" and state.assignment.checkout is not None:
+        from conveyor.runner.checkout import run_checkout
+
+        return await run_checkout(state, inputs, index)
     if name == "actions/checkout":
         # The workspace already holds the event's tree (a copy of the repository).
         state.reporter.log(

@@ -1,0 +1,333 @@
+"""`conveyor runner`: long-poll the server for jobs and run each one under its lease.
+
+The listener polls only while it has a free slot, and a job starts only once
+the poll's answer (the acquisition) has arrived. Each job runs in the same
+`JobExecutor` as `conveyor run`, in a fresh workspace under the work
+directory, with heartbeats in the background (see `LeaseJob`).
+
+SIGTERM or SIGINT stops the polling; running jobs get `grace` seconds to
+finish, then are cancelled as a user's cancel would (GitHub's signal
+sequence, `if: always()` steps still run); a second signal abandons them at
+once. While the server is unreachable every call is retried with capped
+backoff; the agent itself never gives up on an unreachable server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import json
+import logging
+import os
+import shutil
+import signal
+import socket
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from conveyor.errors import ConveyorError
+from conveyor.runner.guard import Guard
+from conveyor.runner.http_channel import (
+    Backoff,
+    ChannelError,
+    HttpChannel,
+    Refused,
+    ServerUnavailable,
+)
+from conveyor.runner.lease import LeaseJob
+
+POLL_WAIT = 50.0
+CREDENTIALS = "runner.json"
+GRACE = 60.0
+
+logger = logging.getLogger("conveyor.runner")
+T = TypeVar("T")
+
+
+async def register(
+    url: str, registration_token: str, name: str, labels: Sequence[str]
+) -> tuple[str, str]:
+    """Register a runner; -> (runner id, runner token). Raises ChannelError or its kinds."""
+    channel = HttpChannel(url, registration_token)
+    try:
+        return await channel.register(name, labels)
+    finally:
+        await channel.aclose()
+
+
+async def run_agent(
+    url: str,
+    token: str,
+    labels: Sequence[str],
+    *,
+    workdir: str,
+    concurrency: int = 1,
+    name: str | None = None,
+    grace: float = GRACE,
+    stop: asyncio.Event | None = None,
+    poll_wait: float = POLL_WAIT,
+) -> int:
+    """Run the agent until SIGTERM/SIGINT (or `stop`); -> exit status.
+
+    `token` is a registration token (the agent registers once and keeps its
+    runner token in `workdir`, mode 0600) or a runner token. With `stop`
+    given, no signal handlers are installed: setting it stops the agent as
+    SIGTERM would. Exit status 0 after a stop, 1 when the server refuses the
+    token, 2 when the arguments cannot be used.
+    """
+    if concurrency < 1:
+        logger.error("--concurrency must be at least 1, not %d", concurrency)
+        return 2
+    try:
+        os.makedirs(os.path.join(workdir, "jobs"), exist_ok=True)
+        lock = _lock(workdir)
+    except (OSError, ConveyorError) as exc:
+        logger.error("cannot use work directory %s: %s", workdir, exc)
+        return 2
+    agent = _Agent(
+        url,
+        token,
+        list(labels),
+        workdir=workdir,
+        concurrency=concurrency,
+        name=name or socket.gethostname(),
+        grace=grace,
+        stop=stop or asyncio.Event(),
+        poll_wait=poll_wait,
+    )
+    loop = asyncio.get_running_loop()
+    handled = () if stop is not None else (signal.SIGTERM, signal.SIGINT)
+    for sig in handled:
+        loop.add_signal_handler(sig, agent.on_signal)
+    try:
+        return await agent.run()
+    finally:
+        for sig in handled:
+            loop.remove_signal_handler(sig)
+        lock.close()
+
+
+def _lock(workdir: str) -> Any:
+    """Hold the work directory for this process (the kernel frees it however we end)."""
+    handle = open(os.path.join(workdir, "agent.lock"), "w")  # noqa: SIM115 (held until exit)
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        raise ConveyorError("another runner is using it") from None
+    return handle
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """What registration gave this work directory, and for which server, name and labels."""
+
+    url: str
+    runner_id: str
+    token: str
+    name: str
+    labels: tuple[str, ...]
+
+    def fits(self, url: str, name: str, labels: Sequence[str]) -> bool:
+        return (self.url, self.name, self.labels) == (url, name, tuple(labels))
+
+
+def load_credentials(workdir: str) -> Credentials | None:
+    try:
+        with open(os.path.join(workdir, CREDENTIALS), encoding="utf-8") as f:
+            data = json.load(f)
+        return Credentials(
+            str(data["url"]),
+            str(data["runner_id"]),
+            str(data["token"]),
+            str(data["name"]),
+            tuple(str(label) for label in data["labels"]),
+        )
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        logger.warning("ignoring %s: %s", os.path.join(workdir, CREDENTIALS), exc)
+        return None
+
+
+def save_credentials(workdir: str, credentials: Credentials) -> None:
+    """Write the credentials file, readable by its owner only, atomically."""
+    path = os.path.join(workdir, CREDENTIALS)
+    fd = os.open(path + ".tmp", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        json.dump({**credentials.__dict__, "labels": list(credentials.labels)}, f)
+    os.replace(path + ".tmp", path)
+
+
+class _Agent:
+    def __init__(
+        self,
+        url: str,
+        token: str,
+        labels: list[str],
+        *,
+        workdir: str,
+        concurrency: int,
+        name: str,
+        grace: float,
+        stop: asyncio.Event,
+        poll_wait: float,
+    ) -> None:
+        self.url = url.rstrip("/")
+        self.given_token = token
+        self.labels = labels
+        self.workdir = workdir
+        self.concurrency = concurrency
+        self.name = name
+        self.grace = grace
+        self.stop = stop
+        self.poll_wait = poll_wait
+        self.jobs: dict[asyncio.Task[None], LeaseJob] = {}
+        self.signals = 0
+
+    def on_signal(self) -> None:
+        self.signals += 1
+        if self.signals == 1:
+            logger.info("stopping: no new jobs; running jobs have %.0f s to finish", self.grace)
+            self.stop.set()
+        else:
+            logger.warning("stopping now: abandoning %d running job(s)", len(self.jobs))
+            for job in self.jobs.values():
+                job.abort("the runner was stopped")
+
+    async def run(self) -> int:
+        try:
+            token = await self._token()
+        except ChannelError as exc:
+            logger.error("%s", exc)
+            return 2 if not isinstance(exc, Refused) else 1
+        if token is None:
+            return 0
+        jobs_dir = os.path.join(self.workdir, "jobs")
+        for leftover in os.listdir(jobs_dir):  # from a runner that died mid-job
+            shutil.rmtree(os.path.join(jobs_dir, leftover), ignore_errors=True)
+        channel = HttpChannel(self.url, token)
+        guard = await Guard.start()
+        try:
+            logger.info(
+                "runner %s: waiting for jobs from %s (labels: %s, %d at a time)",
+                self.name,
+                self.url,
+                ",".join(self.labels) or "none",
+                self.concurrency,
+            )
+            status = await self._listen(channel, guard, jobs_dir)
+            await self._drain()
+            return status
+        finally:
+            for task, job in self.jobs.items():
+                job.abort("the runner is stopping")
+                task.cancel()
+            if self.jobs:
+                await asyncio.wait(self.jobs)
+            await guard.close()
+            await channel.aclose()
+
+    async def _token(self) -> str | None:
+        """The runner token: saved, newly registered, or the given one. None when stopped."""
+        saved = load_credentials(self.workdir)
+        if saved is not None and saved.fits(self.url, self.name, self.labels):
+            return saved.token
+        try:
+            registered = await self._until_stopped(
+                lambda: register(self.url, self.given_token, self.name, self.labels)
+            )
+        except Refused as exc:
+            if exc.status == 403:  # a runner token, given as it is
+                return self.given_token
+            if saved is not None and saved.url == self.url:
+                logger.warning(
+                    "cannot register again (%s); keeping runner %s", exc, saved.runner_id
+                )
+                return saved.token
+            raise ChannelError(f"the server refused the token: {exc}") from None
+        if registered is None:
+            return None
+        runner_id, token = registered
+        save_credentials(
+            self.workdir, Credentials(self.url, runner_id, token, self.name, tuple(self.labels))
+        )
+        logger.info("registered as runner %s", runner_id)
+        return token
+
+    async def _listen(self, channel: HttpChannel, guard: Guard, jobs_dir: str) -> int:
+        slots = asyncio.Semaphore(self.concurrency)
+        while not self.stop.is_set():
+            if await self._wait_or_stop(slots.acquire()) is None:
+                break
+            try:
+                data = await self._until_stopped(lambda: channel.poll(self.poll_wait))
+            except Refused as exc:
+                slots.release()
+                logger.error("the server refused to hand out jobs: %s", exc)
+                if exc.status == 401:
+                    with contextlib.suppress(FileNotFoundError):
+                        os.remove(os.path.join(self.workdir, CREDENTIALS))
+                return 1
+            if data is None:
+                slots.release()
+                continue
+            job = LeaseJob(channel, guard, data, jobs_dir=jobs_dir, received_at=time.monotonic())
+            task = asyncio.create_task(job.run())
+            self.jobs[task] = job
+
+            def done(task: asyncio.Task[None]) -> None:
+                self.jobs.pop(task, None)
+                slots.release()
+
+            task.add_done_callback(done)
+        return 0
+
+    async def _drain(self) -> None:
+        """Let running jobs finish within the grace period, then cancel them."""
+        if not self.jobs:
+            return
+        _, late = await asyncio.wait(list(self.jobs), timeout=self.grace)
+        for task in late:
+            job = self.jobs.get(task)
+            if job is not None:
+                logger.warning("job %s: cancelled: the runner is stopping", job.job_id)
+                job.cancel(reason="the runner was stopped before the job finished")
+        if late:
+            await asyncio.wait(late)
+
+    async def _until_stopped(self, call: Callable[[], Awaitable[T]]) -> T | None:
+        """`await call()` until it gets an answer, retrying an unreachable server; None if stopped."""
+        backoff = Backoff()
+        failing = False
+        while not self.stop.is_set():
+            try:
+                result = await self._wait_or_stop(call())
+            except ServerUnavailable as exc:
+                if not failing:
+                    logger.warning("%s; retrying with backoff", exc)
+                failing = True
+                await self._wait_or_stop(asyncio.sleep(backoff.next()))
+                continue
+            if failing:
+                logger.info("the server is reachable again")
+            return result
+        return None
+
+    async def _wait_or_stop(self, awaitable: Awaitable[T]) -> T | None:
+        """The awaitable's result, or None (and it is cancelled) when the agent stops first."""
+        task = asyncio.ensure_future(awaitable)
+        stopped = asyncio.ensure_future(self.stop.wait())
+        try:
+            await asyncio.wait({task, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopped.cancel()
+        if task.done():
+            return task.result()  # a job acquired just as the stop came is still run
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        return None

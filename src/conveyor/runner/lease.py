@@ -1,0 +1,264 @@
+"""One acquired job under its lease: start, heartbeats, the deadline, completion or abandon.
+
+The runner's half of DESIGN.md's guarantee 3 (one live executor):
+
+- the lease runs from the poll answer that carried the job; each heartbeat
+  the server acknowledges renews it from the moment that heartbeat was
+  *sent* (the server renewed it no earlier);
+- when no renewal has been acknowledged for TTL − margin on the monotonic
+  clock, the job is abandoned before the server can give it to another
+  runner; the lease guard process does the same if this process is frozen
+  or dead (see guard.py);
+- a 409 lease_lost on any write abandons the job at once.
+
+Abandoning kills the job's processes (cancelling the executor's task kills
+the running step's process group; the guard kills every marked process)
+and sends nothing more: the server's reaper decides what happens next.
+A cancel asked for by the server or by a stopping runner is different:
+the executor cancels the steps in GitHub's way and the job completes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import secrets
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import replace
+from typing import Any
+
+from conveyor.errors import ConveyorError, LeaseLost
+from conveyor.runner.assignment import JobAssignment, JobOutcome
+from conveyor.runner.guard import MARKER_ENV, Guard
+from conveyor.runner.http_artifacts import HttpArtifactStore
+from conveyor.runner.http_channel import Backoff, HttpChannel, Refused, ServerUnavailable
+from conveyor.runner.http_reporter import HttpReporter
+
+MAX_MARGIN = 30.0
+MIN_HEARTBEAT_TIMEOUT = 5.0
+
+logger = logging.getLogger("conveyor.runner")
+
+
+def lease_margin(ttl: float) -> float:
+    """How long before the server's expiry the runner gives a job up: TTL/4, at most 30 s."""
+    return min(ttl / 4, MAX_MARGIN)
+
+
+class LeaseClock:
+    """The moment the runner must give the job up, on its monotonic clock."""
+
+    def __init__(
+        self, ttl: float, granted_at: float, *, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.ttl = ttl
+        self.deadline = granted_at + ttl - lease_margin(ttl)
+        self._clock = clock
+
+    def renewed(self, sent_at: float, ttl: float) -> None:
+        """A renewal sent at `sent_at` was acknowledged: the lease runs `ttl` from then."""
+        self.ttl = ttl
+        self.deadline = max(self.deadline, sent_at + ttl - lease_margin(ttl))
+
+    def remaining(self) -> float:
+        return self.deadline - self._clock()
+
+
+class LeaseJob:
+    """Runs one assignment to its end under the lease that came with it."""
+
+    def __init__(
+        self,
+        channel: HttpChannel,
+        guard: Guard,
+        data: Mapping[str, Any],
+        *,
+        jobs_dir: str,
+        received_at: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.data = data
+        self.job_id = str(data.get("job_id") or "")
+        epoch = data.get("epoch")
+        self.epoch = epoch if isinstance(epoch, int) else 0
+        ttl = _positive(data.get("lease_ttl"), 600.0)
+        self.heartbeat_interval = _positive(data.get("heartbeat_interval"), 60.0)
+        self.lease = LeaseClock(ttl, clock() if received_at is None else received_at, clock=clock)
+        self.aborted = False
+        self._channel = channel
+        self._guard = guard
+        self._jobs_dir = jobs_dir
+        self._clock = clock
+        self._marker = secrets.token_hex(12)
+        self._reporter = HttpReporter(channel, self.job_id, self.epoch, on_lost=self.abort)
+        self._task: asyncio.Task[JobOutcome] | None = None
+        self._stop_reason: str | None = None
+        self._finishing = False
+
+    @property
+    def reporter(self) -> HttpReporter:
+        return self._reporter
+
+    def cancel(self, reason: str | None = None) -> None:
+        """Cancel the steps as a user's cancel would; the job still completes."""
+        if reason:
+            self._stop_reason = reason
+        self._reporter.cancel.set()
+
+    def abort(self, why: str) -> None:
+        """Give the job up now: kill its processes and send nothing more for it."""
+        if self.aborted:
+            return
+        self.aborted = True
+        logger.warning("job %s: %s; abandoning it", self.job_id, why)
+        self._reporter.abort()
+        if self._task is not None:
+            self._task.cancel()
+        self._guard.kill(self._marker)
+
+    async def run(self) -> None:
+        if not self.job_id:
+            logger.error("the server sent a job without a job_id; ignoring it")
+            return
+        self._guard.watch(self._marker, self.lease.deadline)
+        helpers = [asyncio.create_task(self._watch()), asyncio.create_task(self._beat())]
+        try:
+            await self._run()
+        finally:
+            for helper in helpers:
+                helper.cancel()
+            await asyncio.wait(helpers)
+            self._guard.kill(self._marker)  # what the job left running, wherever it went
+
+    async def _run(self) -> None:
+        try:
+            assignment = build_assignment(self.data)
+        except ConveyorError as exc:
+            logger.error("job %s: %s", self.job_id, exc)
+            await self._complete(JobOutcome("failure", {}, reason=str(exc)))
+            return
+        if not await self._start():
+            return
+        logger.info("job %s (%s): started", self.job_id, assignment.name)
+        from conveyor.runner.executor import JobExecutor
+
+        executor = JobExecutor(
+            temp_parent=self._jobs_dir,
+            base_env={**os.environ, MARKER_ENV: self._marker},
+            artifacts=HttpArtifactStore(self._channel, self.job_id, self.epoch, on_lost=self.abort),
+        )
+        self._task = asyncio.create_task(executor.run(assignment, self._reporter))
+        try:
+            outcome = await self._task
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if not self.aborted or (current is not None and current.cancelling()):
+                raise
+            return
+        except Exception as exc:  # a bug in a step must not take the runner down
+            logger.error("job %s: the executor failed", self.job_id, exc_info=True)
+            outcome = JobOutcome("failure", {}, reason=f"the runner failed: {exc}")
+        if self._stop_reason and outcome.conclusion == "cancelled":
+            outcome = replace(outcome, reason=self._stop_reason)
+        await self._complete(outcome)
+
+    async def _start(self) -> bool:
+        """ACQUIRED → RUNNING on the server; False when the job must not run."""
+        backoff = Backoff()
+        attempts = 0
+        while not self.aborted:
+            attempts += 1
+            try:
+                await self._channel.start_job(self.job_id, self.epoch)
+                return True
+            except ServerUnavailable:
+                await asyncio.sleep(backoff.next())
+            except LeaseLost as exc:
+                self.abort(f"the server refused its start: {exc}")
+            except Refused as exc:
+                if exc.code == "conflict" and attempts > 1:
+                    return True  # the first attempt got through; only its answer was lost
+                self.abort(f"the server refused its start: {exc}")
+        return False
+
+    async def _complete(self, outcome: JobOutcome) -> None:
+        self._finishing = True
+        if await self._reporter.complete(outcome):
+            logger.info("job %s: %s", self.job_id, outcome.conclusion)
+
+    async def _watch(self) -> None:
+        """Abandon the job when the lease runs out without an acknowledged renewal."""
+        while not self.aborted:
+            remaining = self.lease.remaining()
+            if remaining <= 0:
+                quiet = self.lease.ttl - lease_margin(self.lease.ttl)
+                self.abort(f"no lease renewal acknowledged for {quiet:.1f} s")
+                return
+            await asyncio.sleep(remaining)
+
+    async def _beat(self) -> None:
+        """Renew the lease every heartbeat interval; pass a server-side cancel on."""
+        interval = self.heartbeat_interval
+        backoff = Backoff(cap=interval)
+        failing = False
+        while not self.aborted:
+            await asyncio.sleep(backoff.next() if failing else interval)
+            sent = self._clock()
+            try:
+                beat = await self._channel.heartbeat(
+                    self.job_id, self.epoch, timeout=max(interval, MIN_HEARTBEAT_TIMEOUT)
+                )
+            except ServerUnavailable as exc:
+                if not failing:
+                    logger.warning("job %s: heartbeat failed: %s", self.job_id, exc)
+                failing = True
+                continue
+            except (LeaseLost, Refused) as exc:
+                if not self._finishing:  # after completion the lease is gone by design
+                    self.abort(f"the server refused its heartbeat: {exc}")
+                return
+            failing = False
+            backoff.reset()
+            self.lease.renewed(sent, beat.lease_ttl)
+            self._guard.watch(self._marker, self.lease.deadline)
+            if beat.cancel_requested and not self._reporter.cancel.is_set():
+                logger.info("job %s: cancel requested", self.job_id)
+                self._reporter.cancel.set()
+
+
+def build_assignment(data: Mapping[str, Any]) -> JobAssignment:
+    """The executor's `JobAssignment` from the server's ASSIGNMENT JSON."""
+    from conveyor.workflow import load_workflow
+
+    try:
+        path, source = str(data["workflow"]["path"]), str(data["workflow"]["source"])
+        key = str(data["job"])
+        workflow = load_workflow(path, text=source)
+        job = workflow.jobs.get(key)
+        if job is None:
+            raise ConveyorError(f"the workflow {path} has no job {key!r}")
+        checkout = data.get("checkout")
+        return JobAssignment(
+            job_id=str(data["job_id"]),
+            epoch=int(data["epoch"]),
+            key=key,
+            name=str(data.get("name") or key),
+            workflow=workflow,
+            job=job,
+            source_dir=None,
+            matrix=data.get("matrix") or None,
+            contexts=dict(data.get("contexts") or {}),
+            secrets={str(k): str(v) for k, v in (data.get("secrets") or {}).items()},
+            idempotency_base=str(data.get("idempotency_base") or ""),
+            checkout={str(k): str(v) for k, v in checkout.items()} if checkout else None,
+        )
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise ConveyorError(f"the assignment is malformed ({type(exc).__name__}: {exc})") from None
+
+
+def _positive(raw: Any, default: float) -> float:
+    if isinstance(raw, int | float) and not isinstance(raw, bool) and raw > 0:
+        return float(raw)
+    return default

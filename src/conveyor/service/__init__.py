@@ -1,0 +1,1 @@
+"""`conveyor serve`: the API, the scheduler loop, the reaper and cron over one store."""

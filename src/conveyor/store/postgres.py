@@ -1,0 +1,387 @@
+"""The Store on PostgreSQL (psycopg 3, async): opening a database, tenants, runs and the outbox.
+
+The same protocol and semantics as `SqliteStore`, for any number of servers
+sharing one database. The scheduler's job operations live in
+`postgres_jobs`, the lease-fenced runner operations in `postgres_runner`,
+service objects in `postgres_service`, connections, transactions and the
+commit-ordered outbox in `postgres_base`. For `wait_for_event` a store
+LISTENs on `conveyor_outbox` through one extra connection, from `open` on
+(and again from the next wait after that connection fails).
+
+A store belongs to the event loop it was opened on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable, Collection, Sequence
+
+import psycopg
+
+from conveyor.engine.records import EventKind, JobRecord, NewJob, NewRun, OutboxEvent, RunRecord
+from conveyor.engine.states import Conclusion, JobStatus, RunStatus, allowed_from, is_terminal
+from conveyor.engine.store import Store
+from conveyor.errors import Conflict, NotFound, StoreError
+from conveyor.store import rows
+from conveyor.store.postgres_base import (
+    CHANNEL,
+    LEASED_IN,
+    Connection,
+    Pool,
+    Tx,
+    lock_key,
+    translated,
+)
+from conveyor.store.postgres_jobs import UNLEASED_CANCELLABLE, PostgresJobSide
+from conveyor.store.postgres_runner import PostgresRunnerSide
+from conveyor.store.postgres_schema import migrate_postgres
+from conveyor.store.postgres_service import PostgresServiceSide
+
+_RUN = f"""
+    SELECT {rows.RUN_COLUMNS} FROM workflow_runs
+    WHERE id = %(id)s AND (%(tenant)s::text IS NULL OR tenant_id = %(tenant)s::text)
+"""
+_INSERT_RUN = f"""
+    INSERT INTO workflow_runs (id, tenant_id, repository_id, workflow_path, workflow_name,
+        event, payload, ref, sha, inputs, status, attempt, run_number, idempotency_key,
+        created_at, workflow_id, concurrency_group)
+    VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, 'queued', %s, %s, %s, %s, %s, %s)
+    ON CONFLICT (tenant_id, idempotency_key) DO NOTHING
+    RETURNING {rows.RUN_COLUMNS}
+"""
+_INSERT_JOB = """
+    INSERT INTO jobs (id, run_id, tenant_id, key, name, needs, labels, matrix, spec, status,
+        created_at)
+    VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, 'pending', %s)
+"""
+_NEXT_RUN_NUMBER = """
+    SELECT COALESCE(MAX(run_number), 0) + 1 FROM workflow_runs
+    WHERE tenant_id = %s AND repository_id IS NOT DISTINCT FROM %s AND workflow_path = %s
+"""
+_CANCEL_RUN_JOBS = f"""
+    UPDATE jobs SET status = 'cancelled', conclusion = 'cancelled', reason = %s,
+        completed_at = %s
+    WHERE run_id = %s AND status IN {UNLEASED_CANCELLABLE}
+    RETURNING id
+"""
+_ASK_RUN_JOBS_TO_STOP = f"""
+    UPDATE jobs SET cancel_requested = TRUE, reason = %s
+    WHERE run_id = %s AND status IN {LEASED_IN} AND NOT cancel_requested
+    RETURNING id
+"""
+_COMPLETE_RUN = f"""
+    UPDATE workflow_runs SET status = 'completed', conclusion = %s, completed_at = %s
+    WHERE id = %s AND status IN {rows.in_list(allowed_from(RunStatus.COMPLETED))}
+      AND NOT EXISTS (
+          SELECT 1 FROM jobs WHERE jobs.run_id = workflow_runs.id
+            AND jobs.status NOT IN {rows.in_list(s for s in JobStatus if is_terminal(s))}
+      )
+    RETURNING {rows.RUN_COLUMNS}
+"""
+_POOL_SIZE = 8
+
+
+async def _listening_connection(pool: Pool) -> Connection:
+    """A new connection that LISTENs on the outbox channel."""
+    conn = await pool.connect()
+    try:
+        await conn.execute(f"LISTEN {CHANNEL}")
+    except BaseException:
+        await conn.close()
+        raise
+    return conn
+
+
+class PostgresStore(PostgresJobSide, PostgresRunnerSide, PostgresServiceSide, Store):
+    """A `Store` on a PostgreSQL database (optionally in one schema of it)."""
+
+    def __init__(
+        self,
+        pool: Pool,
+        clock: Callable[[], float],
+        new_id: Callable[[], str],
+        schema: str | None,
+    ) -> None:
+        super().__init__(pool, clock, new_id, schema)
+        self._listening: Connection | None = None
+        self._listener: asyncio.Task[None] | None = None
+
+    @classmethod
+    async def open(
+        cls,
+        url: str,
+        *,
+        schema: str | None = None,
+        clock: Callable[[], float] = time.time,
+        new_id: Callable[[], str] = rows.new_id,
+        pool_size: int = _POOL_SIZE,
+    ) -> PostgresStore:
+        """Connect to `url` and migrate its schema (`schema`, created if missing)."""
+        pool = Pool(url, schema, pool_size)
+        try:
+            async with pool.connection() as conn:
+                await migrate_postgres(conn, clock, schema)
+            listening = await _listening_connection(pool)
+        except psycopg.Error as exc:
+            await pool.close()
+            raise StoreError(f"cannot open PostgreSQL database: {exc}") from exc
+        except BaseException:
+            await pool.close()
+            raise
+        store = cls(pool, clock, new_id, schema)
+        store._listening = listening
+        store._listener = asyncio.get_running_loop().create_task(store._listen())
+        return store
+
+    # -- tenants and runs ---------------------------------------------------------------
+
+    async def create_tenant(self, tenant_id: str, name: str) -> None:
+        async def body(tx: Tx) -> None:
+            if not await tx.run(
+                "INSERT INTO tenants (id, name, created_at) VALUES (%s, %s, %s) "
+                "ON CONFLICT (id) DO NOTHING",
+                (tenant_id, rows.text(name), self._clock()),
+            ):
+                raise Conflict(f"tenant {tenant_id!r} already exists")
+
+        await self._transact(body)
+
+    async def create_run(
+        self, run: NewRun, jobs: Sequence[NewJob]
+    ) -> tuple[RunRecord, list[JobRecord]]:
+        keys = [job.key for job in jobs]
+        if len(set(keys)) != len(keys):
+            duplicates = sorted({key for key in keys if keys.count(key) > 1})
+            raise ValueError(f"duplicate job keys: {', '.join(duplicates)}")
+        payload, inputs = rows.dump(run.payload), rows.dump(run.inputs)
+        job_values = [
+            (
+                job.key,
+                rows.text(job.name),
+                rows.dump_labels(job.needs),
+                rows.dump_labels(job.labels),
+                rows.dump_optional(job.matrix),
+                rows.dump(job.spec),
+            )
+            for job in jobs
+        ]
+        now = self._clock()
+
+        async def existing(tx: Tx) -> tuple[RunRecord, list[JobRecord]] | None:
+            row = await tx.one(
+                f"SELECT {rows.RUN_COLUMNS} FROM workflow_runs "
+                "WHERE tenant_id = %s AND idempotency_key = %s",
+                (run.tenant_id, run.idempotency_key),
+            )
+            return None if row is None else (rows.run(row), await self._jobs_of(tx, row[0]))
+
+        async def body(tx: Tx) -> tuple[RunRecord, list[JobRecord]]:
+            if run.idempotency_key is not None and (found := await existing(tx)) is not None:
+                return found
+            if not await self._exists(tx, "tenants", run.tenant_id):
+                raise NotFound(f"tenant {run.tenant_id!r} not found")
+            number = run.run_number
+            if number is None:  # one creator at a time per workflow, so numbers are unique
+                numbering = f"{run.tenant_id}\n{run.repository_id}\n{run.workflow_path}"
+                await tx.run(
+                    "SELECT pg_advisory_xact_lock(%s, hashtext(%s))",
+                    (lock_key("run-number", None) >> 32, numbering),
+                )
+                row = await tx.one(
+                    _NEXT_RUN_NUMBER, (run.tenant_id, run.repository_id, run.workflow_path)
+                )
+                assert row is not None
+                number = row[0]
+            run_id = self._new_id()
+            row = await tx.one(
+                _INSERT_RUN,
+                (
+                    run_id,
+                    run.tenant_id,
+                    run.repository_id,
+                    rows.text(run.workflow_path),
+                    rows.text(run.workflow_name),
+                    rows.text(run.event),
+                    payload,
+                    run.ref,
+                    run.sha,
+                    inputs,
+                    run.attempt,
+                    number,
+                    run.idempotency_key,
+                    now,
+                    run.workflow_id,
+                    run.concurrency_group,
+                ),
+            )
+            if row is None:  # a concurrent creation with the same key committed first
+                found = await existing(tx)
+                assert found is not None
+                return found
+            if job_values:
+                await tx.conn.cursor().executemany(
+                    _INSERT_JOB,
+                    [
+                        (self._new_id(), run_id, run.tenant_id, *values, now)
+                        for values in job_values
+                    ],
+                )
+            tx.emit(EventKind.RUN_CREATED, run_id, None, {"jobs": len(jobs)}, now)
+            return rows.run(row), await self._jobs_of(tx, run_id)
+
+        return await self._transact(body)
+
+    async def get_run(self, run_id: str, *, tenant_id: str | None = None) -> RunRecord:
+        row = await self._one(_RUN, {"id": run_id, "tenant": tenant_id})
+        if row is None:
+            raise NotFound(f"run {run_id!r} not found")
+        return rows.run(row)
+
+    async def list_runs(
+        self,
+        tenant_id: str,
+        *,
+        status: RunStatus | Collection[RunStatus] | None = None,
+        branch: str | None = None,
+        workflow_id: str | None = None,
+        event: str | None = None,
+        concurrency_group: str | None = None,
+        after: str | None = None,
+        limit: int = 50,
+    ) -> list[RunRecord]:
+        query, params = rows.run_listing(
+            "%s",
+            tenant_id,
+            status=status,
+            branch=branch,
+            workflow_id=workflow_id,
+            event=event,
+            concurrency_group=concurrency_group,
+            after=after,
+            limit=limit,
+        )
+
+        async def body(tx: Tx) -> list[RunRecord]:
+            if after is not None and not await tx.one(
+                "SELECT 1 FROM workflow_runs WHERE id = %s AND tenant_id = %s", (after, tenant_id)
+            ):
+                raise NotFound(f"run {after!r} not found")
+            return [rows.run(row) for row in await tx.all(query, params)]
+
+        return await self._read(body)
+
+    async def complete_run(self, run_id: str, conclusion: Conclusion) -> RunRecord:
+        now = self._clock()
+
+        async def body(tx: Tx) -> RunRecord:
+            row = await tx.one(_COMPLETE_RUN, (conclusion.value, now, run_id))
+            if row is None:
+                found = await tx.one("SELECT status FROM workflow_runs WHERE id = %s", (run_id,))
+                if found is None:
+                    raise NotFound(f"run {run_id!r} not found")
+                if found[0] == RunStatus.COMPLETED:
+                    raise Conflict(f"run {run_id!r} is already completed")
+                raise Conflict(f"run {run_id!r} still has unfinished jobs")
+            record = rows.run(row)
+            data = {"status": record.status.value, "conclusion": conclusion.value}
+            tx.emit(EventKind.RUN_COMPLETED, run_id, None, data, now)
+            return record
+
+        return await self._transact(body)
+
+    async def cancel_run(self, run_id: str) -> list[JobRecord]:
+        now = self._clock()
+        reason = "run cancelled"
+
+        async def body(tx: Tx) -> list[JobRecord]:
+            found = await tx.one("SELECT status FROM workflow_runs WHERE id = %s", (run_id,))
+            if found is None:
+                raise NotFound(f"run {run_id!r} not found")
+            if found[0] == RunStatus.COMPLETED:
+                raise Conflict(f"run {run_id!r} is already completed")
+            cancelled = {row[0] for row in await tx.all(_CANCEL_RUN_JOBS, (reason, now, run_id))}
+            asked = {row[0] for row in await tx.all(_ASK_RUN_JOBS_TO_STOP, (reason, run_id))}
+            changed = [
+                job for job in await self._jobs_of(tx, run_id) if job.id in cancelled | asked
+            ]
+            for job in changed:
+                kind = (
+                    EventKind.JOB_COMPLETED
+                    if job.id in cancelled
+                    else EventKind.JOB_CANCEL_REQUESTED
+                )
+                tx.emit(kind, run_id, job.id, rows.job_event(job), now)
+            return changed
+
+        return await self._transact(body)
+
+    # -- outbox -------------------------------------------------------------------------------
+
+    async def events_after(self, cursor: int, limit: int = 100) -> list[OutboxEvent]:
+        self._signal.looked()
+        found = await self._all(
+            f"SELECT {rows.EVENT_COLUMNS} FROM outbox WHERE id > %s ORDER BY id LIMIT %s",
+            (cursor, max(limit, 0)),
+        )
+        return [rows.event(row) for row in found]
+
+    async def get_cursor(self, consumer: str) -> int:
+        row = await self._one(
+            "SELECT position FROM consumer_cursors WHERE consumer = %s", (consumer,)
+        )
+        return 0 if row is None else int(row[0])
+
+    async def advance_cursor(self, consumer: str, expected: int, new: int) -> bool:
+        now = self._clock()
+
+        async def body(tx: Tx) -> bool:
+            if expected == 0:  # a cursor that was never stored is at 0
+                changed = await tx.run(
+                    "INSERT INTO consumer_cursors (consumer, position, updated_at) "
+                    "VALUES (%s, %s, %s) ON CONFLICT (consumer) DO UPDATE "
+                    "SET position = excluded.position, updated_at = excluded.updated_at "
+                    "WHERE consumer_cursors.position = 0",
+                    (consumer, new, now),
+                )
+            else:
+                changed = await tx.run(
+                    "UPDATE consumer_cursors SET position = %s, updated_at = %s "
+                    "WHERE consumer = %s AND position = %s",
+                    (new, now, consumer, expected),
+                )
+            return changed == 1
+
+        return await self._transact(body)
+
+    async def wait_for_event(self, timeout: float) -> None:
+        if self._listener is None or self._listener.done():
+            self._listener = asyncio.get_running_loop().create_task(self._listen())
+        await self._signal.wait(timeout)
+
+    async def _listen(self) -> None:
+        """Wake waiters on every NOTIFY; when the connection fails, waiters fall back to polling."""
+        try:
+            if self._listening is None:  # listening again after a failure
+                self._listening = await _listening_connection(self._pool)
+                self._signal.notify()  # what was committed meanwhile went unheard
+            async for note in self._listening.notifies():
+                if note.pid not in self._pool.backend_pids:  # ours notified at commit
+                    self._signal.notify()
+        except psycopg.Error:
+            await self._stop_listening()
+
+    async def _stop_listening(self) -> None:
+        conn, self._listening = self._listening, None
+        if conn is not None:
+            await conn.close()
+
+    async def close(self) -> None:
+        if self._listener is not None:
+            self._listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._listener
+        with translated():
+            await self._stop_listening()
+            await self._pool.close()

@@ -1,0 +1,290 @@
+"""The PostgreSQL store's plumbing: connections, transactions, the outbox append, refusals.
+
+Connections come from a small pool of psycopg `AsyncConnection`s in
+autocommit mode, opened on demand on the event loop that uses the store and
+reused most-recent first. Each sets `search_path` to the store's schema and
+dumps Python text with NUL replaced by U+FFFD: PostgreSQL text cannot hold
+NUL, and free text is already cleaned the same way on SQLite.
+
+A write runs in one READ COMMITTED transaction (`_transact`). Compare-and-set
+UPDATEs lock the rows they change, and runner writes that change no job row
+lock it `FOR SHARE` first, so the reaper cannot take a lease back half-way
+through them. A deadlock or serialization failure rolls the transaction
+back whole and runs it again.
+
+Outbox order. Ids come from an identity sequence, which alone hands them out
+in the order transactions *draw* them, not the order they commit: if the
+transaction holding id 8 commits before the one holding id 7, a consumer
+reads 8, moves its cursor past 7 and never sees it. Two ways out were open:
+order consumers by a commit-order column (an xid8 per row, read only below
+the oldest running transaction's xid, with a cursor of two numbers), or
+draw the ids in commit order. Conveyor does the latter because the cursor
+stays one integer, as on SQLite: every transaction appends its outbox rows
+as its last statement, after taking `pg_advisory_xact_lock` (one key per
+schema), which it holds until it has committed. Ids are thus drawn one
+transaction at a time, each after the previous one is visible, and
+`id > cursor` never skips. The price is that the append and the commit of
+state-changing transactions run one at a time; heartbeats and log appends
+write no outbox row and take no turn. The same statement calls
+`pg_notify('conveyor_outbox', '')`, which PostgreSQL delivers at commit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Collection,
+    Iterator,
+    Mapping,
+    Sequence,
+)
+from contextlib import asynccontextmanager, contextmanager
+from typing import Any, TypeVar
+
+import psycopg
+from psycopg import errors, sql
+from psycopg.adapt import Dumper
+from psycopg.pq import TransactionStatus
+
+from conveyor.engine.records import EventKind, JobRecord
+from conveyor.engine.states import LEASED, JobStatus
+from conveyor.errors import Conflict, LeaseLost, NotFound, StoreError
+from conveyor.store import rows
+from conveyor.store.signal import OutboxSignal
+
+Connection = psycopg.AsyncConnection[tuple[Any, ...]]
+Params = Sequence[Any] | Mapping[str, Any]
+T = TypeVar("T")
+
+CHANNEL = "conveyor_outbox"
+LEASED_IN = rows.in_list(LEASED)
+_ATTEMPTS = 5
+_RETRIED = (errors.DeadlockDetected, errors.SerializationFailure)
+
+_APPEND_EVENTS = """
+    WITH turn AS MATERIALIZED (SELECT pg_advisory_xact_lock({key})),
+    appended AS (
+        INSERT INTO outbox (kind, run_id, job_id, data, created_at)
+        SELECT e.kind, e.run_id, e.job_id, e.data, e.created_at
+        FROM turn, unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::float8[])
+            WITH ORDINALITY AS e (kind, run_id, job_id, data, created_at, n)
+        ORDER BY e.n
+    )
+    SELECT pg_notify('{channel}', '')
+"""
+_JOBS_OF_RUN = f"SELECT {rows.JOB_COLUMNS} FROM jobs WHERE run_id = %s ORDER BY seq"
+
+
+def lock_key(purpose: str, schema: str | None) -> int:
+    """A 64-bit advisory lock key for `purpose` within `schema`."""
+    digest = hashlib.blake2b(f"conveyor:{purpose}:{schema}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+class _Text(Dumper):
+    """Python text as PostgreSQL text, NUL (which text cannot hold) as U+FFFD."""
+
+    def dump(self, obj: Any) -> bytes:
+        value: str = obj
+        return value.replace("\x00", "\ufffd").encode()
+
+
+async def connect(url: str, schema: str | None) -> Connection:
+    """A new autocommit connection whose unqualified names resolve in `schema`."""
+    conn = await psycopg.AsyncConnection.connect(url, autocommit=True, client_encoding="utf8")
+    conn.adapters.register_dumper(str, _Text)
+    if schema is not None:
+        await conn.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(schema)))
+    return conn
+
+
+@contextmanager
+def translated() -> Iterator[None]:
+    """Turn the driver's exceptions into StoreError at the boundary."""
+    try:
+        yield
+    except psycopg.Error as exc:
+        raise StoreError(f"PostgreSQL: {exc}") from exc
+    except UnicodeEncodeError as exc:
+        raise StoreError(f"text cannot be stored: {exc}") from exc
+
+
+class Pool:
+    """Up to `size` connections, opened when first needed, reused most-recent first."""
+
+    def __init__(self, url: str, schema: str | None, size: int) -> None:
+        if size < 1:
+            raise ValueError(f"pool size must be at least 1, not {size}")
+        self._url = url
+        self._schema = schema
+        self._slots = asyncio.Semaphore(size)
+        self._idle: list[Connection] = []
+        self._closed = False
+        self._pids: dict[Connection, int] = {}
+
+    @property
+    def backend_pids(self) -> Collection[int]:
+        """The server processes behind the pool's connections (whose NOTIFYs are our own)."""
+        return self._pids.values()
+
+    async def connect(self) -> Connection:
+        """A connection of the pool's own kind that the pool does not manage."""
+        return await connect(self._url, self._schema)
+
+    @asynccontextmanager
+    async def connection(self) -> AsyncIterator[Connection]:
+        if self._closed:
+            raise StoreError("the store is closed")
+        async with self._slots:
+            if self._idle:
+                conn = self._idle.pop()
+            else:
+                conn = await self.connect()
+                self._pids[conn] = conn.info.backend_pid
+            try:
+                yield conn
+            finally:
+                reusable = not (conn.closed or conn.broken or self._closed) and (
+                    conn.info.transaction_status == TransactionStatus.IDLE
+                )
+                if reusable:
+                    self._idle.append(conn)
+                else:
+                    await self._discard(conn)
+
+    async def _discard(self, conn: Connection) -> None:
+        self._pids.pop(conn, None)
+        await conn.close()
+
+    async def close(self) -> None:
+        self._closed = True
+        idle, self._idle = self._idle, []
+        for conn in idle:
+            await self._discard(conn)
+
+
+class Tx:
+    """One connection's statements, and the outbox rows to append before it commits."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        self.events: list[tuple[str, str, str | None, str, float]] = []
+
+    async def one(self, query: str, params: Params = ()) -> tuple[Any, ...] | None:
+        cursor = await self.conn.execute(query, params)
+        return await cursor.fetchone()
+
+    async def all(self, query: str, params: Params = ()) -> list[tuple[Any, ...]]:
+        cursor = await self.conn.execute(query, params)
+        return await cursor.fetchall()
+
+    async def run(self, query: str, params: Params = ()) -> int:
+        """Execute; the number of rows changed."""
+        return (await self.conn.execute(query, params)).rowcount
+
+    def emit(
+        self,
+        kind: EventKind,
+        run_id: str,
+        job_id: str | None,
+        data: Mapping[str, Any],
+        now: float,
+    ) -> None:
+        self.events.append((kind.value, run_id, job_id, rows.dump(data), now))
+
+
+class PostgresBase:
+    """The pool, the clock and the id source; the helpers every operation uses."""
+
+    def __init__(
+        self,
+        pool: Pool,
+        clock: Callable[[], float],
+        new_id: Callable[[], str],
+        schema: str | None,
+    ) -> None:
+        self._pool = pool
+        self._clock = clock
+        self._new_id = new_id
+        self._signal = OutboxSignal()
+        self._append_events = _APPEND_EVENTS.format(key=lock_key("outbox", schema), channel=CHANNEL)
+        self._commits = 0
+
+    @property
+    def transactions(self) -> int:
+        """Write transactions committed through this store since it opened (for benchmarks)."""
+        return self._commits
+
+    async def _transact(self, body: Callable[[Tx], Awaitable[T]]) -> T:
+        """Run `body` in one transaction, again from the start after a deadlock."""
+        attempt = 0
+        while True:
+            attempt += 1
+            with translated():
+                async with self._pool.connection() as conn:
+                    tx = Tx(conn)
+                    try:
+                        async with conn.transaction():
+                            result = await body(tx)
+                            if tx.events:
+                                columns = [list(column) for column in zip(*tx.events, strict=True)]
+                                await conn.execute(self._append_events, columns)
+                    except _RETRIED:
+                        if attempt < _ATTEMPTS:
+                            continue
+                        raise
+            self._commits += 1
+            if tx.events:
+                self._signal.notify()
+            return result
+
+    async def _read(self, body: Callable[[Tx], Awaitable[T]]) -> T:
+        """Run `body`'s statements outside a transaction (each sees the latest commits)."""
+        with translated():
+            async with self._pool.connection() as conn:
+                return await body(Tx(conn))
+
+    async def _one(self, query: str, params: Params = ()) -> tuple[Any, ...] | None:
+        return await self._read(lambda tx: tx.one(query, params))
+
+    async def _all(self, query: str, params: Params = ()) -> list[tuple[Any, ...]]:
+        return await self._read(lambda tx: tx.all(query, params))
+
+    @staticmethod
+    async def _refusal(tx: Tx, job_id: str, action: str, epoch: int | None = None) -> StoreError:
+        """Why a job transition matched no row, read inside the same transaction."""
+        row = await tx.one("SELECT status, lease_epoch FROM jobs WHERE id = %s", (job_id,))
+        if row is None:
+            return NotFound(f"job {job_id!r} not found")
+        status, current = JobStatus(row[0]), row[1]
+        if epoch is not None and (epoch != current or status not in LEASED):
+            return LeaseLost(
+                f"cannot {action} job {job_id!r}: epoch {epoch} does not hold its lease "
+                f"(the job is {status}, lease epoch {current})"
+            )
+        return Conflict(f"cannot {action} job {job_id!r}: it is {status}")
+
+    async def _fence(self, tx: Tx, job_id: str, epoch: int, action: str) -> str:
+        """Lock the job while `epoch` holds its lease; its run id. Else LeaseLost or NotFound."""
+        row = await tx.one(
+            f"SELECT run_id FROM jobs WHERE id = %s AND lease_epoch = %s "
+            f"AND status IN {LEASED_IN} FOR SHARE",
+            (job_id, epoch),
+        )
+        if row is None:
+            raise await self._refusal(tx, job_id, action, epoch)
+        run_id: str = row[0]
+        return run_id
+
+    @staticmethod
+    async def _jobs_of(tx: Tx, run_id: str) -> list[JobRecord]:
+        return [rows.job(row) for row in await tx.all(_JOBS_OF_RUN, (run_id,))]
+
+    @staticmethod
+    async def _exists(tx: Tx, table: str, object_id: str) -> bool:
+        """Whether `table` (one of ours, never user input) has a row with this id."""
+        return await tx.one(f"SELECT 1 FROM {table} WHERE id = %s", (object_id,)) is not None

@@ -1,0 +1,323 @@
+"""What runners write to the PostgreSQL store: leases, steps, logs and job completion.
+
+The same fencing as `sqlite_runner`: each write carries the lease epoch
+`acquire_job` handed out and is accepted only while that epoch holds the
+job's lease; otherwise LeaseLost and nothing changes. Acquisition takes the
+oldest matching QUEUED row with `FOR UPDATE SKIP LOCKED`, so concurrent
+runners never wait on each other's candidate, and never share one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from conveyor.engine.records import EventKind, JobRecord, LogLine, StepRecord
+from conveyor.engine.states import LEASED, Conclusion, JobStatus, StepStatus, allowed_from
+from conveyor.errors import Conflict, NotFound
+from conveyor.store import rows
+from conveyor.store.postgres_base import LEASED_IN, PostgresBase, Tx
+
+_J = rows.JOB_COLUMNS
+
+# Labels are JSON text; elements compare as their (deterministic) JSON spelling,
+# which never needs the \u0000 that PostgreSQL text cannot take back.
+_ACQUIRE_JOB = f"""
+    UPDATE jobs SET status = 'acquired', lease_owner = %(owner)s,
+        lease_epoch = lease_epoch + 1, lease_expires_at = %(expires)s
+    WHERE id = (
+        SELECT candidate.id FROM jobs AS candidate
+        WHERE candidate.status = 'queued'
+          AND (%(tenant)s::text IS NULL OR candidate.tenant_id = %(tenant)s::text)
+          AND NOT EXISTS (
+              SELECT 1 FROM json_array_elements(candidate.labels::json) AS wanted (label)
+              WHERE wanted.label::text NOT IN (
+                  SELECT offered.label::text
+                  FROM json_array_elements(%(offered)s::json) AS offered (label)
+              )
+          )
+        ORDER BY candidate.queued_at, candidate.seq
+        LIMIT 1
+        FOR UPDATE SKIP LOCKED
+    ) AND status IN {rows.in_list(allowed_from(JobStatus.ACQUIRED))}
+    RETURNING {_J}
+"""
+_START_JOB = f"""
+    UPDATE jobs SET status = 'running', started_at = %s
+    WHERE id = %s AND lease_epoch = %s
+      AND status IN {rows.in_list(allowed_from(JobStatus.RUNNING) & LEASED)}
+    RETURNING {_J}
+"""
+_START_RUN = """
+    UPDATE workflow_runs SET status = 'in_progress', started_at = %s
+    WHERE id = %s AND status = 'queued'
+"""
+_RENEW_LEASE = f"""
+    UPDATE jobs SET lease_expires_at = %s
+    WHERE id = %s AND lease_epoch = %s AND status IN {LEASED_IN}
+    RETURNING {_J}
+"""
+_FINISH_JOB = {
+    target: f"""
+        UPDATE jobs SET status = '{target}', conclusion = %s, outputs = %s,
+            reason = COALESCE(%s, reason),
+            completed_at = %s, lease_expires_at = NULL
+        WHERE id = %s AND lease_epoch = %s
+          AND status IN {rows.in_list(allowed_from(target) & LEASED)}
+        RETURNING {_J}
+    """
+    for target in (JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED)
+}
+
+# The status a step row has for the attempt writing now: rows of older attempts are pending.
+_CURRENT = "(CASE WHEN steps.epoch < excluded.epoch THEN 'pending' ELSE steps.status END)"
+_START_STEP = f"""
+    INSERT INTO steps (job_id, step_index, epoch, step_id, name, status, started_at)
+    VALUES (%s, %s, %s, %s, %s, 'running', %s)
+    ON CONFLICT (job_id, step_index) DO UPDATE SET
+        epoch = excluded.epoch, step_id = excluded.step_id, name = excluded.name,
+        status = excluded.status, outcome = NULL, conclusion = NULL, outputs = '{{}}',
+        started_at = excluded.started_at, completed_at = NULL
+    WHERE {_CURRENT} IN {rows.in_list(allowed_from(StepStatus.RUNNING))}
+"""
+
+
+def _finish_step_sql(target: StepStatus) -> str:
+    allowed = allowed_from(target)
+    if StepStatus.PENDING not in allowed:  # the step must have started in this attempt
+        return f"""
+            UPDATE steps SET status = '{target}', outcome = %(outcome)s,
+                conclusion = %(conclusion)s, outputs = %(outputs)s, completed_at = %(now)s
+            WHERE job_id = %(job_id)s AND step_index = %(index)s AND epoch = %(epoch)s
+              AND status IN {rows.in_list(allowed)}
+        """
+    return f"""
+        INSERT INTO steps (job_id, step_index, epoch, step_id, name, status, outcome,
+            conclusion, outputs, completed_at)
+        VALUES (%(job_id)s, %(index)s, %(epoch)s, %(step_id)s, %(name)s, '{target}',
+            %(outcome)s, %(conclusion)s, %(outputs)s, %(now)s)
+        ON CONFLICT (job_id, step_index) DO UPDATE SET
+            status = excluded.status, outcome = excluded.outcome,
+            conclusion = excluded.conclusion, outputs = excluded.outputs,
+            completed_at = excluded.completed_at,
+            started_at = CASE WHEN steps.epoch < excluded.epoch THEN NULL ELSE steps.started_at END,
+            step_id = COALESCE(excluded.step_id, steps.step_id),
+            name = CASE WHEN excluded.name = '' THEN steps.name ELSE excluded.name END,
+            epoch = excluded.epoch
+        WHERE {_CURRENT} IN {rows.in_list(allowed)}
+    """
+
+
+_FINISH_STEP = {
+    target: _finish_step_sql(target)
+    for target in (StepStatus.COMPLETED, StepStatus.FAILED, StepStatus.SKIPPED)
+}
+_RESERVE_LOG = f"""
+    UPDATE jobs SET log_seq = log_seq + %s
+    WHERE id = %s AND lease_epoch = %s AND status IN {LEASED_IN}
+    RETURNING log_seq
+"""
+_INSERT_LOG = "INSERT INTO log_lines (job_id, seq, step_index, text) VALUES (%s, %s, %s, %s)"
+_READ_LOG = f"""
+    SELECT {rows.LOG_COLUMNS} FROM log_lines WHERE job_id = %s AND seq > %s ORDER BY seq LIMIT %s
+"""
+
+
+class PostgresRunnerSide(PostgresBase):
+    """The lease-fenced operations of `PostgresStore`."""
+
+    async def acquire_job(
+        self,
+        runner_id: str,
+        labels: Sequence[str],
+        lease_ttl: float,
+        *,
+        tenant_id: str | None = None,
+    ) -> JobRecord | None:
+        if lease_ttl <= 0:
+            raise ValueError(f"lease_ttl must be positive, not {lease_ttl}")
+        now = self._clock()
+        params = {
+            "owner": rows.text(runner_id),
+            "expires": now + lease_ttl,
+            "tenant": tenant_id,
+            "offered": rows.dump_labels(labels),
+        }
+        self._signal.looked()
+
+        async def body(tx: Tx) -> JobRecord | None:
+            row = await tx.one(_ACQUIRE_JOB, params)
+            if row is None:
+                return None
+            job = rows.job(row)
+            data = {**rows.job_event(job), "runner": job.lease_owner, "epoch": job.lease_epoch}
+            tx.emit(EventKind.JOB_ACQUIRED, job.run_id, job.id, data, now)
+            return job
+
+        return await self._transact(body)
+
+    async def start_job(self, job_id: str, epoch: int) -> JobRecord:
+        now = self._clock()
+
+        async def body(tx: Tx) -> JobRecord:
+            row = await tx.one(_START_JOB, (now, job_id, epoch))
+            if row is None:
+                raise await self._refusal(tx, job_id, "start", epoch)
+            job = rows.job(row)
+            tx.emit(EventKind.JOB_STARTED, job.run_id, job.id, rows.job_event(job), now)
+            if await tx.run(_START_RUN, (now, job.run_id)):
+                tx.emit(EventKind.RUN_STARTED, job.run_id, None, {"status": "in_progress"}, now)
+            return job
+
+        return await self._transact(body)
+
+    async def renew_lease(self, job_id: str, epoch: int, lease_ttl: float) -> JobRecord:
+        if lease_ttl <= 0:
+            raise ValueError(f"lease_ttl must be positive, not {lease_ttl}")
+        expires = self._clock() + lease_ttl
+
+        async def body(tx: Tx) -> JobRecord:
+            row = await tx.one(_RENEW_LEASE, (expires, job_id, epoch))
+            if row is None:
+                raise await self._refusal(tx, job_id, "renew the lease of", epoch)
+            return rows.job(row)
+
+        return await self._transact(body)
+
+    async def finish_job(
+        self,
+        job_id: str,
+        epoch: int,
+        status: JobStatus,
+        conclusion: Conclusion,
+        outputs: Mapping[str, str],
+        reason: str | None = None,
+    ) -> JobRecord:
+        query = _FINISH_JOB.get(status)
+        if query is None:
+            raise ValueError(f"finish_job cannot set status {status!r}")
+        now = self._clock()
+        values = (
+            conclusion.value,
+            rows.dump(outputs),
+            rows.optional_text(reason),
+            now,
+            job_id,
+            epoch,
+        )
+
+        async def body(tx: Tx) -> JobRecord:
+            row = await tx.one(query, values)
+            if row is None:
+                raise await self._refusal(tx, job_id, f"finish ({status})", epoch)
+            job = rows.job(row)
+            data = {**rows.job_event(job), "reason": job.reason}
+            tx.emit(EventKind.JOB_COMPLETED, job.run_id, job.id, data, now)
+            return job
+
+        return await self._transact(body)
+
+    async def list_steps(self, job_id: str) -> list[StepRecord]:
+        async def body(tx: Tx) -> list[StepRecord]:
+            found = await tx.all(
+                f"SELECT {rows.STEP_COLUMNS} FROM steps WHERE job_id = %s ORDER BY step_index",
+                (job_id,),
+            )
+            if not found and not await self._exists(tx, "jobs", job_id):
+                raise NotFound(f"job {job_id!r} not found")
+            return [rows.step(row) for row in found]
+
+        return await self._read(body)
+
+    async def start_step(
+        self, job_id: str, epoch: int, index: int, step_id: str | None, name: str
+    ) -> None:
+        now = self._clock()
+        values = (job_id, index, epoch, rows.optional_text(step_id), rows.text(name), now)
+        data = {"index": index, "status": StepStatus.RUNNING.value}
+
+        async def body(tx: Tx) -> None:
+            run_id = await self._fence(tx, job_id, epoch, f"start step {index} of")
+            if not await tx.run(_START_STEP, values):
+                raise await _step_refusal(tx, job_id, index, epoch, "start")
+            tx.emit(EventKind.STEP_STARTED, run_id, job_id, data, now)
+
+        await self._transact(body)
+
+    async def finish_step(
+        self,
+        job_id: str,
+        epoch: int,
+        index: int,
+        status: StepStatus,
+        outcome: Conclusion | None,
+        conclusion: Conclusion | None,
+        outputs: Mapping[str, str],
+        *,
+        step_id: str | None = None,
+        name: str = "",
+    ) -> None:
+        query = _FINISH_STEP.get(status)
+        if query is None:
+            raise ValueError(f"finish_step cannot set status {status!r}")
+        now = self._clock()
+        values = {
+            "job_id": job_id,
+            "index": index,
+            "epoch": epoch,
+            "step_id": rows.optional_text(step_id),
+            "name": rows.text(name),
+            "outcome": None if outcome is None else outcome.value,
+            "conclusion": None if conclusion is None else conclusion.value,
+            "outputs": rows.dump(outputs),
+            "now": now,
+        }
+        data = {"index": index, "status": status.value, "conclusion": values["conclusion"]}
+
+        async def body(tx: Tx) -> None:
+            run_id = await self._fence(tx, job_id, epoch, f"finish step {index} of")
+            if not await tx.run(query, values):
+                raise await _step_refusal(tx, job_id, index, epoch, f"finish ({status})")
+            tx.emit(EventKind.STEP_COMPLETED, run_id, job_id, data, now)
+
+        await self._transact(body)
+
+    async def append_log(
+        self, job_id: str, epoch: int, lines: Sequence[tuple[int | None, str]]
+    ) -> int:
+        clean = [(step_index, rows.text(text)) for step_index, text in lines]
+
+        async def body(tx: Tx) -> int:
+            row = await tx.one(_RESERVE_LOG, (len(clean), job_id, epoch))
+            if row is None:
+                raise await self._refusal(tx, job_id, "append to the log of", epoch)
+            last: int = row[0]
+            first = last - len(clean) + 1
+            if clean:
+                await tx.conn.cursor().executemany(
+                    _INSERT_LOG,
+                    [
+                        (job_id, first + n, step_index, text)
+                        for n, (step_index, text) in enumerate(clean)
+                    ],
+                )
+            return last
+
+        return await self._transact(body)
+
+    async def read_log(self, job_id: str, after_seq: int = 0, limit: int = 1000) -> list[LogLine]:
+        async def body(tx: Tx) -> list[LogLine]:
+            found = await tx.all(_READ_LOG, (job_id, after_seq, max(limit, 0)))
+            if not found and not await self._exists(tx, "jobs", job_id):
+                raise NotFound(f"job {job_id!r} not found")
+            return [rows.log_line(row) for row in found]
+
+        return await self._read(body)
+
+
+async def _step_refusal(tx: Tx, job_id: str, index: int, epoch: int, action: str) -> Conflict:
+    """Why a step transition matched no row (the lease itself was checked first)."""
+    row = await tx.one(
+        "SELECT status, epoch FROM steps WHERE job_id = %s AND step_index = %s", (job_id, index)
+    )
+    status = "pending" if row is None or row[1] < epoch else row[0]
+    return Conflict(f"cannot {action} step {index} of job {job_id!r}: it is {status}")

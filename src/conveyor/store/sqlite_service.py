@@ -1,0 +1,316 @@
+"""What the server keeps around runs in the SQLite store: tokens, runners, repositories, workflows.
+
+Also cron ticks (claimed once), artifacts and the responses remembered for
+`Idempotency-Key`. None of these is a state transition: they write no
+outbox row. Objects looked up with a tenant are NotFound in any other.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+
+from conveyor.engine.records import (
+    ArtifactRecord,
+    RepositoryRecord,
+    RunnerRecord,
+    TokenRecord,
+    WorkflowRecord,
+)
+from conveyor.errors import Conflict, NotFound
+from conveyor.store import rows
+from conveyor.store.sqlite_base import SqliteBase
+
+_INSERT_TOKEN = """
+    INSERT INTO tokens (hash, tenant_id, kind, runner_id, created_at) VALUES (?, ?, ?, ?, ?)
+    ON CONFLICT (hash) DO NOTHING
+"""
+_INSERT_RUNNER = f"""
+    INSERT INTO runners (id, tenant_id, name, labels, created_at, last_seen_at)
+    VALUES (?, ?, ?, ?, ?, ?)
+    RETURNING {rows.RUNNER_COLUMNS}
+"""
+_INSERT_REPOSITORY = f"""
+    INSERT INTO repositories (id, tenant_id, name, url, created_at) VALUES (?, ?, ?, ?, ?)
+    ON CONFLICT (tenant_id, name) DO NOTHING
+    RETURNING {rows.REPOSITORY_COLUMNS}
+"""
+_REGISTER_WORKFLOW = f"""
+    INSERT INTO workflows (id, tenant_id, repository_id, path, name, source, enabled,
+        created_at, updated_at)
+    VALUES (?, ?, ?, ?, ?, ?, 1, ?, ?)
+    ON CONFLICT (tenant_id, COALESCE(repository_id, ''), path) DO UPDATE SET
+        name = excluded.name, source = excluded.source, updated_at = excluded.updated_at
+    RETURNING {rows.WORKFLOW_COLUMNS}
+"""
+_WORKFLOW = f"SELECT {rows.WORKFLOW_COLUMNS} FROM workflows WHERE id = ? AND tenant_id = ?"
+
+
+class SqliteServiceSide(SqliteBase):
+    """The service-object operations of `SqliteStore`."""
+
+    # -- tokens and runners -------------------------------------------------------------
+
+    async def create_token(
+        self, tenant_id: str, kind: str, token_hash: str, *, runner_id: str | None = None
+    ) -> None:
+        rows.token_values(kind, token_hash, runner_id)
+        with self._write() as db:
+            self._insert_token(db, tenant_id, kind, token_hash, runner_id)
+
+    def _insert_token(
+        self,
+        db: sqlite3.Connection,
+        tenant_id: str,
+        kind: str,
+        token_hash: str,
+        runner_id: str | None,
+    ) -> None:
+        _require_tenant(db, tenant_id)
+        if (
+            runner_id is not None
+            and not db.execute(
+                "SELECT 1 FROM runners WHERE id = ? AND tenant_id = ?", (runner_id, tenant_id)
+            ).fetchone()
+        ):
+            raise NotFound(f"runner {runner_id!r} not found")
+        values = (token_hash, tenant_id, kind, runner_id, self._clock())
+        if not db.execute(_INSERT_TOKEN, values).rowcount:
+            raise Conflict("this token is already stored")
+
+    async def find_token(self, token_hash: str) -> TokenRecord | None:
+        if not rows.is_digest(token_hash):
+            return None
+        with self._read() as db:
+            row = db.execute(
+                f"SELECT {rows.TOKEN_COLUMNS} FROM tokens WHERE hash = ?", (token_hash,)
+            ).fetchone()
+        return None if row is None else rows.token(row)
+
+    async def register_runner(
+        self,
+        tenant_id: str,
+        name: str,
+        labels: Sequence[str],
+        *,
+        token_hash: str | None = None,
+    ) -> RunnerRecord:
+        runner_id, now = self._new_id(), self._clock()
+        if token_hash is not None:
+            rows.token_values("runner", token_hash, runner_id)
+        values = (runner_id, tenant_id, rows.text(name), rows.dump_labels(labels), now, now)
+        with self._write() as db:
+            _require_tenant(db, tenant_id)
+            runner = rows.runner(db.execute(_INSERT_RUNNER, values).fetchone())
+            if token_hash is not None:
+                self._insert_token(db, tenant_id, "runner", token_hash, runner_id)
+            return runner
+
+    async def get_runner(self, runner_id: str) -> RunnerRecord:
+        with self._read() as db:
+            row = db.execute(
+                f"SELECT {rows.RUNNER_COLUMNS} FROM runners WHERE id = ?", (runner_id,)
+            ).fetchone()
+        if row is None:
+            raise NotFound(f"runner {runner_id!r} not found")
+        return rows.runner(row)
+
+    async def touch_runner(self, runner_id: str) -> None:
+        with self._write() as db:
+            if not db.execute(
+                "UPDATE runners SET last_seen_at = ? WHERE id = ?", (self._clock(), runner_id)
+            ).rowcount:
+                raise NotFound(f"runner {runner_id!r} not found")
+
+    # -- repositories and workflows ---------------------------------------------------
+
+    async def create_repository(self, tenant_id: str, name: str, url: str) -> RepositoryRecord:
+        values = (self._new_id(), tenant_id, rows.text(name), rows.text(url), self._clock())
+        with self._write() as db:
+            _require_tenant(db, tenant_id)
+            row = db.execute(_INSERT_REPOSITORY, values).fetchone()
+            if row is None:
+                raise Conflict(f"repository {name!r} already exists")
+            return rows.repository(row)
+
+    async def get_repository(self, tenant_id: str, repo_id: str) -> RepositoryRecord:
+        with self._read() as db:
+            row = db.execute(
+                f"SELECT {rows.REPOSITORY_COLUMNS} FROM repositories "
+                "WHERE id = ? AND tenant_id = ?",
+                (repo_id, tenant_id),
+            ).fetchone()
+        if row is None:
+            raise NotFound(f"repository {repo_id!r} not found")
+        return rows.repository(row)
+
+    async def find_repository(self, tenant_id: str, name: str) -> RepositoryRecord | None:
+        with self._read() as db:
+            row = db.execute(
+                f"SELECT {rows.REPOSITORY_COLUMNS} FROM repositories "
+                "WHERE tenant_id = ? AND name = ?",
+                (tenant_id, rows.text(name)),
+            ).fetchone()
+        return None if row is None else rows.repository(row)
+
+    async def list_repositories(self, tenant_id: str) -> list[RepositoryRecord]:
+        with self._read() as db:
+            found = db.execute(
+                f"SELECT {rows.REPOSITORY_COLUMNS} FROM repositories "
+                "WHERE tenant_id = ? ORDER BY name, id",
+                (tenant_id,),
+            ).fetchall()
+        return [rows.repository(row) for row in found]
+
+    async def register_workflow(
+        self,
+        tenant_id: str,
+        path: str,
+        source: str,
+        name: str,
+        *,
+        repository_id: str | None = None,
+    ) -> WorkflowRecord:
+        now = self._clock()
+        values = (
+            self._new_id(),
+            tenant_id,
+            repository_id,
+            rows.text(path),
+            rows.text(name),
+            rows.text(source),
+            now,
+            now,
+        )
+        with self._write() as db:
+            _require_tenant(db, tenant_id)
+            if (
+                repository_id is not None
+                and not db.execute(
+                    "SELECT 1 FROM repositories WHERE id = ? AND tenant_id = ?",
+                    (repository_id, tenant_id),
+                ).fetchone()
+            ):
+                raise NotFound(f"repository {repository_id!r} not found")
+            return rows.workflow(db.execute(_REGISTER_WORKFLOW, values).fetchone())
+
+    async def get_workflow(self, tenant_id: str, wf_id: str) -> WorkflowRecord:
+        with self._read() as db:
+            row = db.execute(_WORKFLOW, (wf_id, tenant_id)).fetchone()
+        if row is None:
+            raise NotFound(f"workflow {wf_id!r} not found")
+        return rows.workflow(row)
+
+    async def list_workflows(
+        self,
+        tenant_id: str | None,
+        *,
+        after: str | None = None,
+        limit: int = 50,
+        enabled: bool | None = None,
+        repository_id: str | None = None,
+    ) -> list[WorkflowRecord]:
+        sql = (
+            f"SELECT {rows.WORKFLOW_COLUMNS} FROM workflows "
+            "WHERE (?1 IS NULL OR tenant_id = ?1) AND (?2 IS NULL OR id > ?2) "
+            "AND (?3 IS NULL OR enabled = ?3) AND (?4 IS NULL OR repository_id = ?4) "
+            "ORDER BY id LIMIT ?5"
+        )
+        params = (tenant_id, after, enabled, repository_id, max(limit, 0))
+        with self._read() as db:
+            return [rows.workflow(row) for row in db.execute(sql, params)]
+
+    async def set_workflow_enabled(
+        self, tenant_id: str, wf_id: str, enabled: bool
+    ) -> WorkflowRecord:
+        with self._write() as db:
+            row = db.execute(
+                "UPDATE workflows SET enabled = ?, updated_at = ? WHERE id = ? AND tenant_id = ? "
+                f"RETURNING {rows.WORKFLOW_COLUMNS}",
+                (enabled, self._clock(), wf_id, tenant_id),
+            ).fetchone()
+            if row is None:
+                raise NotFound(f"workflow {wf_id!r} not found")
+            return rows.workflow(row)
+
+    async def delete_workflow(self, tenant_id: str, wf_id: str) -> None:
+        with self._write() as db:
+            if not db.execute(
+                "DELETE FROM workflows WHERE id = ? AND tenant_id = ?", (wf_id, tenant_id)
+            ).rowcount:
+                raise NotFound(f"workflow {wf_id!r} not found")
+            db.execute("DELETE FROM cron_ticks WHERE workflow_id = ?", (wf_id,))
+
+    async def claim_cron_tick(self, workflow_id: str, cron: str, tick: float) -> bool:
+        with self._write() as db:
+            claimed: int = db.execute(
+                "INSERT INTO cron_ticks (workflow_id, cron, tick, claimed_at) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT DO NOTHING",
+                (workflow_id, cron, tick, self._clock()),
+            ).rowcount
+            return claimed == 1
+
+    # -- artifacts and remembered responses ------------------------------------------------
+
+    async def add_artifact(self, run_id: str, name: str, size: int, path: str) -> None:
+        values = (self._new_id(), run_id, name, path, size, self._clock())
+        with self._write() as db:
+            _require_run(db, run_id)
+            if not db.execute(
+                "INSERT INTO artifacts (id, run_id, name, path, size, created_at) "
+                "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (run_id, name) DO NOTHING",
+                values,
+            ).rowcount:
+                raise Conflict(f"run {run_id!r} already has an artifact {name!r}")
+
+    async def list_artifacts(self, run_id: str) -> list[ArtifactRecord]:
+        with self._read() as db:
+            _require_run(db, run_id)
+            found = db.execute(
+                f"SELECT {rows.ARTIFACT_COLUMNS} FROM artifacts WHERE run_id = ? ORDER BY name",
+                (run_id,),
+            ).fetchall()
+        return [rows.artifact(row) for row in found]
+
+    async def get_artifact(self, run_id: str, name: str) -> ArtifactRecord:
+        with self._read() as db:
+            row = db.execute(
+                f"SELECT {rows.ARTIFACT_COLUMNS} FROM artifacts WHERE run_id = ? AND name = ?",
+                (run_id, name),
+            ).fetchone()
+        if row is None:
+            raise NotFound(f"artifact {name!r} of run {run_id!r} not found")
+        return rows.artifact(row)
+
+    async def remember_response(
+        self, tenant_id: str, key: str, method: str, path: str, status: int, body: str
+    ) -> bool:
+        values = (tenant_id, key, method, path, status, rows.text(body), self._clock())
+        with self._write() as db:
+            kept: int = db.execute(
+                "INSERT INTO idempotent_responses (tenant_id, key, method, path, status, body, "
+                "created_at) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                values,
+            ).rowcount
+            return kept == 1
+
+    async def recall_response(
+        self, tenant_id: str, key: str, method: str, path: str
+    ) -> tuple[int, str] | None:
+        with self._read() as db:
+            row = db.execute(
+                "SELECT status, body FROM idempotent_responses "
+                "WHERE tenant_id = ? AND key = ? AND method = ? AND path = ?",
+                (tenant_id, key, method, path),
+            ).fetchone()
+        return None if row is None else (int(row[0]), str(row[1]))
+
+
+def _require_tenant(db: sqlite3.Connection, tenant_id: str) -> None:
+    if db.execute("SELECT 1 FROM tenants WHERE id = ?", (tenant_id,)).fetchone() is None:
+        raise NotFound(f"tenant {tenant_id!r} not found")
+
+
+def _require_run(db: sqlite3.Connection, run_id: str) -> None:
+    if db.execute("SELECT 1 FROM workflow_runs WHERE id = ?", (run_id,)).fetchone() is None:
+        raise NotFound(f"run {run_id!r} not found")

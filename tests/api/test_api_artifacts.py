@@ -1,0 +1,170 @@
+"""Artifacts over a real socket: tar upload under the lease, listing, download, refusals."""
+
+from __future__ import annotations
+
+import io
+import os
+import tarfile
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.api.conftest import OTHER_ADMIN, Live, tar_bytes
+
+
+def upload(
+    live: Live, token: str, job: dict[str, Any], name: str, body: bytes, epoch: int | None = None
+) -> httpx.Response:
+    with live.client(token) as http:
+        return http.put(
+            f"/api/v1/jobs/{job['job_id']}/artifacts/{name}",
+            params={"epoch": job["epoch"] if epoch is None else epoch},
+            content=body,
+            headers={"Content-Type": "application/x-tar"},
+        )
+
+
+def files_under(root: str) -> list[str]:
+    return sorted(
+        os.path.relpath(os.path.join(d, f), root) for d, _, fs in os.walk(root) for f in fs
+    )
+
+
+def test_upload_list_and_download(live: Live) -> None:
+    token, job = live.leased_job()
+    body = tar_bytes({"dist/app.bin": b"\x00\x01binary", "README ☃.txt": "naïve".encode()})
+    answer = upload(live, token, job, "build output", body)
+    assert answer.status_code == 201, answer.text
+    assert answer.json() == {"name": "build output", "size": len(body)}
+    base = f"/api/v1/jobs/{job['job_id']}/artifacts"
+    with live.client(token) as http:
+        listed = http.get(base).json()
+        downloaded = http.get(f"{base}/build output")
+    with live.client() as http:
+        by_run = http.get(f"/api/v1/runs/{job['run_id']}/artifacts").json()
+        from_admin = http.get(f"/api/v1/runs/{job['run_id']}/artifacts/build output")
+    assert listed == {"artifacts": [{"name": "build output", "size": len(body)}]}
+    assert by_run == {"items": [{"name": "build output", "size": len(body)}]}
+    assert downloaded.status_code == 200
+    assert downloaded.headers["content-type"] == "application/x-tar"
+    assert downloaded.content == body == from_admin.content
+    with tarfile.open(fileobj=io.BytesIO(downloaded.content)) as archive:
+        assert sorted(archive.getnames()) == ["README ☃.txt", "dist/app.bin"]
+    stored = Path(live.settings.data_dir, "artifacts", job["run_id"])
+    assert files_under(str(stored)) == ["build output.tar"]
+
+
+def test_a_name_is_uploaded_once(live: Live) -> None:
+    token, job = live.leased_job()
+    first = upload(live, token, job, "out", tar_bytes({"a": b"first"}))
+    second = upload(live, token, job, "out", tar_bytes({"a": b"second"}))
+    assert first.status_code == 201
+    assert second.status_code == 409 and second.json()["code"] == "conflict"
+    with live.client(token) as http:
+        kept = http.get(f"/api/v1/jobs/{job['job_id']}/artifacts/out").content
+    with tarfile.open(fileobj=io.BytesIO(kept)) as archive:
+        member = archive.extractfile("a")
+        assert member is not None and member.read() == b"first"
+
+
+@pytest.mark.parametrize(
+    ("members", "link", "problem"),
+    [
+        ({"../evil": b"x"}, None, "'..'"),
+        ({"ok/../../evil": b"x"}, None, "'..'"),
+        ({"/etc/evil": b"x"}, None, "absolute"),
+        ({"C:/evil": b"x"}, None, "absolute"),
+        ({}, ("link", "/etc/passwd"), "no links"),
+        ({}, ("inner", "../../x"), "no links"),
+    ],
+)
+def test_unsafe_tar_members_are_refused(
+    live: Live, members: dict[str, bytes], link: tuple[str, str] | None, problem: str
+) -> None:
+    token, job = live.leased_job()
+    answer = upload(live, token, job, "bad", tar_bytes(members, link=link))
+    assert answer.status_code == 422, answer.text
+    assert problem in answer.json()["message"]
+    assert _nothing_stored(live, job)
+
+
+def test_a_body_that_is_not_a_tar_is_refused(live: Live) -> None:
+    token, job = live.leased_job()
+    for body in (b"", b"plain text, not a tar", b"\x1f\x8b\x08\x00gzip-ish"):
+        answer = upload(live, token, job, "bad", body)
+        assert answer.status_code == 422, body
+        assert answer.json()["code"] == "invalid"
+    assert _nothing_stored(live, job)
+
+
+def test_an_artifact_over_the_limit_is_413(live: Live) -> None:
+    token, job = live.leased_job()
+    big = tar_bytes({"big": os.urandom(live.settings.max_artifact_bytes)})
+    declared = upload(live, token, job, "big", big)
+
+    def chunks():  # type: ignore[no-untyped-def]
+        for start in range(0, len(big), 8192):
+            yield big[start : start + 8192]
+
+    with live.client(token) as http:
+        streamed = http.put(
+            f"/api/v1/jobs/{job['job_id']}/artifacts/big",
+            params={"epoch": job["epoch"]},
+            content=chunks(),
+        )
+    for answer in (declared, streamed):
+        assert answer.status_code == 413
+        assert answer.json()["code"] == "too_large"
+    assert _nothing_stored(live, job)
+
+
+@pytest.mark.parametrize("name", ["..", ".", "a:b", "a*b", "tab\there", " ", "x" * 300, "a\\b"])
+def test_bad_artifact_names_are_422(live: Live, name: str) -> None:
+    token, job = live.leased_job()
+    answer = upload(live, token, job, name, tar_bytes({"a": b"x"}))
+    assert answer.status_code == 422, answer.text
+    assert _nothing_stored(live, job)
+
+
+def test_traversal_in_the_url_never_writes_outside(live: Live) -> None:
+    token, job = live.leased_job()
+    for name in ("../x", "..%2Fx", "a/../../x", "%2e%2e/x"):
+        answer = upload(live, token, job, name, tar_bytes({"a": b"x"}))
+        assert answer.status_code in (404, 422), (name, answer.status_code)
+    data = Path(live.settings.data_dir)
+    assert not any(p.name.startswith("x") for p in data.rglob("*"))
+    assert _nothing_stored(live, job)
+
+
+def test_stale_epoch_uploads_are_lease_lost(live: Live) -> None:
+    token, job = live.leased_job()
+    answer = upload(live, token, job, "late", tar_bytes({"a": b"x"}), epoch=job["epoch"] + 1)
+    assert answer.status_code == 409 and answer.json()["code"] == "lease_lost"
+    with live.client(token) as http:
+        http.post(
+            f"/api/v1/jobs/{job['job_id']}/complete",
+            json={"epoch": job["epoch"], "conclusion": "success"},
+        )
+    after = upload(live, token, job, "after", tar_bytes({"a": b"x"}))
+    assert after.status_code == 409 and after.json()["code"] == "lease_lost"
+    assert _nothing_stored(live, job)
+
+
+def test_artifacts_are_tenant_walled(live: Live) -> None:
+    token, job = live.leased_job()
+    upload(live, token, job, "out", tar_bytes({"a": b"x"}))
+    with live.client(OTHER_ADMIN) as http:
+        assert http.get(f"/api/v1/jobs/{job['job_id']}/artifacts").status_code == 404
+        assert http.get(f"/api/v1/jobs/{job['job_id']}/artifacts/out").status_code == 404
+        assert http.get(f"/api/v1/runs/{job['run_id']}/artifacts/out").status_code == 404
+    with live.client() as http:
+        assert http.get(f"/api/v1/runs/{job['run_id']}/artifacts/missing").status_code == 404
+
+
+def _nothing_stored(live: Live, job: dict[str, Any]) -> bool:
+    listed = live.call(live.store.list_artifacts(job["run_id"]))
+    directory = os.path.join(live.settings.data_dir, "artifacts", job["run_id"])
+    leftovers = files_under(directory) if os.path.isdir(directory) else []
+    return listed == [] and leftovers == []

@@ -1,0 +1,259 @@
+"""The runner protocol over a real socket: register, long-poll, lease-fenced writes."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import httpx
+
+from conveyor.engine.states import JobStatus
+from tests.api.conftest import ADMIN, OTHER_REGISTRATION, Live
+
+
+def _post(live: Live, token: str, path: str, body: dict[str, Any]) -> httpx.Response:
+    with live.client(token) as http:
+        return http.post(path, json=body)
+
+
+def test_register_gives_a_runner_token_shown_once(live: Live) -> None:
+    runner_id, token = live.register_runner(["linux", "x64"])
+    record = live.call(live.store.get_runner(runner_id))
+    assert record.labels == ("linux", "x64")
+    assert record.tenant_id == "default"
+    assert len(token) >= 40
+    # Only the hash is stored: the clear token appears nowhere in the database file.
+    with open(f"{live.settings.data_dir}/../conveyor.db", "rb") as db:
+        assert token.encode() not in db.read()
+
+
+def test_register_needs_a_registration_token(live: Live) -> None:
+    body = {"name": "r", "labels": []}
+    assert _post(live, ADMIN, "/api/v1/runners/register", body).status_code == 403
+    assert _post(live, "", "/api/v1/runners/register", body).status_code == 401
+
+
+def test_poll_returns_null_after_the_wait_when_nothing_is_queued(live: Live) -> None:
+    _, token = live.register_runner(["linux"])
+    started = time.monotonic()
+    answer = _post(live, token, "/api/v1/runners/poll", {"wait": 0.3})
+    elapsed = time.monotonic() - started
+    assert answer.status_code == 200
+    assert answer.json() == {"job": None}
+    assert 0.25 <= elapsed < 2.0
+
+
+def test_poll_wait_is_capped_by_the_server(live: Live) -> None:
+    _, token = live.register_runner(["linux"])
+    started = time.monotonic()
+    answer = _post(live, token, "/api/v1/runners/poll", {"wait": 3600})
+    assert answer.json() == {"job": None}
+    assert time.monotonic() - started < live.settings.max_poll_wait + 1.5
+
+
+def test_poll_returns_at_once_when_a_job_is_queued_during_the_wait(live: Live) -> None:
+    run_id = live.dispatch(live.register_workflow())
+    _, token = live.register_runner(["linux"])
+    result: dict[str, Any] = {}
+
+    def poll() -> None:
+        started = time.monotonic()
+        result["answer"] = _post(live, token, "/api/v1/runners/poll", {"wait": 10})
+        result["elapsed"] = time.monotonic() - started
+
+    poller = threading.Thread(target=poll)
+    poller.start()
+    time.sleep(0.3)
+    live.queue_roots(run_id)
+    poller.join(timeout=15)
+    job = result["answer"].json()["job"]
+    assert job is not None
+    assert result["elapsed"] < 5
+    assert job["run_id"] == run_id and job["key"] == "build"
+
+
+def test_the_assignment_carries_what_the_runner_needs(live: Live) -> None:
+    token, job = live.leased_job()
+    assert set(job) >= {
+        "job_id",
+        "epoch",
+        "run_id",
+        "key",
+        "job",
+        "name",
+        "matrix",
+        "workflow",
+        "contexts",
+        "secrets",
+        "idempotency_base",
+        "checkout",
+        "lease_ttl",
+        "heartbeat_interval",
+    }
+    assert job["epoch"] == 1
+    assert job["lease_ttl"] == live.settings.lease_ttl
+    assert job["heartbeat_interval"] == live.settings.heartbeat_interval
+    assert "runs-on: linux" in job["workflow"]["source"]
+    stored = live.call(live.store.get_job(job["job_id"]))
+    assert stored.status == JobStatus.ACQUIRED
+    assert stored.lease_epoch == job["epoch"]
+
+
+def test_a_runner_gets_only_jobs_whose_labels_it_has(live: Live) -> None:
+    run_id = live.dispatch(live.register_workflow())
+    live.queue_roots(run_id)  # `build` runs on [linux]
+    _, windows = live.register_runner(["windows"])
+    _, other_tenant = live.register_runner(["linux"], token=OTHER_REGISTRATION)
+    assert _post(live, windows, "/api/v1/runners/poll", {"wait": 0}).json() == {"job": None}
+    assert _post(live, other_tenant, "/api/v1/runners/poll", {"wait": 0}).json() == {"job": None}
+    _, linux = live.register_runner(["linux", "x64"])
+    assert _post(live, linux, "/api/v1/runners/poll", {"wait": 0}).json()["job"] is not None
+
+
+def test_a_job_goes_through_its_lifecycle(live: Live) -> None:
+    token, job = live.leased_job()
+    base, epoch = f"/api/v1/jobs/{job['job_id']}", job["epoch"]
+    assert _post(live, token, f"{base}/start", {"epoch": epoch}).json() == {}
+    assert _post(live, token, f"{base}/heartbeat", {"epoch": epoch}).json() == {
+        "cancel_requested": False,
+        "lease_ttl": live.settings.lease_ttl,
+    }
+    step = {"epoch": epoch, "step_id": "hello", "name": "Say hello"}
+    assert _post(live, token, f"{base}/steps/0/start", step).status_code == 200
+    lines = {"epoch": epoch, "lines": [[0, "hello"], [0, "wörld ✓"], [None, "post"]]}
+    assert _post(live, token, f"{base}/logs", lines).json() == {"last_seq": 3}
+    finish = {
+        **step,
+        "outcome": "success",
+        "conclusion": "success",
+        "outputs": {"greeting": "hi"},
+    }
+    assert _post(live, token, f"{base}/steps/0/finish", finish).status_code == 200
+    wakes = len(live.wakes)
+    done = {"epoch": epoch, "conclusion": "success", "outputs": {"out": "1"}, "reason": None}
+    assert _post(live, token, f"{base}/complete", done).json() == {}
+    assert len(live.wakes) == wakes + 1
+
+    stored = live.call(live.store.get_job(job["job_id"]))
+    assert stored.status == JobStatus.COMPLETED
+    assert dict(stored.outputs) == {"out": "1"}
+    (row,) = live.call(live.store.list_steps(job["job_id"]))
+    assert (row.step_id, row.name, row.status, dict(row.outputs)) == (
+        "hello",
+        "Say hello",
+        "completed",
+        {"greeting": "hi"},
+    )
+    with live.client() as http:
+        detail = http.get(base).json()
+        log = http.get(f"{base}/logs").json()
+    assert detail["status"] == "completed"
+    assert detail["steps"][0]["outputs"] == {"greeting": "hi"}
+    assert [line["text"] for line in log["lines"]] == ["hello", "wörld ✓", "post"]
+
+
+def test_failed_and_cancelled_jobs_are_recorded_as_such(live: Live) -> None:
+    token, job = live.leased_job()
+    base = f"/api/v1/jobs/{job['job_id']}"
+    _post(live, token, f"{base}/start", {"epoch": job["epoch"]})
+    skipped = {
+        "epoch": job["epoch"],
+        "step_id": None,
+        "name": "never",
+        "outcome": "skipped",
+        "conclusion": "skipped",
+    }
+    assert _post(live, token, f"{base}/steps/1/finish", skipped).status_code == 200
+    failed = {"epoch": job["epoch"], "conclusion": "failure", "reason": "exit code 2"}
+    assert _post(live, token, f"{base}/complete", failed).status_code == 200
+    stored = live.call(live.store.get_job(job["job_id"]))
+    assert (stored.status, stored.conclusion, stored.reason) == ("failed", "failure", "exit code 2")
+    assert live.call(live.store.list_steps(job["job_id"]))[0].status == "skipped"
+
+
+def test_heartbeat_reports_a_cancel_request(live: Live) -> None:
+    token, job = live.leased_job()
+    base = f"/api/v1/jobs/{job['job_id']}"
+    _post(live, token, f"{base}/start", {"epoch": job["epoch"]})
+    with live.client() as http:
+        assert http.post(f"/api/v1/runs/{job['run_id']}/cancel").status_code == 202
+    beat = _post(live, token, f"{base}/heartbeat", {"epoch": job["epoch"]})
+    assert beat.json()["cancel_requested"] is True
+
+
+def test_stale_epoch_writes_are_refused_and_leave_no_trace(live: Live) -> None:
+    token, job = live.leased_job()
+    base, stale = f"/api/v1/jobs/{job['job_id']}", job["epoch"] - 1
+    before_events = len(live.call(live.store.events_after(0, 100_000)))
+    writes = [
+        ("start", {"epoch": stale}),
+        ("heartbeat", {"epoch": stale}),
+        ("steps/0/start", {"epoch": stale, "step_id": None, "name": "s"}),
+        (
+            "steps/0/finish",
+            {"epoch": stale, "name": "s", "outcome": "success", "conclusion": "success"},
+        ),
+        ("logs", {"epoch": stale, "lines": [[0, "ghost line"]]}),
+        ("complete", {"epoch": stale, "conclusion": "success"}),
+    ]
+    for path, body in writes:
+        answer = _post(live, token, f"{base}/{path}", body)
+        assert answer.status_code == 409, path
+        assert answer.json()["code"] == "lease_lost", path
+    stored = live.call(live.store.get_job(job["job_id"]))
+    assert stored.status == JobStatus.ACQUIRED
+    assert live.call(live.store.list_steps(job["job_id"])) == []
+    assert live.call(live.store.read_log(job["job_id"])) == []
+    assert len(live.call(live.store.events_after(0, 100_000))) == before_events
+
+
+def test_another_runner_cannot_write_to_a_leased_job(live: Live) -> None:
+    _, job = live.leased_job()
+    _, intruder = live.register_runner(["linux"])
+    answer = _post(live, intruder, f"/api/v1/jobs/{job['job_id']}/start", {"epoch": job["epoch"]})
+    assert answer.status_code == 409
+    assert answer.json()["code"] == "lease_lost"
+    _, foreign = live.register_runner(["linux"], token=OTHER_REGISTRATION)
+    answer = _post(live, foreign, f"/api/v1/jobs/{job['job_id']}/start", {"epoch": job["epoch"]})
+    assert answer.status_code == 404
+    assert live.call(live.store.get_job(job["job_id"])).status == JobStatus.ACQUIRED
+
+
+def test_writes_after_completion_are_lease_lost(live: Live) -> None:
+    token, job = live.leased_job()
+    base, epoch = f"/api/v1/jobs/{job['job_id']}", job["epoch"]
+    _post(live, token, f"{base}/complete", {"epoch": epoch, "conclusion": "success"})
+    again = _post(live, token, f"{base}/complete", {"epoch": epoch, "conclusion": "failure"})
+    assert again.status_code == 409 and again.json()["code"] == "lease_lost"
+    assert live.call(live.store.get_job(job["job_id"])).conclusion == "success"
+
+
+def test_malformed_runner_writes_are_422(live: Live) -> None:
+    token, job = live.leased_job()
+    base = f"/api/v1/jobs/{job['job_id']}"
+    for path, body in [
+        ("start", {}),
+        ("start", {"epoch": "one"}),
+        ("start", {"epoch": -1}),
+        ("complete", {"epoch": 1, "conclusion": "maybe"}),
+        ("logs", {"epoch": 1, "lines": "not a list"}),
+        ("logs", {"epoch": 1, "lines": [[0]]}),
+        ("steps/-1/start", {"epoch": 1, "name": "x"}),
+        ("steps/x/start", {"epoch": 1, "name": "x"}),
+    ]:
+        answer = _post(live, token, f"{base}/{path}", body)
+        assert answer.status_code == 422, (path, body, answer.text)
+        assert answer.json()["code"] == "invalid"
+    unknown = _post(live, token, "/api/v1/jobs/no-such-job/start", {"epoch": 1})
+    assert unknown.status_code == 404
+
+
+def test_log_lines_keep_unicode_and_replace_nul(live: Live) -> None:
+    token, job = live.leased_job()
+    base = f"/api/v1/jobs/{job['job_id']}"
+    lines = [[0, "naïve ☃ 日本語"], [0, "nul\x00byte"], [0, ""], [0, "\t tab"]]
+    answer = _post(live, token, f"{base}/logs", {"epoch": job["epoch"], "lines": lines})
+    assert answer.json() == {"last_seq": 4}
+    texts = [line.text for line in live.call(live.store.read_log(job["job_id"]))]
+    assert texts == ["naïve ☃ 日本語", "nul\ufffdbyte", "", "\t tab"]

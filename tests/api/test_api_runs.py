@@ -1,0 +1,102 @@
+"""Runs and jobs through the API: filters, pages, cancel, re-run, job details."""
+
+from __future__ import annotations
+
+from tests.api.conftest import Live
+
+
+def test_runs_list_newest_first_in_pages(live: Live) -> None:
+    workflow_id = live.register_workflow()
+    ids = [live.dispatch(workflow_id) for _ in range(5)]
+    seen: list[str] = []
+    cursor: str | None = None
+    with live.client() as http:
+        while True:
+            params = {"limit": 2, **({"cursor": cursor} if cursor else {})}
+            page = http.get("/api/v1/runs", params=params).json()
+            seen += [run["id"] for run in page["items"]]
+            cursor = page["next_cursor"]
+            if cursor is None:
+                break
+    assert seen == list(reversed(ids))
+
+
+def test_runs_filter_by_status_event_workflow_and_branch(live: Live) -> None:
+    first = live.register_workflow()
+    second = live.register_workflow(path=".github/workflows/other.yml")
+    kept = live.dispatch(first)
+    cancelled = live.dispatch(second)
+    with live.client() as http:
+        assert http.post(f"/api/v1/runs/{cancelled}/cancel").status_code == 202
+
+        def ids(**params: str) -> list[str]:
+            answer = http.get("/api/v1/runs", params=params)
+            assert answer.status_code == 200, answer.text
+            return [run["id"] for run in answer.json()["items"]]
+
+        assert ids(workflow_id=first) == [kept]
+        assert ids(status="completed") == [cancelled]
+        assert ids(status="queued") == [kept]
+        assert sorted(ids(event="workflow_dispatch")) == sorted([kept, cancelled])
+        assert ids(event="push") == []
+        assert ids(branch="no-such-branch") == []
+        bad = http.get("/api/v1/runs", params={"status": "exploded"})
+    assert bad.status_code == 422 and bad.json()["code"] == "invalid"
+
+
+def test_get_run_and_its_jobs(live: Live) -> None:
+    run_id = live.dispatch(live.register_workflow())
+    with live.client() as http:
+        run = http.get(f"/api/v1/runs/{run_id}").json()
+        jobs = http.get(f"/api/v1/runs/{run_id}/jobs").json()["items"]
+        job = http.get(f"/api/v1/jobs/{jobs[1]['id']}").json()
+        assert http.get("/api/v1/runs/nope").status_code == 404
+        assert http.get("/api/v1/jobs/nope").status_code == 404
+    assert run["workflow_name"] == "CI"
+    assert run["attempt"] == 1 and run["run_number"] == 1
+    assert [j["key"] for j in jobs] == ["build", "test"]
+    assert jobs[1]["needs"] == ["build"]
+    assert job["steps"] == [] and job["status"] == "pending"
+    assert "spec" not in job and "secrets" not in job
+
+
+def test_cancel_cancels_queued_jobs_and_wakes_the_scheduler(live: Live) -> None:
+    run_id = live.dispatch(live.register_workflow())
+    live.queue_roots(run_id)
+    wakes = len(live.wakes)
+    with live.client() as http:
+        answer = http.post(f"/api/v1/runs/{run_id}/cancel")
+        jobs = http.get(f"/api/v1/runs/{run_id}/jobs").json()["items"]
+    assert answer.status_code == 202
+    assert answer.json()["id"] == run_id
+    assert {j["status"] for j in jobs} == {"cancelled"}
+    assert len(live.wakes) == wakes + 1
+
+
+def test_cancel_of_a_completed_run_is_409(live: Live) -> None:
+    run_id = live.dispatch(live.register_workflow())
+    with live.client() as http:
+        http.post(f"/api/v1/runs/{run_id}/cancel")
+        live.call(_conclude(live, run_id))
+        answer = http.post(f"/api/v1/runs/{run_id}/cancel")
+    assert answer.status_code == 409 and answer.json()["code"] == "conflict"
+
+
+async def _conclude(live: Live, run_id: str) -> None:
+    from conveyor.engine.states import Conclusion
+
+    await live.store.complete_run(run_id, Conclusion.CANCELLED)
+
+
+def test_rerun_starts_a_new_attempt(live: Live) -> None:
+    run_id = live.dispatch(live.register_workflow(), count=7)
+    with live.client() as http:
+        http.post(f"/api/v1/runs/{run_id}/cancel")
+        live.call(_conclude(live, run_id))
+        answer = http.post(f"/api/v1/runs/{run_id}/rerun")
+        assert answer.status_code == 202, answer.text
+        new = http.get(f"/api/v1/runs/{answer.json()['run_id']}").json()
+    assert new["id"] != run_id
+    assert new["attempt"] == 2
+    assert new["inputs"] == {"count": 7, "debug": False}
+    assert new["status"] == "queued"

@@ -1,0 +1,149 @@
+"""The HTTP reporter: batches, order, an unreachable server, a bounded buffer, a lost lease."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+
+from conveyor.runner.assignment import JobOutcome, StepReport
+from conveyor.runner.http_channel import Backoff
+from conveyor.runner.http_reporter import HttpReporter
+
+from .protocol_server import ProtocolServer
+
+DONE = JobOutcome("success", {})
+
+
+def quick() -> Backoff:
+    return Backoff(0.01, 0.05)
+
+
+def run(
+    test: Callable[[ProtocolServer], Awaitable[None]], server: ProtocolServer | None = None
+) -> ProtocolServer:
+    server = server or ProtocolServer()
+    asyncio.run(test(server))
+    return server
+
+
+def step(index: int) -> StepReport:
+    return StepReport(index, None, f"step {index}", "success", "success", {})
+
+
+def test_lines_go_in_batches_of_at_most_100() -> None:
+    async def test(server: ProtocolServer) -> None:
+        reporter = HttpReporter(server.channel(), "j", 1)
+        start = time.monotonic()
+        for n in range(250):
+            reporter.log(0, f"line {n}")
+        await asyncio.sleep(0.4)
+        sizes = [len(b.body["lines"]) for b in server.batches()]
+        assert sizes == [100, 100, 50]
+        first, second, third = (b.at - start for b in server.batches())
+        assert first < 0.05 and second < 0.05  # full batches do not wait
+        assert 0.05 < third < 0.3  # the rest waits for the interval
+        assert await reporter.complete(DONE)
+
+    server = run(test)
+    assert server.lines() == [f"line {n}" for n in range(250)]
+
+
+def test_a_lone_line_waits_about_100_ms() -> None:
+    async def test(server: ProtocolServer) -> None:
+        reporter = HttpReporter(server.channel(), "j", 1)
+        start = time.monotonic()
+        reporter.log(None, "hello")
+        await asyncio.sleep(0.05)
+        assert server.batches() == []
+        await asyncio.sleep(0.2)
+        (batch,) = server.batches()
+        assert 0.09 <= batch.at - start < 0.2
+        assert batch.body["lines"] == [[None, "hello"]]
+        await reporter.complete(DONE)
+
+    run(test)
+
+
+def test_transitions_and_lines_keep_their_order() -> None:
+    async def test(server: ProtocolServer) -> None:
+        reporter = HttpReporter(server.channel(), "j", 1)
+        await reporter.step_started(0, "build", "Build")
+        reporter.log(0, "a")
+        reporter.log(0, "b")
+        await reporter.step_finished(step(0))
+        reporter.log(None, "c")
+        await reporter.flush()
+        assert await reporter.complete(JobOutcome("failure", {"x": "1"}, reason="why"))
+
+    server = run(test)
+    assert server.writes() == ["steps/0/start", "logs", "steps/0/finish", "logs", "complete"]
+    assert server.lines() == ["a", "b", "c"]
+    assert server.calls[-1].body == {
+        "epoch": 1,
+        "conclusion": "failure",
+        "outputs": {"x": "1"},
+        "reason": "why",
+    }
+
+
+def test_an_unreachable_server_gets_everything_once_it_is_back() -> None:
+    async def test(server: ProtocolServer) -> None:
+        server.reachable = False
+        reporter = HttpReporter(server.channel(), "j", 1, backoff=quick)
+        await reporter.step_started(0, None, "one")
+        for n in range(30):
+            reporter.log(0, f"out {n}")
+        await reporter.step_finished(step(0))
+        completing = asyncio.create_task(reporter.complete(DONE))
+        await asyncio.sleep(0.3)
+        assert not completing.done()
+        server.reachable = True
+        assert await asyncio.wait_for(completing, 2.0)
+
+    server = run(test)
+    assert server.refused > 1
+    assert server.writes() == ["steps/0/start", "logs", "steps/0/finish", "complete"]
+    assert server.lines() == [f"out {n}" for n in range(30)]
+
+
+def test_the_buffer_is_bounded_and_says_what_it_dropped() -> None:
+    async def test(server: ProtocolServer) -> None:
+        server.reachable = False
+        reporter = HttpReporter(server.channel(), "j", 1, backoff=quick, max_buffered_chars=1000)
+        for n in range(500):
+            reporter.log(0, f"line{n:04d}")  # 8 characters each
+        await asyncio.sleep(0.1)
+        server.reachable = True
+        assert await asyncio.wait_for(reporter.complete(DONE), 2.0)
+
+    lines = run(test).lines()
+    marker, kept = lines[0], lines[1:]
+    assert marker.startswith("##[warning]") and "dropped" in marker
+    dropped = int(marker.removeprefix("##[warning]").split()[0])
+    # At most one batch was in flight when the cap was reached; the rest fit the cap.
+    assert sum(len(line) for line in kept) <= 1000 + 100 * 8
+    assert dropped + len(kept) == 500
+    assert kept[-1] == "line0499"
+    assert kept == sorted(kept)
+
+
+def test_a_lost_lease_stops_everything_at_once() -> None:
+    lost: list[str] = []
+
+    async def test(server: ProtocolServer) -> None:
+        server.epoch = 2  # someone else holds the job now
+        reporter = HttpReporter(server.channel(), "j", 1, on_lost=lost.append)
+        await reporter.step_started(0, None, "one")
+        reporter.log(0, "late")
+        await asyncio.sleep(0.05)
+        assert reporter.cancel.is_set() and reporter.ended
+        reporter.log(0, "later")
+        await reporter.step_finished(step(0))
+        assert not await reporter.complete(DONE)
+        await asyncio.sleep(0.15)
+
+    server = run(test)
+    assert server.writes() == ["steps/0/start"]
+    assert len(lost) == 1
+    assert "stale epoch" in lost[0]

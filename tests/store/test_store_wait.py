@@ -1,0 +1,94 @@
+"""wait_for_event: woken by committed outbox rows, never by a commit it already missed."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from tests.store.conftest import new_run
+
+from conveyor.engine.store import Store
+from conveyor.store.sqlite import SqliteStore
+
+if TYPE_CHECKING:
+    from tests.store.conftest import Clock, Kit, Place
+
+QUIET = 0.2  # long enough to tell "woken" from "timed out" on a loaded machine
+
+
+async def timed(store: Store, timeout: float) -> float:
+    started = time.monotonic()
+    await store.wait_for_event(timeout)
+    return time.monotonic() - started
+
+
+async def test_nothing_happening_waits_the_whole_timeout(kit: Kit) -> None:
+    await kit.store.events_after(0)
+    assert await timed(kit.store, QUIET) >= QUIET
+    assert await timed(kit.store, 0) < QUIET
+
+
+async def test_a_commit_wakes_a_waiting_task(kit: Kit) -> None:
+    await kit.store.events_after(0)
+    waiter = asyncio.create_task(timed(kit.store, 30))
+    await asyncio.sleep(0.05)
+    await kit.run()
+    assert await asyncio.wait_for(waiter, 5) < 5
+
+
+async def test_a_commit_since_the_last_look_returns_at_once(kit: Kit) -> None:
+    assert await kit.store.events_after(0) == []
+    await kit.run()  # e.g. another task queued a job between the look and the wait
+    assert await timed(kit.store, 30) < 5
+    assert await timed(kit.store, QUIET) >= QUIET  # that commit is now seen
+    assert await kit.store.acquire_job("r", [], 60) is None
+    await kit.queued()
+    assert await timed(kit.store, 30) < 5
+
+
+async def test_writes_without_events_wake_nobody(kit: Kit) -> None:
+    job = await kit.running()
+    await kit.store.events_after(0)
+    waiter = asyncio.create_task(timed(kit.store, QUIET))
+    await asyncio.sleep(0)
+    await kit.store.renew_lease(job.id, job.lease_epoch, 60)
+    await kit.store.append_log(job.id, job.lease_epoch, [(0, "line")])
+    assert await waiter >= QUIET
+
+
+async def test_every_waiter_is_woken(kit: Kit) -> None:
+    await kit.store.events_after(0)
+    waiters = [asyncio.create_task(timed(kit.store, 30)) for _ in range(5)]
+    await asyncio.sleep(0.05)
+    await kit.run()
+    assert all(elapsed < 5 for elapsed in await asyncio.gather(*waiters))
+
+
+async def test_another_servers_commit_wakes_a_postgres_waiter(
+    place_of: object, clock: Clock
+) -> None:
+    place: Place = place_of("postgres")  # type: ignore[operator]
+    listener, writer = await place.open(clock), await place.open(clock)
+    await listener.events_after(0)
+    waiter = asyncio.create_task(timed(listener, 30))
+    await asyncio.sleep(0.05)
+    await writer.create_run(new_run(), [])
+    assert await asyncio.wait_for(waiter, 5) < 5
+    await writer.close()
+    await listener.close()
+
+
+async def test_a_sqlite_store_wakes_waiters_on_other_threads(tmp_path: Path) -> None:
+    store = await SqliteStore.open(str(tmp_path / "c.db"))
+    await store.events_after(0)
+    waiter = asyncio.create_task(timed(store, 30))
+    await asyncio.sleep(0.05)
+    writer = threading.Thread(target=lambda: asyncio.run(store.create_run(new_run(), [])))
+    writer.start()
+    elapsed = await asyncio.wait_for(waiter, 5)
+    writer.join()
+    assert elapsed < 5
+    await store.close()
