@@ -5,8 +5,10 @@ from __future__ import annotations
 import io
 import os
 import tarfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -19,7 +21,7 @@ def upload(
 ) -> httpx.Response:
     with live.client(token) as http:
         return http.put(
-            f"/api/v1/jobs/{job['job_id']}/artifacts/{name}",
+            f"/api/v1/jobs/{job['job_id']}/artifacts/{quote(name, safe='/%')}",
             params={"epoch": job["epoch"] if epoch is None else epoch},
             content=body,
             headers={"Content-Type": "application/x-tar"},
@@ -104,7 +106,7 @@ def test_an_artifact_over_the_limit_is_413(live: Live) -> None:
     big = tar_bytes({"big": os.urandom(live.settings.max_artifact_bytes)})
     declared = upload(live, token, job, "big", big)
 
-    def chunks():  # type: ignore[no-untyped-def]
+    def chunks() -> Iterator[bytes]:
         for start in range(0, len(big), 8192):
             yield big[start : start + 8192]
 
@@ -120,7 +122,7 @@ def test_an_artifact_over_the_limit_is_413(live: Live) -> None:
     assert _nothing_stored(live, job)
 
 
-@pytest.mark.parametrize("name", ["..", ".", "a:b", "a*b", "tab\there", " ", "x" * 300, "a\\b"])
+@pytest.mark.parametrize("name", ["a:b", "a*b", "tab\there", " ", "x" * 300, "a\\b", "nul\x00"])
 def test_bad_artifact_names_are_422(live: Live, name: str) -> None:
     token, job = live.leased_job()
     answer = upload(live, token, job, name, tar_bytes({"a": b"x"}))
@@ -130,16 +132,16 @@ def test_bad_artifact_names_are_422(live: Live, name: str) -> None:
 
 def test_traversal_in_the_url_never_writes_outside(live: Live) -> None:
     token, job = live.leased_job()
-    for name in ("../x", "..%2Fx", "a/../../x", "%2e%2e/x"):
+    for name in ("../x", "..%2Fx", "a/../../x", "%2e%2e/x", "..", ".", "x/.."):
         answer = upload(live, token, job, name, tar_bytes({"a": b"x"}))
-        assert answer.status_code in (404, 422), (name, answer.status_code)
+        assert answer.status_code in (404, 405, 422), (name, answer.status_code)
     data = Path(live.settings.data_dir)
     assert not any(p.name.startswith("x") for p in data.rglob("*"))
     assert _nothing_stored(live, job)
 
 
 def test_stale_epoch_uploads_are_lease_lost(live: Live) -> None:
-    token, job = live.leased_job()
+    token, job = live.leased_job(start=True)
     answer = upload(live, token, job, "late", tar_bytes({"a": b"x"}), epoch=job["epoch"] + 1)
     assert answer.status_code == 409 and answer.json()["code"] == "lease_lost"
     with live.client(token) as http:

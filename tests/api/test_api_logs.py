@@ -42,7 +42,7 @@ def _events(text: str) -> list[dict[str, str]]:
 
 
 def test_log_pages_follow_seq(live: Live) -> None:
-    token, job = live.leased_job()
+    token, job = live.leased_job(start=True)
     _send(live, token, job, [[0, f"line {i}"] for i in range(1, 6)])
     base = f"/api/v1/jobs/{job['job_id']}/logs"
     with live.client() as http:
@@ -59,7 +59,7 @@ def test_log_pages_follow_seq(live: Live) -> None:
 
 
 def test_logs_txt_is_the_whole_text(live: Live) -> None:
-    token, job = live.leased_job()
+    token, job = live.leased_job(start=True)
     _send(live, token, job, [[0, "first"], [None, "second ☃"], [1, ""]])
     with live.client() as http:
         answer = http.get(f"/api/v1/jobs/{job['job_id']}/logs.txt")
@@ -69,7 +69,7 @@ def test_logs_txt_is_the_whole_text(live: Live) -> None:
 
 
 def test_stream_of_a_finished_job_sends_every_line_then_ends(live: Live) -> None:
-    token, job = live.leased_job()
+    token, job = live.leased_job(start=True)
     _send(live, token, job, [[0, "one"], [0, "two\r"], [0, "data: three"]])
     _complete(live, token, job)
     with live.client() as http:
@@ -82,7 +82,7 @@ def test_stream_of_a_finished_job_sends_every_line_then_ends(live: Live) -> None
 
 
 def test_stream_resumes_after_last_event_id(live: Live) -> None:
-    token, job = live.leased_job()
+    token, job = live.leased_job(start=True)
     _send(live, token, job, [[0, f"l{i}"] for i in range(1, 5)])
     _complete(live, token, job)
     url = f"/api/v1/jobs/{job['job_id']}/logs/stream"
@@ -95,13 +95,14 @@ def test_stream_resumes_after_last_event_id(live: Live) -> None:
 
 
 def test_stream_follows_a_running_job_live(live: Live) -> None:
-    token, job = live.leased_job()
+    token, job = live.leased_job(start=True)
     received: list[dict[str, str]] = []
 
     def follow() -> None:
-        with live.client() as http, http.stream(
-            "GET", f"/api/v1/jobs/{job['job_id']}/logs/stream"
-        ) as answer:
+        with (
+            live.client() as http,
+            http.stream("GET", f"/api/v1/jobs/{job['job_id']}/logs/stream") as answer,
+        ):
             received.extend(_events(answer.read().decode()))
 
     follower = threading.Thread(target=follow)

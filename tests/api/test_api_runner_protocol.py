@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import httpx
 
+from conveyor.api.deps import hash_token
 from conveyor.engine.states import JobStatus
 from tests.api.conftest import ADMIN, OTHER_REGISTRATION, Live
 
@@ -23,9 +25,11 @@ def test_register_gives_a_runner_token_shown_once(live: Live) -> None:
     assert record.labels == ("linux", "x64")
     assert record.tenant_id == "default"
     assert len(token) >= 40
-    # Only the hash is stored: the clear token appears nowhere in the database file.
-    with open(f"{live.settings.data_dir}/../conveyor.db", "rb") as db:
-        assert token.encode() not in db.read()
+    # Only the hash is stored: the clear token appears nowhere in the database files.
+    for path in Path(live.settings.data_dir).parent.glob("conveyor.db*"):
+        assert token.encode() not in path.read_bytes()
+    assert live.call(live.store.find_token(token)) is None
+    assert live.call(live.store.find_token(hash_token(token))) is not None
 
 
 def test_register_needs_a_registration_token(live: Live) -> None:
@@ -74,7 +78,7 @@ def test_poll_returns_at_once_when_a_job_is_queued_during_the_wait(live: Live) -
 
 
 def test_the_assignment_carries_what_the_runner_needs(live: Live) -> None:
-    token, job = live.leased_job()
+    _token, job = live.leased_job()
     assert set(job) >= {
         "job_id",
         "epoch",
@@ -186,7 +190,7 @@ def test_stale_epoch_writes_are_refused_and_leave_no_trace(live: Live) -> None:
     token, job = live.leased_job()
     base, stale = f"/api/v1/jobs/{job['job_id']}", job["epoch"] - 1
     before_events = len(live.call(live.store.events_after(0, 100_000)))
-    writes = [
+    writes: list[tuple[str, dict[str, Any]]] = [
         ("start", {"epoch": stale}),
         ("heartbeat", {"epoch": stale}),
         ("steps/0/start", {"epoch": stale, "step_id": None, "name": "s"}),
@@ -221,7 +225,7 @@ def test_another_runner_cannot_write_to_a_leased_job(live: Live) -> None:
 
 
 def test_writes_after_completion_are_lease_lost(live: Live) -> None:
-    token, job = live.leased_job()
+    token, job = live.leased_job(start=True)
     base, epoch = f"/api/v1/jobs/{job['job_id']}", job["epoch"]
     _post(live, token, f"{base}/complete", {"epoch": epoch, "conclusion": "success"})
     again = _post(live, token, f"{base}/complete", {"epoch": epoch, "conclusion": "failure"})
@@ -232,7 +236,7 @@ def test_writes_after_completion_are_lease_lost(live: Live) -> None:
 def test_malformed_runner_writes_are_422(live: Live) -> None:
     token, job = live.leased_job()
     base = f"/api/v1/jobs/{job['job_id']}"
-    for path, body in [
+    malformed: list[tuple[str, dict[str, Any]]] = [
         ("start", {}),
         ("start", {"epoch": "one"}),
         ("start", {"epoch": -1}),
@@ -241,7 +245,8 @@ def test_malformed_runner_writes_are_422(live: Live) -> None:
         ("logs", {"epoch": 1, "lines": [[0]]}),
         ("steps/-1/start", {"epoch": 1, "name": "x"}),
         ("steps/x/start", {"epoch": 1, "name": "x"}),
-    ]:
+    ]
+    for path, body in malformed:
         answer = _post(live, token, f"{base}/{path}", body)
         assert answer.status_code == 422, (path, body, answer.text)
         assert answer.json()["code"] == "invalid"

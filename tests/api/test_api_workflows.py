@@ -121,7 +121,7 @@ def test_list_pages_with_a_cursor(live: Live) -> None:
     pages = 0
     with live.client() as http:
         while True:
-            params = {"limit": 2, **({"cursor": cursor} if cursor else {})}
+            params: dict[str, str | int] = {"limit": 2, **({"cursor": cursor} if cursor else {})}
             page = http.get("/api/v1/workflows", params=params).json()
             seen += [item["id"] for item in page["items"]]
             pages += 1
@@ -183,7 +183,9 @@ def test_dispatch_with_bad_inputs_is_422(live: Live, inputs: dict[str, str], pro
 
 
 def test_dispatch_needs_a_workflow_dispatch_trigger(live: Live) -> None:
-    workflow_id = live.register_workflow(CI_YAML.replace("  workflow_dispatch:\n", "  fork:\n"))
+    workflow_id = live.register_workflow(
+        CI_YAML.replace("  workflow_dispatch:\n", "  workflow_call:\n")
+    )
     with live.client() as http:
         answer = http.post(f"/api/v1/workflows/{workflow_id}/dispatch", json={"inputs": {}})
     assert answer.status_code == 422

@@ -33,6 +33,8 @@ class ProtocolServer:
     calls: list[Call] = field(default_factory=list)
     refused: int = 0
     """How many calls met a closed door."""
+    cancel_requested: bool = False
+    lease_ttl: float = 10.0
 
     def channel(self) -> HttpChannel:
         return HttpChannel(
@@ -52,7 +54,8 @@ class ProtocolServer:
         if isinstance(body, dict) and "epoch" in body and body["epoch"] != self.epoch:
             return httpx.Response(409, json={"code": "lease_lost", "message": "stale epoch"})
         if path.endswith("/heartbeat"):
-            return httpx.Response(200, json={"cancel_requested": False, "lease_ttl": 10.0})
+            answer = {"cancel_requested": self.cancel_requested, "lease_ttl": self.lease_ttl}
+            return httpx.Response(200, json=answer)
         if path.endswith("/logs"):
             return httpx.Response(200, json={"last_seq": len(self.lines())})
         return httpx.Response(200, json={})

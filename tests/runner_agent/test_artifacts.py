@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import os
 import tarfile
 from pathlib import Path
 
+import httpx
 import pytest
 
 from conveyor.errors import ExecutionError
-from conveyor.runner.http_artifacts import pack, unpack
+from conveyor.runner.http_artifacts import HttpArtifactStore, pack, unpack
+from conveyor.runner.http_channel import Backoff, HttpChannel
 
 ODD_NAMES = ["plain.txt", "dir with space/ü-ñ.txt", "deep/er/still/x.bin", "-leading-dash", "a\nb"]
 
@@ -116,3 +119,52 @@ def test_unpack_never_writes_through_a_symlink_in_dest(tmp_path: Path) -> None:
 def test_unpack_refuses_garbage(tmp_path: Path) -> None:
     with pytest.raises(ExecutionError, match="not a valid tar"):
         unpack(io.BytesIO(b"this is not a tar stream at all" * 40), str(tmp_path))
+
+
+def store_answering(*answers: httpx.Response | None, lost: list[str]) -> HttpArtifactStore:
+    """A store whose server gives `answers` in turn (None: connection refused)."""
+    queue = list(answers)
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        answer = queue.pop(0)
+        if answer is None:
+            raise httpx.ConnectError("refused", request=request)
+        request.read()
+        return answer
+
+    channel = HttpChannel("http://conveyor.test", "t", transport=httpx.MockTransport(handle))
+    return HttpArtifactStore(
+        channel, "j", 1, on_lost=lost.append, backoff=lambda: Backoff(0.01, 0.02)
+    )
+
+
+@pytest.mark.parametrize(
+    ("answer", "message"),
+    [
+        (httpx.Response(409, json={"code": "conflict", "message": "taken"}), "already exists"),
+        (httpx.Response(413, json={"code": "too_large", "message": "big"}), "larger than"),
+        (httpx.Response(409, json={"code": "lease_lost", "message": "stale"}), "lease is lost"),
+    ],
+)
+def test_an_upload_the_server_refuses_fails_clearly(
+    tmp_path: Path, answer: httpx.Response, message: str
+) -> None:
+    make_files(tmp_path, ["a.txt"])
+    lost: list[str] = []
+    store = store_answering(answer, lost=lost)
+    with pytest.raises(ExecutionError, match=message):
+        asyncio.run(store.upload("bundle", str(tmp_path), ["a.txt"]))
+    assert bool(lost) == ("lease" in message)
+
+
+def test_an_upload_waits_for_an_unreachable_server(tmp_path: Path) -> None:
+    make_files(tmp_path, ["a.txt"])
+    ok = httpx.Response(201, json={"name": "bundle", "size": 10240})
+    store = store_answering(None, None, ok, lost=[])
+    assert asyncio.run(store.upload("bundle", str(tmp_path), ["a.txt"])) == len(b"a.txt" * 3)
+
+
+def test_a_bad_artifact_name_fails_before_anything_is_sent(tmp_path: Path) -> None:
+    store = store_answering(lost=[])  # any request would find no answer
+    with pytest.raises(ExecutionError, match="invalid"):
+        asyncio.run(store.upload("../etc", str(tmp_path), []))

@@ -46,9 +46,9 @@ class Server:
         if self.database_url:
             args += ["--database-url", self.database_url]
         env = dict(os.environ, CONVEYOR_WEBHOOK_SECRET=WEBHOOK_SECRET)
-        log = open(self.data_dir.parent / f"server-{self.port}.log", "ab")
-        self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env,
-                                     start_new_session=True)
+        with open(self.data_dir.parent / f"server-{self.port}.log", "ab") as log:
+            self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env,
+                                         start_new_session=True)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             try:
@@ -92,14 +92,14 @@ class Runner:
 
     def start(self) -> Runner:
         self.workdir.mkdir(parents=True, exist_ok=True)
-        log = open(self.workdir / "runner.log", "ab")
         args = [sys.executable, "-m", "conveyor", "runner", "--url", self.server.url,
                 "--token", self.server.runner_token, "--workdir", str(self.workdir),
                 "--name", self.workdir.name]
         if self.labels:
             args += ["--labels", self.labels]
-        self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT,
-                                     start_new_session=True)
+        with open(self.workdir / "runner.log", "ab") as log:
+            self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT,
+                                         start_new_session=True)
         return self
 
     def signal(self, sig: int) -> None:

@@ -35,6 +35,7 @@ PIPELINE = """
         needs: build
         runs-on: ubuntu-latest
         steps:
+          - uses: actions/checkout@v4
           - run: cat README.md
 """
 
@@ -78,7 +79,7 @@ def test_push_webhook_runs_a_matrix_dag_on_two_runners(tmp_path: Path, database_
 
 def test_failure_skips_dependants(tmp_path: Path, database_url) -> None:
     wf = """
-        on: push
+        on: [push, workflow_dispatch]
         jobs:
           broken:
             runs-on: ubuntu-latest

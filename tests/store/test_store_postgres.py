@@ -131,6 +131,26 @@ async def test_an_unreachable_server_and_a_closed_store_are_store_errors(
     await store.close()
     with pytest.raises(StoreError, match="closed"):
         await store.get_run("any")
+    with pytest.raises(StoreError, match="closed"):
+        await store.wait_for_event(1)
+
+
+async def test_listening_resumes_after_its_connection_dies(
+    pg: Place, raw: psycopg.Connection[tuple[Any, ...]], clock: Clock
+) -> None:
+    listener, writer = await pg.open(clock), await pg.open(clock)
+    assert isinstance(listener, PostgresStore) and listener._listening is not None
+    raw.execute("SELECT pg_terminate_backend(%s)", (listener._listening.info.backend_pid,))
+    raw.commit()
+    await asyncio.sleep(0.2)
+    await listener.events_after(0)
+    await asyncio.wait_for(listener.wait_for_event(30), 5)  # may have missed something: looks
+    waiter = asyncio.create_task(listener.wait_for_event(30))
+    await asyncio.sleep(0.1)
+    await writer.create_run(new_run(), [])
+    await asyncio.wait_for(waiter, 5)
+    await writer.close()
+    await listener.close()
 
 
 async def test_a_consumer_never_skips_an_event_committed_out_of_order(

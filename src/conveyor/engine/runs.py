@@ -160,6 +160,8 @@ class RunService:
         """A new attempt of the whole run (same commit, payload and inputs)."""
         if failed_only:
             raise ConveyorError("re-running only failed jobs is not supported yet")
+        if run.workflow_id is None:
+            raise ConveyorError(f"run {run.id} has no registered workflow to run again")
         workflow = await self._store.get_workflow(run.tenant_id, run.workflow_id)
         repo = await self._repository(run.tenant_id, run.repository_id)
         loaded = await self._load(workflow, repo, run.sha or "")

@@ -20,13 +20,14 @@ import fcntl
 import json
 import logging
 import os
+import platform
 import shutil
 import signal
 import socket
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TextIO, TypeVar
 
 from conveyor.errors import ConveyorError
 from conveyor.runner.guard import Guard
@@ -42,9 +43,26 @@ from conveyor.runner.lease import LeaseJob
 POLL_WAIT = 50.0
 CREDENTIALS = "runner.json"
 GRACE = 60.0
+_ARCH = {"x86_64": "x64", "amd64": "x64", "aarch64": "arm64", "arm64": "arm64", "i686": "x86"}
+_HOSTED = {"linux": "ubuntu-latest", "darwin": "macos-latest"}
 
 logger = logging.getLogger("conveyor.runner")
 T = TypeVar("T")
+
+
+def default_labels() -> list[str]:
+    """The labels of every runner: `self-hosted`, its OS and architecture, as on GitHub.
+
+    Also the hosted-image label of its OS (`ubuntu-latest` on Linux), so that
+    workflows written for GitHub-hosted runners run here unchanged.
+    """
+    system = platform.system().lower()
+    labels = ["self-hosted", {"darwin": "macos"}.get(system, system)]
+    machine = platform.machine().lower()
+    labels.append(_ARCH.get(machine, machine))
+    if system in _HOSTED:
+        labels.append(_HOSTED[system])
+    return labels
 
 
 async def register(
@@ -72,11 +90,12 @@ async def run_agent(
 ) -> int:
     """Run the agent until SIGTERM/SIGINT (or `stop`); -> exit status.
 
-    `token` is a registration token (the agent registers once and keeps its
-    runner token in `workdir`, mode 0600) or a runner token. With `stop`
-    given, no signal handlers are installed: setting it stops the agent as
-    SIGTERM would. Exit status 0 after a stop, 1 when the server refuses the
-    token, 2 when the arguments cannot be used.
+    The runner answers to `labels` and `default_labels()`. `token` is a
+    registration token (the agent registers once and keeps its runner token
+    in `workdir`, mode 0600) or a runner token. With `stop` given, no signal
+    handlers are installed (for an agent embedded in another program):
+    setting it stops the agent as SIGTERM would. Exit status 0 after a stop,
+    1 when the server refuses the token, 2 when the arguments cannot be used.
     """
     if concurrency < 1:
         logger.error("--concurrency must be at least 1, not %d", concurrency)
@@ -90,7 +109,7 @@ async def run_agent(
     agent = _Agent(
         url,
         token,
-        list(labels),
+        list(dict.fromkeys([*default_labels(), *(label.lower() for label in labels)])),
         workdir=workdir,
         concurrency=concurrency,
         name=name or socket.gethostname(),
@@ -110,7 +129,7 @@ async def run_agent(
         lock.close()
 
 
-def _lock(workdir: str) -> Any:
+def _lock(workdir: str) -> TextIO:
     """Hold the work directory for this process (the kernel frees it however we end)."""
     handle = open(os.path.join(workdir, "agent.lock"), "w")  # noqa: SIM115 (held until exit)
     try:
@@ -201,9 +220,12 @@ class _Agent:
     async def run(self) -> int:
         try:
             token = await self._token()
+        except Refused as exc:
+            logger.error("the server refused the token: %s", exc)
+            return 1
         except ChannelError as exc:
             logger.error("%s", exc)
-            return 2 if not isinstance(exc, Refused) else 1
+            return 2
         if token is None:
             return 0
         jobs_dir = os.path.join(self.workdir, "jobs")
@@ -248,7 +270,7 @@ class _Agent:
                     "cannot register again (%s); keeping runner %s", exc, saved.runner_id
                 )
                 return saved.token
-            raise ChannelError(f"the server refused the token: {exc}") from None
+            raise
         if registered is None:
             return None
         runner_id, token = registered

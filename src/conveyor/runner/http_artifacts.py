@@ -9,6 +9,7 @@ never leaves `dest`.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import shutil
 import stat
@@ -23,7 +24,8 @@ from conveyor.runner.http_channel import Backoff, HttpChannel, Refused, ServerUn
 
 SPOOL_BYTES = 8 << 20
 """Tar streams up to this size stay in memory; larger ones go to a temporary file."""
-ATTEMPTS = 5
+
+logger = logging.getLogger("conveyor.runner")
 
 
 def pack(root: str, relpaths: Sequence[str], sink: IO[bytes]) -> int:
@@ -34,7 +36,8 @@ def pack(root: str, relpaths: Sequence[str], sink: IO[bytes]) -> int:
             name = check_relpath(rel)
             path = os.path.join(root, name)
             try:
-                with open(path, "rb") as f:
+                # O_NONBLOCK: opening a FIFO must not wait for a writer (fstat then refuses it).
+                with os.fdopen(os.open(path, os.O_RDONLY | os.O_NONBLOCK), "rb") as f:
                     info = _file_info(name, os.fstat(f.fileno()))
                     tar.addfile(info, f)
             except OSError as exc:
@@ -153,15 +156,21 @@ class HttpArtifactStore:
         return sorted(found)
 
     async def _retrying(self, what: str, call: Callable[[], Awaitable[None]]) -> None:
-        """Run `call`, retrying while the server is unreachable."""
+        """Run `call`, retrying while the server is unreachable.
+
+        The retries have no limit of their own: a job whose server stays away
+        loses its lease, and the agent then cancels this call with the job.
+        """
         backoff = self._backoff()
-        for attempt in range(1, ATTEMPTS + 1):
+        failing = False
+        while True:
             try:
                 await call()
                 return
             except ServerUnavailable as exc:
-                if attempt == ATTEMPTS:
-                    raise ExecutionError(f"cannot {what}: {exc}") from None
+                if not failing:
+                    logger.warning("job %s: cannot %s yet: %s", self._job_id, what, exc)
+                failing = True
                 await asyncio.sleep(backoff.next())
             except LeaseLost as exc:
                 if self._on_lost is not None:

@@ -119,9 +119,7 @@ class HttpReporter:
 
     async def flush(self) -> None:
         """Send the waiting lines now (without waiting for them to arrive)."""
-        for item in self._queue:
-            if isinstance(item, _Logs):
-                item.sealed = True
+        self._seal()
         self._kick()
 
     async def complete(self, outcome: JobOutcome) -> bool:
@@ -155,11 +153,14 @@ class HttpReporter:
     def _enqueue(self, call: _Call) -> None:
         if self._ended or self._closing:
             return
-        for item in self._queue:
-            if isinstance(item, _Logs):
-                item.sealed = True
+        self._seal()
         self._queue.append(call)
         self._kick()
+
+    def _seal(self) -> None:
+        """Close the open log segment (only the last one can be open)."""
+        if self._queue and isinstance(self._queue[-1], _Logs):
+            self._queue[-1].sealed = True
 
     def _kick(self) -> None:
         if self._sender is None:

@@ -31,10 +31,12 @@ from typing import Any
 
 from conveyor.errors import ConveyorError, LeaseLost
 from conveyor.runner.assignment import JobAssignment, JobOutcome
+from conveyor.runner.executor import JobExecutor
 from conveyor.runner.guard import MARKER_ENV, Guard
 from conveyor.runner.http_artifacts import HttpArtifactStore
 from conveyor.runner.http_channel import Backoff, HttpChannel, Refused, ServerUnavailable
 from conveyor.runner.http_reporter import HttpReporter
+from conveyor.workflow import load_workflow
 
 MAX_MARGIN = 30.0
 MIN_HEARTBEAT_TIMEOUT = 5.0
@@ -97,10 +99,6 @@ class LeaseJob:
         self._stop_reason: str | None = None
         self._finishing = False
 
-    @property
-    def reporter(self) -> HttpReporter:
-        return self._reporter
-
     def cancel(self, reason: str | None = None) -> None:
         """Cancel the steps as a user's cancel would; the job still completes."""
         if reason:
@@ -139,11 +137,9 @@ class LeaseJob:
             logger.error("job %s: %s", self.job_id, exc)
             await self._complete(JobOutcome("failure", {}, reason=str(exc)))
             return
-        if not await self._start():
+        if not await self._start() or self.aborted:
             return
         logger.info("job %s (%s): started", self.job_id, assignment.name)
-        from conveyor.runner.executor import JobExecutor
-
         executor = JobExecutor(
             temp_parent=self._jobs_dir,
             base_env={**os.environ, MARKER_ENV: self._marker},
@@ -230,8 +226,6 @@ class LeaseJob:
 
 def build_assignment(data: Mapping[str, Any]) -> JobAssignment:
     """The executor's `JobAssignment` from the server's ASSIGNMENT JSON."""
-    from conveyor.workflow import load_workflow
-
     try:
         path, source = str(data["workflow"]["path"]), str(data["workflow"]["source"])
         key = str(data["job"])

@@ -16,7 +16,7 @@ import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
-from conveyor.engine.records import EventKind
+from conveyor.engine.records import EventKind, WorkflowRecord
 from conveyor.engine.scheduler import Scheduler
 from conveyor.engine.store import Store
 from conveyor.errors import ConveyorError, NotFound
@@ -98,7 +98,7 @@ class CronLoop:
     def __init__(
         self,
         store: Store,
-        start: Callable[[str, object, str], Awaitable[object]],
+        start: Callable[[str, WorkflowRecord, str], Awaitable[object]],
         *,
         tenants: Callable[[], Awaitable[list[str]]],
         clock: Callable[[], float] = time.time,
@@ -145,8 +145,8 @@ class CronLoop:
         return started
 
 
-async def _all_workflows(store: Store, tenant: str) -> list[object]:
-    out: list[object] = []
+async def _all_workflows(store: Store, tenant: str) -> list[WorkflowRecord]:
+    out: list[WorkflowRecord] = []
     after: str | None = None
     while True:
         page = await store.list_workflows(tenant, after=after, limit=200)

@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
+from conveyor.engine.records import WorkflowRecord
 from conveyor.engine.runs import RunService, RunSettings
 from conveyor.engine.scheduler import Scheduler
 from conveyor.engine.sources import RepositoryMirror
@@ -131,11 +132,14 @@ class Server:
     def _wake(self) -> None:
         self.scheduler_loop.kick.set()
 
-    async def _start_scheduled(self, tenant: str, workflow: Any, cron: str) -> object:
+    async def _start_scheduled(self, tenant: str, workflow: WorkflowRecord, cron: str) -> object:
         return await self.runs.start_run(tenant, workflow, "schedule", {"schedule": cron}, {})
 
     def loops(self) -> list[Callable[[], Awaitable[None]]]:
-        loops = [self.scheduler_loop.run_forever, self.reaper.run_forever]
+        loops: list[Callable[[], Awaitable[None]]] = [
+            self.scheduler_loop.run_forever,
+            self.reaper.run_forever,
+        ]
         if self.options.cron:
             loops.append(self.cron.run_forever)
         return loops

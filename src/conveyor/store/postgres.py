@@ -31,7 +31,6 @@ from conveyor.store.postgres_base import (
     Connection,
     Pool,
     Tx,
-    lock_key,
     translated,
 )
 from conveyor.store.postgres_jobs import UNLEASED_CANCELLABLE, PostgresJobSide
@@ -184,11 +183,8 @@ class PostgresStore(PostgresJobSide, PostgresRunnerSide, PostgresServiceSide, St
                 raise NotFound(f"tenant {run.tenant_id!r} not found")
             number = run.run_number
             if number is None:  # one creator at a time per workflow, so numbers are unique
-                numbering = f"{run.tenant_id}\n{run.repository_id}\n{run.workflow_path}"
-                await tx.run(
-                    "SELECT pg_advisory_xact_lock(%s, hashtext(%s))",
-                    (lock_key("run-number", None) >> 32, numbering),
-                )
+                numbering = f"run-number\n{run.tenant_id}\n{run.repository_id}\n{run.workflow_path}"
+                await tx.run("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (numbering,))
                 row = await tx.one(
                     _NEXT_RUN_NUMBER, (run.tenant_id, run.repository_id, run.workflow_path)
                 )
@@ -356,6 +352,8 @@ class PostgresStore(PostgresJobSide, PostgresRunnerSide, PostgresServiceSide, St
         return await self._transact(body)
 
     async def wait_for_event(self, timeout: float) -> None:
+        if self._pool.closed:
+            raise StoreError("the store is closed")
         if self._listener is None or self._listener.done():
             self._listener = asyncio.get_running_loop().create_task(self._listen())
         await self._signal.wait(timeout)

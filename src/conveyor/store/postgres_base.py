@@ -98,7 +98,11 @@ async def connect(url: str, schema: str | None) -> Connection:
     conn = await psycopg.AsyncConnection.connect(url, autocommit=True, client_encoding="utf8")
     conn.adapters.register_dumper(str, _Text)
     if schema is not None:
-        await conn.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(schema)))
+        try:
+            await conn.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(schema)))
+        except BaseException:
+            await conn.close()
+            raise
     return conn
 
 
@@ -125,6 +129,10 @@ class Pool:
         self._idle: list[Connection] = []
         self._closed = False
         self._pids: dict[Connection, int] = {}
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
 
     @property
     def backend_pids(self) -> Collection[int]:

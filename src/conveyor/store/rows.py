@@ -1,7 +1,9 @@
 """Rows to records and values to columns, shared by every SQL backend.
 
 Both backends keep JSON in TEXT columns and select the columns in the
-order given here, so one decoder serves both.
+order given here, so one decoder serves both; the one query built from
+optional filters (`run_listing`) is built here too, with the backend's
+placeholder.
 """
 
 from __future__ import annotations

@@ -16,8 +16,15 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Request
 
-from conveyor.api.deps import Principal, Services, job_of_tenant, registration, runner, services
-from conveyor.api.deps import hash_token as _hash
+from conveyor.api.deps import (
+    Principal,
+    Services,
+    hash_token,
+    job_of_tenant,
+    registration,
+    runner,
+    services,
+)
 from conveyor.api.schemas import (
     CompleteIn,
     EpochIn,
@@ -61,10 +68,10 @@ async def register(
     body: RegisterIn, request: Request, principal: Annotated[Principal, Depends(registration)]
 ) -> RegisterOut:
     """Register a runner with a registration token; its own token is shown this once."""
-    store = services(request).store
-    record = await store.register_runner(principal.tenant_id, body.name, body.labels)
     token = secrets.token_urlsafe(32)
-    await store.create_token(principal.tenant_id, "runner", _hash(token), runner_id=record.id)
+    record = await services(request).store.register_runner(
+        principal.tenant_id, body.name, body.labels, token_hash=hash_token(token)
+    )
     return RegisterOut(runner_id=record.id, token=token)
 
 

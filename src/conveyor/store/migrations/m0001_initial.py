@@ -2,6 +2,7 @@
 
 Times are seconds since the epoch (REAL); JSON columns are TEXT. Status
 values are spelled out here, not imported: a migration is frozen history.
+`SQLITE` and `POSTGRES` are the same version for each backend.
 """
 
 NAME = "initial"
