@@ -18,7 +18,7 @@ bytecode: $(STAMP)
 	@$(BIN)/python -m compileall -q src/conveyor
 
 run: bytecode
-	@$(BIN)/python demo/run_demo.py
+	@$(BIN)/python demo/serve_demo.py
 
 test: bytecode
 	$(BIN)/python -m pytest

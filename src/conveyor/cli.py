@@ -64,8 +64,11 @@ def _build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--data-dir", default=".conveyor", help="tokens, SQLite database, mirrors")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8080)
-    serve.add_argument("--database-url", default=None,
-                       help="postgresql://... (default: $CONVEYOR_DATABASE_URL, else SQLite in --data-dir)")
+    serve.add_argument(
+        "--database-url",
+        default=None,
+        help="postgresql://... (default: $CONVEYOR_DATABASE_URL, else SQLite in --data-dir)",
+    )
     serve.add_argument("--lease-ttl", type=float, default=600.0, metavar="SECONDS")
     serve.add_argument("--heartbeat-interval", type=float, default=60.0, metavar="SECONDS")
     serve.add_argument("--reap-interval", type=float, default=5.0, metavar="SECONDS")
@@ -76,10 +79,21 @@ def _build_parser() -> argparse.ArgumentParser:
     runner = sub.add_parser("runner", help="run a runner agent that pulls jobs from a server")
     runner.add_argument("--url", required=True, help="the server, e.g. http://127.0.0.1:8080")
     runner.add_argument("--token", required=True, help="a registration or runner token")
-    runner.add_argument("--labels", default="", help="comma-separated labels (added to the defaults)")
-    runner.add_argument("--workdir", default=".conveyor-runner", help="workspaces and the saved token")
+    runner.add_argument(
+        "--labels", default="", help="comma-separated labels (added to the defaults)"
+    )
+    runner.add_argument(
+        "--workdir", default=".conveyor-runner", help="workspaces and the saved token"
+    )
     runner.add_argument("--concurrency", type=int, default=1, help="jobs at once")
     runner.add_argument("--name", default=None)
+    runner.add_argument(
+        "--grace",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="on SIGTERM, how long running jobs may finish before they are cancelled",
+    )
     return parser
 
 
@@ -126,13 +140,23 @@ def _serve(args: argparse.Namespace) -> int:
 
 def _runner(args: argparse.Namespace) -> int:
     import asyncio
+    import logging
 
     from conveyor.runner.agent import run_agent
 
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     labels = [label.strip() for label in args.labels.split(",") if label.strip()]
     return asyncio.run(
-        run_agent(args.url, args.token, labels, workdir=args.workdir,
-                  concurrency=args.concurrency, name=args.name)
+        run_agent(
+            args.url,
+            args.token,
+            labels,
+            workdir=args.workdir,
+            concurrency=args.concurrency,
+            name=args.name,
+            grace=args.grace,
+        )
     )
 
 

@@ -17,8 +17,8 @@ import subprocess
 import tarfile
 import threading
 from collections.abc import Coroutine, Iterator
-from functools import cache
 from dataclasses import dataclass, field, replace
+from functools import cache
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -190,8 +190,20 @@ def _services(store: Store, settings: Settings, tmp: Path, wakes: list[float]) -
     )
 
 
+BACKEND_INDEPENDENT = pytest.mark.backend_independent
+"""For tests of the API's own checks, which reach no store: run on SQLite only."""
+
+
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "settings(**changes): change the API server's Settings")
+    config.addinivalue_line("markers", "backend_independent: run on SQLite only")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "database" in metafunc.fixturenames:
+        independent = metafunc.definition.get_closest_marker("backend_independent")
+        backends = ["sqlite"] if independent else ["sqlite", "postgres"]
+        metafunc.parametrize("database", backends, indirect=True)
 
 
 @pytest.fixture
@@ -223,7 +235,7 @@ def _postgres_unreachable() -> str | None:
     return None
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
+@pytest.fixture
 def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str | None]:
     """Where the server's store lives: a SQLite path, or (None for SQLite) a PostgreSQL schema."""
     if request.param == "sqlite":

@@ -6,9 +6,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.api.conftest import ADMIN, OTHER_ADMIN, REGISTRATION, Live
+from tests.api.conftest import ADMIN, BACKEND_INDEPENDENT, OTHER_ADMIN, REGISTRATION, Live
 
 
+@BACKEND_INDEPENDENT
 def test_healthz_answers_without_a_token(live: Live) -> None:
     with live.client(None) as http:
         answer = http.get("/healthz")
@@ -16,6 +17,7 @@ def test_healthz_answers_without_a_token(live: Live) -> None:
     assert answer.json() == {"status": "ok"}
 
 
+@BACKEND_INDEPENDENT
 def test_openapi_document_lists_every_resource(live: Live) -> None:
     with live.client(None) as http:
         document = http.get("/api/v1/openapi.json").json()
@@ -37,6 +39,7 @@ def test_openapi_document_lists_every_resource(live: Live) -> None:
     assert docs.status_code == 200 and "swagger" in docs.text.lower()
 
 
+@BACKEND_INDEPENDENT
 @pytest.mark.parametrize(
     ("headers", "message"),
     [
@@ -105,6 +108,7 @@ def test_another_tenants_objects_are_not_found(live: Live) -> None:
         assert http.get(f"/api/v1/runs/{run_id}").json()["status"] == "queued"
 
 
+@BACKEND_INDEPENDENT
 def test_unknown_routes_and_methods_answer_json(live: Live) -> None:
     with live.client() as http:
         missing = http.get("/api/v1/nothing-here")
@@ -114,6 +118,7 @@ def test_unknown_routes_and_methods_answer_json(live: Live) -> None:
     assert wrong_method.json()["code"] == "method_not_allowed"
 
 
+@BACKEND_INDEPENDENT
 def test_invalid_bodies_are_422_with_the_field_named(live: Live) -> None:
     with live.client() as http:
         not_json = http.post(
@@ -128,6 +133,7 @@ def test_invalid_bodies_are_422_with_the_field_named(live: Live) -> None:
     assert missing.status_code == 422 and "body.url: Field required" in missing.json()["message"]
 
 
+@BACKEND_INDEPENDENT
 def test_request_bodies_over_the_limit_are_413(live: Live) -> None:
     huge = "x" * (live.settings.max_request_bytes + 1)
     with live.client() as http:

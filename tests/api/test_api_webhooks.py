@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from conveyor.api.routes import webhooks
-from tests.api.conftest import CI_YAML, WEBHOOK_SECRET, Live, git_repository
+from tests.api.conftest import BACKEND_INDEPENDENT, CI_YAML, WEBHOOK_SECRET, Live, git_repository
 
 URL = "/api/v1/webhooks/github"
 
@@ -91,6 +91,7 @@ def test_the_same_delivery_twice_starts_one_run(live: Live, repo: str) -> None:
     assert len(runs) == 2
 
 
+@BACKEND_INDEPENDENT
 @pytest.mark.parametrize(
     "signature",
     [
@@ -135,6 +136,7 @@ def test_uppercase_hex_signatures_are_accepted() -> None:
     )
 
 
+@BACKEND_INDEPENDENT
 @pytest.mark.settings(webhook_secret=None)
 def test_without_a_configured_secret_every_webhook_is_refused(live: Live) -> None:
     answer = deliver(live, b"{}", signature="sha256=whatever")
@@ -142,6 +144,7 @@ def test_without_a_configured_secret_every_webhook_is_refused(live: Live) -> Non
     assert "no webhook secret" in answer.json()["message"]
 
 
+@BACKEND_INDEPENDENT
 def test_ping_is_200_and_other_events_are_ignored(live: Live, repo: str) -> None:
     ping = deliver(live, b'{"zen": "Keep it logically awesome."}', event="ping")
     issues = deliver(live, json.dumps(push(repo)).encode(), event="issues")
@@ -150,6 +153,7 @@ def test_ping_is_200_and_other_events_are_ignored(live: Live, repo: str) -> None
     assert issues.json() == {"runs": [], "ignored": "issues"}
 
 
+@BACKEND_INDEPENDENT
 def test_event_and_delivery_headers_are_required(live: Live, repo: str) -> None:
     body = json.dumps(push(repo)).encode()
     no_event = deliver(live, body, event=None)
@@ -167,6 +171,7 @@ def test_an_unknown_repository_is_404(live: Live, repo: str) -> None:
     assert "acme/unknown" in answer.json()["message"]
 
 
+@BACKEND_INDEPENDENT
 @pytest.mark.parametrize(
     ("body", "message"),
     [
@@ -210,6 +215,7 @@ def test_unicode_and_nul_in_payloads_are_kept_safely(live: Live, repo: str) -> N
     assert run.status_code == 200
 
 
+@BACKEND_INDEPENDENT
 def test_a_body_over_the_limit_is_413(live: Live, repo: str) -> None:
     filler = "x" * live.settings.max_request_bytes
     answer = deliver(live, json.dumps(push(repo, filler=filler)).encode())

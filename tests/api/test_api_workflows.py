@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.api.conftest import CI_YAML, Live, git_repository
+from tests.api.conftest import BACKEND_INDEPENDENT, CI_YAML, Live, git_repository
 
 BROKEN_YAML = """\
 on: push
@@ -46,6 +46,7 @@ def test_an_invalid_workflow_is_422_with_positioned_diagnostics(live: Live) -> N
     assert listed["items"] == []
 
 
+@BACKEND_INDEPENDENT
 @pytest.mark.parametrize(
     "source",
     ["", "\x00\x01", "[1, 2", "- just\n- a list\n", "on: push\njobs: {}\n", "jöbs: ☃\n" * 3],
@@ -58,6 +59,7 @@ def test_hostile_workflow_sources_are_refused_cleanly(live: Live, source: str) -
     assert answer.json()["message"]
 
 
+@BACKEND_INDEPENDENT
 @pytest.mark.parametrize(
     "path", ["/etc/passwd.yml", "../outside.yml", "a/../../b.yml", "ci.txt", "a\\b.yml"]
 )
@@ -222,6 +224,7 @@ def test_idempotency_key_covers_registration_but_not_failures(live: Live) -> Non
     assert len(listed) == 1
 
 
+@BACKEND_INDEPENDENT
 def test_idempotency_keys_are_checked(live: Live) -> None:
     with live.client(headers={"Idempotency-Key": "x" * 300}) as http:
         answer = http.post("/api/v1/repositories", json={"name": "acme/a", "url": "/x"})

@@ -80,12 +80,10 @@ class Place:
     path: str = ":memory:"
     schema: str | None = None
 
-    async def open(self, clock: Clock, **options: Any) -> Store:
+    async def open(self, clock: Clock) -> Store:
         if self.schema is not None:
-            return await PostgresStore.open(
-                POSTGRES_URL, schema=self.schema, clock=clock, **options
-            )
-        return await SqliteStore.open(self.path, clock=clock, **options)
+            return await PostgresStore.open(POSTGRES_URL, schema=self.schema, clock=clock)
+        return await SqliteStore.open(self.path, clock=clock)
 
 
 @pytest.fixture
@@ -95,7 +93,7 @@ def place_of(tmp_path: Path) -> Iterator[Any]:
 
     def place(backend: str) -> Place:
         if backend == "sqlite-file":
-            return Place(backend, path=str(tmp_path / f"conveyor-{len(schemas)}.db"))
+            return Place(backend, path=str(tmp_path / f"conveyor-{secrets.token_hex(4)}.db"))
         if backend == "sqlite-memory":
             return Place(backend)
         if (reason := postgres_unreachable()) is not None:

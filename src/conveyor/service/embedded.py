@@ -22,8 +22,16 @@ def embedded_runner(options: ServeOptions) -> Callable[[str], Awaitable[None]]:
         with open(os.path.join(options.data_dir, "runner-token"), encoding="utf-8") as f:
             token = f.read().strip()
         workdir = os.path.join(options.data_dir, "embedded-runner")
-        await asyncio.shield(
-            run_agent(url, token, [], workdir=workdir, concurrency=os.cpu_count() or 2, name="embedded")
+        # `stop` keeps the agent from installing signal handlers: uvicorn owns them here,
+        # and cancelling this task (when the server stops) ends the agent.
+        await run_agent(
+            url,
+            token,
+            [],
+            workdir=workdir,
+            concurrency=os.cpu_count() or 2,
+            name="embedded",
+            stop=asyncio.Event(),
         )
 
     return start

@@ -1,0 +1,160 @@
+"""Control-plane throughput: a server and N runner processes draining no-op jobs.
+
+    python bench/throughput.py [--runners 4] [--jobs 400] [--samples 30] [--backend sqlite|postgres|both]
+
+Prints, per backend: jobs/s for `--jobs` one-step jobs dispatched at once;
+dispatch-to-first-step latency p50/p99 over `--samples` single dispatches on
+an idle system (the step's recorded start minus the moment before the
+dispatch request); and, on PostgreSQL, database transactions per job
+(`pg_stat_database.xact_commit` of a database used by nothing else).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import httpx  # noqa: E402
+
+from tests.service.cluster import Runner, Server  # noqa: E402
+
+PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
+NOOP = """
+on: workflow_dispatch
+jobs:
+  noop:
+    runs-on: ubuntu-latest
+    steps:
+      - run: "true"
+"""
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def wait_done(api: httpx.Client, run_ids: list[str], timeout: float = 600) -> None:
+    pending = set(run_ids)
+    deadline = time.monotonic() + timeout
+    while pending and time.monotonic() < deadline:
+        for run_id in list(pending):
+            if api.get(f"/api/v1/runs/{run_id}").json().get("status") == "completed":
+                pending.discard(run_id)
+        if pending:
+            time.sleep(0.05)
+    if pending:
+        raise SystemExit(f"{len(pending)} runs did not complete")
+
+
+def first_step_started(api: httpx.Client, run_id: str) -> float:
+    while True:
+        jobs = api.get(f"/api/v1/runs/{run_id}/jobs").json()["items"]
+        if jobs and jobs[0]["status"] in ("running", "completed", "failed"):
+            job = api.get(f"/api/v1/jobs/{jobs[0]['id']}").json()
+            if job["steps"] and job["steps"][0]["started_at"]:
+                return float(job["steps"][0]["started_at"])
+        time.sleep(0.002)
+
+
+def xact_commits(database: str) -> int:
+    import psycopg
+
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT xact_commit FROM pg_stat_database WHERE datname = %s", (database,)
+        ).fetchone()
+    return int(row[0]) if row else 0
+
+
+def measure(backend: str, runners: int, jobs: int, samples: int) -> None:
+    tmp = Path(tempfile.mkdtemp(prefix="conveyor-throughput-"))
+    database = f"conveyor_bench_{uuid.uuid4().hex[:10]}"
+    url = None
+    if backend == "postgres":
+        import psycopg
+
+        with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{database}"')
+        url = f"postgresql://postgres@127.0.0.1:5432/{database}"
+    server = Server(tmp / "data", url, lease_ttl=30.0).start()
+    agents = [Runner(server, tmp / f"runner-{i}").start() for i in range(runners)]
+    try:
+        with server.api() as api:
+            wf = api.post("/api/v1/workflows", json={"path": "noop.yml", "source": NOOP}).json()
+            dispatch = f"/api/v1/workflows/{wf['id']}/dispatch"
+            time.sleep(1.0)  # let the runners register and start polling
+
+            latencies = []
+            for _ in range(samples):
+                before = time.time()
+                run_id = api.post(dispatch, json={"inputs": {}}).json()["run_id"]
+                latencies.append(first_step_started(api, run_id) - before)
+                wait_done(api, [run_id])
+                time.sleep(0.05)
+
+            commits_before = xact_commits(database) if url else 0
+            run_ids: list[str] = []
+            lock = threading.Lock()
+
+            def submit(count: int) -> None:
+                with httpx.Client(base_url=server.url, headers=api.headers, timeout=60) as c:
+                    for _ in range(count):
+                        run_id = c.post(dispatch, json={"inputs": {}}).json()["run_id"]
+                        with lock:
+                            run_ids.append(run_id)
+
+            started = time.monotonic()
+            threads = [threading.Thread(target=submit, args=(jobs // 4,)) for _ in range(4)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            wait_done(api, run_ids)
+            elapsed = time.monotonic() - started
+            commits = xact_commits(database) - commits_before if url else 0
+        print(f"[{backend}] {runners} runners, {len(run_ids)} one-step jobs: "
+              f"{len(run_ids) / elapsed:.1f} jobs/s ({elapsed:.2f} s)")
+        print(f"[{backend}] dispatch to first step: p50 {percentile(latencies, 0.5) * 1000:.1f} ms, "
+              f"p99 {percentile(latencies, 0.99) * 1000:.1f} ms ({samples} samples, idle)")
+        if url:
+            print(f"[{backend}] database transactions per job: {commits / len(run_ids):.1f} "
+                  "(all commits, reads and polling included)")
+    finally:
+        for agent in agents:
+            agent.stop()
+        server.kill()
+        shutil.rmtree(tmp, ignore_errors=True)
+        if url:
+            import psycopg
+
+            with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+                conn.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runners", type=int, default=4)
+    parser.add_argument("--jobs", type=int, default=400)
+    parser.add_argument("--samples", type=int, default=30)
+    parser.add_argument("--backend", choices=("sqlite", "postgres", "both"), default="both")
+    args = parser.parse_args()
+    os.environ.setdefault("PYTHONDONTWRITEBYTECODE", "1")
+    for backend in ("sqlite", "postgres") if args.backend == "both" else (args.backend,):
+        measure(backend, args.runners, args.jobs, args.samples)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
