@@ -318,3 +318,16 @@ def test_every_problem_is_collected() -> None:
         "w.yml:9:3: job 'b' needs 'runs-on' [missing-key]",
         "w.yml:10:12: job 'b' needs unknown job 'nope'; jobs: a, b [unknown-need]",
     ]
+
+
+def test_inputs_under_an_event_without_inputs_is_an_unknown_key_not_a_crash(tmp_path) -> None:
+    import pytest
+
+    from conveyor.errors import WorkflowError
+    from conveyor.workflow import load_workflow
+
+    text = "on:\n  fork:\n    inputs:\n      x: {}\njobs:\n  a:\n    runs-on: x\n    steps:\n      - run: echo\n"
+    with pytest.raises(WorkflowError) as info:
+        load_workflow("wf.yml", text=text)
+    assert [d.code for d in info.value.diagnostics] == ["unknown-key"]
+    assert str(info.value.diagnostics[0].span) == "wf.yml:3:5"

@@ -115,7 +115,7 @@ def _trigger(ctx: ParseContext, key: YScalar, node: YNode) -> Trigger:
         _exclusive(ctx, config, plain, ignore)
     _exclusive(ctx, config, "paths", "paths-ignore")
     inputs: Mapping[str, InputSpec] = {}
-    if "inputs" in config:
+    if "inputs" in config and event in _INPUT_KEYS:  # elsewhere `inputs` is an unknown key
         inputs = parse_inputs(ctx, config.get("inputs"), event)
     return Trigger(
         event,

@@ -5,7 +5,9 @@ name, counting bytes against `max_artifact_bytes` (413 past it). The archive
 is then read through: every member must be a plain file or directory with a
 relative name and no `..` (422 otherwise). Only then is it recorded
 (`Store.add_artifact`; a second upload of a name is a 409) and moved to
-`<name>.tar`.
+`<name>.tar`. The lease is checked before the upload and again before it is
+recorded; `add_artifact` itself takes no epoch, so a lease lost in between
+those two reads would still let the artifact in.
 """
 
 from __future__ import annotations
