@@ -92,3 +92,16 @@ async def test_a_sqlite_store_wakes_waiters_on_other_threads(tmp_path: Path) -> 
     writer.join()
     assert elapsed < 5
     await store.close()
+
+
+async def test_commits_in_another_schema_wake_nobody(place_of: object, clock: Clock) -> None:
+    ours: Place = place_of("postgres")  # type: ignore[operator]
+    theirs: Place = place_of("postgres")  # type: ignore[operator]
+    listener, writer = await ours.open(clock), await theirs.open(clock)
+    await listener.events_after(0)
+    waiter = asyncio.create_task(timed(listener, QUIET))
+    await asyncio.sleep(0)
+    await writer.create_run(new_run(), [])
+    assert await waiter >= QUIET
+    await writer.close()
+    await listener.close()

@@ -10,12 +10,19 @@ from __future__ import annotations
 
 import os
 import time
+import uuid
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from conveyor.engine.store import Store
 from conveyor.errors import StoreError
-from conveyor.store.rows import new_id as _random_id
+
+if TYPE_CHECKING:
+    from conveyor.engine.store import Store
+
+
+def _random_id() -> str:
+    return uuid.uuid4().hex
 
 
 async def open_store(

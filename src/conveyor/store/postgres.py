@@ -365,7 +365,8 @@ class PostgresStore(PostgresJobSide, PostgresRunnerSide, PostgresServiceSide, St
                 self._listening = await _listening_connection(self._pool)
                 self._signal.notify()  # what was committed meanwhile went unheard
             async for note in self._listening.notifies():
-                if note.pid not in self._pool.backend_pids:  # ours notified at commit
+                # Our own commits woke the waiters already; other schemas' are not ours.
+                if note.payload == self._notice and note.pid not in self._pool.backend_pids:
                     self._signal.notify()
         except psycopg.Error:
             await self._stop_listening()

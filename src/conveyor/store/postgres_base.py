@@ -26,7 +26,8 @@ transaction at a time, each after the previous one is visible, and
 `id > cursor` never skips. The price is that the append and the commit of
 state-changing transactions run one at a time; heartbeats and log appends
 write no outbox row and take no turn. The same statement calls
-`pg_notify('conveyor_outbox', '')`, which PostgreSQL delivers at commit.
+`pg_notify('conveyor_outbox', <schema>)`, which PostgreSQL delivers at
+commit; listeners ignore the other schemas' notifications.
 """
 
 from __future__ import annotations
@@ -74,7 +75,7 @@ _APPEND_EVENTS = """
             WITH ORDINALITY AS e (kind, run_id, job_id, data, created_at, n)
         ORDER BY e.n
     )
-    SELECT pg_notify('{channel}', '')
+    SELECT pg_notify('{channel}', %s)
 """
 _JOBS_OF_RUN = f"SELECT {rows.JOB_COLUMNS} FROM jobs WHERE run_id = %s ORDER BY seq"
 
@@ -220,6 +221,8 @@ class PostgresBase:
         self._new_id = new_id
         self._signal = OutboxSignal()
         self._append_events = _APPEND_EVENTS.format(key=lock_key("outbox", schema), channel=CHANNEL)
+        self._notice = schema or ""
+        """The payload of this schema's notifications."""
         self._commits = 0
 
     @property
@@ -240,7 +243,7 @@ class PostgresBase:
                             result = await body(tx)
                             if tx.events:
                                 columns = [list(column) for column in zip(*tx.events, strict=True)]
-                                await conn.execute(self._append_events, columns)
+                                await conn.execute(self._append_events, [*columns, self._notice])
                     except _RETRIED:
                         if attempt < _ATTEMPTS:
                             continue

@@ -11,6 +11,7 @@ process holding the lock (up to the busy timeout) would stall the loop.
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import time
 from collections.abc import Callable, Collection, Sequence
@@ -73,6 +74,19 @@ _COMPLETE_RUN = f"""
 """
 
 
+async def _use_wal(db: sqlite3.Connection) -> None:
+    """Switch to WAL; while another process switches the same new file, try again."""
+    deadline = time.monotonic() + _BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            db.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:  # the switch does not wait for the busy timeout
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.01)
+
+
 class SqliteStore(SqliteJobSide, SqliteRunnerSide, SqliteServiceSide, Store):
     """A `Store` on one SQLite connection; safe to share between threads."""
 
@@ -93,13 +107,16 @@ class SqliteStore(SqliteJobSide, SqliteRunnerSide, SqliteServiceSide, Store):
             db = sqlite3.connect(
                 path, isolation_level=None, check_same_thread=False, cached_statements=256
             )
-            db.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
-            db.execute("PRAGMA foreign_keys = ON")
-            db.execute("PRAGMA journal_mode = WAL")
-            db.execute(f"PRAGMA synchronous = {'FULL' if durable else 'OFF'}")
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open SQLite database {path!r}: {exc}") from exc
         try:
+            try:
+                db.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
+                db.execute("PRAGMA foreign_keys = ON")
+                await _use_wal(db)
+                db.execute(f"PRAGMA synchronous = {'FULL' if durable else 'OFF'}")
+            except sqlite3.Error as exc:
+                raise StoreError(f"cannot open SQLite database {path!r}: {exc}") from exc
             migrate_sqlite(db, clock)
         except BaseException:
             db.close()
