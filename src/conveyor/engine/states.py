@@ -3,6 +3,8 @@
     Run:   QUEUED → IN_PROGRESS → COMPLETED;  QUEUED → COMPLETED (nothing ever ran)
     Job:   PENDING → QUEUED → ACQUIRED → RUNNING → COMPLETED | FAILED | CANCELLED
            PENDING → SKIPPED | CANCELLED | FAILED (its `if:` or matrix cannot be evaluated)
+           PENDING → COMPLETED              carried over: it succeeded in the previous
+                                            attempt of a re-run of failed jobs
            QUEUED → CANCELLED;  ACQUIRED → FAILED | CANCELLED
            ACQUIRED | RUNNING → QUEUED      only by the reaper (lease expired, retries left)
     Step:  PENDING → RUNNING → COMPLETED | FAILED
@@ -70,7 +72,10 @@ RUN_TRANSITIONS: Mapping[RunStatus, frozenset[RunStatus]] = _table(
 
 JOB_TRANSITIONS: Mapping[JobStatus, frozenset[JobStatus]] = _table(
     {
+        # → COMPLETED from PENDING: a re-run of failed jobs carries a job that succeeded
+        # in the previous attempt over, with its outputs, without running it again.
         JobStatus.PENDING: {
+            JobStatus.COMPLETED,
             JobStatus.QUEUED,
             JobStatus.SKIPPED,
             JobStatus.CANCELLED,

@@ -29,7 +29,7 @@ as NotFound. Tokens are kept only as SHA-256 hex digests.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Protocol
 
 from conveyor.engine.records import (
@@ -58,14 +58,21 @@ class Store(Protocol):
         ...
 
     async def create_run(
-        self, run: NewRun, jobs: Sequence[NewJob]
+        self,
+        run: NewRun,
+        jobs: Sequence[NewJob],
+        *,
+        group_of: Callable[[RunRecord], str | None] | None = None,
     ) -> tuple[RunRecord, list[JobRecord]]:
         """Create a QUEUED run and its PENDING jobs; outbox `run.created`.
 
         A run with the same `idempotency_key` in the same tenant is returned
         as it is instead. Job keys must be unique (ValueError); an unknown
         tenant is NotFound. `run_number` defaults to one more than the last
-        run of the same workflow and repository.
+        run of the same workflow and repository. `group_of`, when given,
+        computes the run's concurrency group from the new run (its id and
+        number known) in the same transaction, replacing `run.concurrency_group`;
+        what it raises rolls the creation back.
         """
         ...
 
@@ -97,11 +104,11 @@ class Store(Protocol):
         """QUEUED | IN_PROGRESS → COMPLETED once every job is terminal; outbox `run.completed`."""
         ...
 
-    async def cancel_run(self, run_id: str) -> list[JobRecord]:
+    async def cancel_run(self, run_id: str, *, reason: str = "run cancelled") -> list[JobRecord]:
         """Cancel PENDING/QUEUED jobs now, ask leased ones to stop; the jobs changed.
 
         Outbox `job.completed` per cancelled job, `job.cancel_requested` per
-        leased job (once). A completed run is a Conflict.
+        leased job (once); `reason` is kept on each. A completed run is a Conflict.
         """
         ...
 
@@ -126,6 +133,17 @@ class Store(Protocol):
 
     async def fail_pending(self, job_id: str, reason: str) -> JobRecord:
         """PENDING → FAILED, conclusion failure (its `if:` or matrix failed); `job.completed`."""
+        ...
+
+    async def carry_over_job(
+        self, job_id: str, conclusion: Conclusion, outputs: Mapping[str, str]
+    ) -> JobRecord:
+        """PENDING → COMPLETED with the conclusion and outputs of the previous attempt.
+
+        For a re-run of failed jobs: the job succeeded in the attempt before, so
+        it is not run again. Only `success` is carried (ValueError otherwise);
+        outbox `job.completed`.
+        """
         ...
 
     async def cancel_job(self, job_id: str, reason: str) -> JobRecord:

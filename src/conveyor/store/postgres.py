@@ -59,6 +59,9 @@ _NEXT_RUN_NUMBER = """
     SELECT COALESCE(MAX(run_number), 0) + 1 FROM workflow_runs
     WHERE tenant_id = %s AND repository_id IS NOT DISTINCT FROM %s AND workflow_path = %s
 """
+_SET_GROUP = f"""
+    UPDATE workflow_runs SET concurrency_group = %s WHERE id = %s RETURNING {rows.RUN_COLUMNS}
+"""
 _CANCEL_RUN_JOBS = f"""
     UPDATE jobs SET status = 'cancelled', conclusion = 'cancelled', reason = %s,
         completed_at = %s
@@ -148,7 +151,11 @@ class PostgresStore(PostgresJobSide, PostgresRunnerSide, PostgresServiceSide, St
         await self._transact(body)
 
     async def create_run(
-        self, run: NewRun, jobs: Sequence[NewJob]
+        self,
+        run: NewRun,
+        jobs: Sequence[NewJob],
+        *,
+        group_of: Callable[[RunRecord], str | None] | None = None,
     ) -> tuple[RunRecord, list[JobRecord]]:
         keys = [job.key for job in jobs]
         if len(set(keys)) != len(keys):
@@ -225,6 +232,9 @@ class PostgresStore(PostgresJobSide, PostgresRunnerSide, PostgresServiceSide, St
                     ],
                 )
             tx.emit(EventKind.RUN_CREATED, run_id, None, {"jobs": len(jobs)}, now)
+            if group_of is not None:
+                row = await tx.one(_SET_GROUP, (group_of(rows.run(row)), run_id))
+                assert row is not None  # inserted above, in this transaction
             return rows.run(row), await self._jobs_of(tx, run_id)
 
         return await self._transact(body)
@@ -287,9 +297,9 @@ class PostgresStore(PostgresJobSide, PostgresRunnerSide, PostgresServiceSide, St
 
         return await self._transact(body)
 
-    async def cancel_run(self, run_id: str) -> list[JobRecord]:
+    async def cancel_run(self, run_id: str, *, reason: str = "run cancelled") -> list[JobRecord]:
         now = self._clock()
-        reason = "run cancelled"
+        reason = rows.text(reason)
 
         async def body(tx: Tx) -> list[JobRecord]:
             found = await tx.one("SELECT status FROM workflow_runs WHERE id = %s", (run_id,))
