@@ -28,8 +28,8 @@ conformance: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python ../shared/conformance/check.py
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check src tests bench demo
+	$(BIN)/ruff format --check src tests bench demo
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 

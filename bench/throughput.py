@@ -14,8 +14,6 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -25,9 +23,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import httpx  # noqa: E402
-
-from tests.service.cluster import Runner, Server  # noqa: E402
+import httpx
+from tests.service.cluster import Runner, Server
 
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
 NOOP = """
@@ -124,13 +121,19 @@ def measure(backend: str, runners: int, jobs: int, samples: int) -> None:
             wait_done(api, run_ids)
             elapsed = time.monotonic() - started
             commits = xact_commits(database) - commits_before if url else 0
-        print(f"[{backend}] {runners} runners, {len(run_ids)} one-step jobs: "
-              f"{len(run_ids) / elapsed:.1f} jobs/s ({elapsed:.2f} s)")
-        print(f"[{backend}] dispatch to first step: p50 {percentile(latencies, 0.5) * 1000:.1f} ms, "
-              f"p99 {percentile(latencies, 0.99) * 1000:.1f} ms ({samples} samples, idle)")
+        print(
+            f"[{backend}] {runners} runners, {len(run_ids)} one-step jobs: "
+            f"{len(run_ids) / elapsed:.1f} jobs/s ({elapsed:.2f} s)"
+        )
+        print(
+            f"[{backend}] dispatch to first step: p50 {percentile(latencies, 0.5) * 1000:.1f} ms, "
+            f"p99 {percentile(latencies, 0.99) * 1000:.1f} ms ({samples} samples, idle)"
+        )
         if url:
-            print(f"[{backend}] database transactions per job: {commits / len(run_ids):.1f} "
-                  "(all commits, reads and polling included)")
+            print(
+                f"[{backend}] database transactions per job: {commits / len(run_ids):.1f} "
+                "(all commits, reads and polling included)"
+            )
     finally:
         for agent in agents:
             agent.stop()

@@ -46,8 +46,17 @@ def main() -> int:
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
     server = subprocess.Popen(
-        [sys.executable, "-m", "conveyor", "serve", "--runner", "--data-dir", DATA,
-         "--port", str(port)],
+        [
+            sys.executable,
+            "-m",
+            "conveyor",
+            "serve",
+            "--runner",
+            "--data-dir",
+            DATA,
+            "--port",
+            str(port),
+        ],
         start_new_session=True,
     )
     try:
@@ -65,12 +74,17 @@ def main() -> int:
         with open(os.path.join(DATA, "admin-token")) as f:
             token = f.read().strip()
         api = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=30)
-        repo = api.post("/api/v1/repositories", json={"name": "demo/app", "url": _demo_repository()})
+        repo = api.post(
+            "/api/v1/repositories", json={"name": "demo/app", "url": _demo_repository()}
+        )
         repo_id = repo.json()["id"]
-        wf = api.post("/api/v1/workflows", json={"repository_id": repo_id,
-                                                 "path": ".github/workflows/demo.yml"}).json()
-        run_id = api.post(f"/api/v1/workflows/{wf['id']}/dispatch",
-                          json={"inputs": {"greeting": "Hello"}}).json()["run_id"]
+        wf = api.post(
+            "/api/v1/workflows",
+            json={"repository_id": repo_id, "path": ".github/workflows/demo.yml"},
+        ).json()
+        run_id = api.post(
+            f"/api/v1/workflows/{wf['id']}/dispatch", json={"inputs": {"greeting": "Hello"}}
+        ).json()["run_id"]
         print(f"\nDispatched the demo workflow: run {run_id}")
         while api.get(f"/api/v1/runs/{run_id}").json()["status"] != "completed":
             time.sleep(0.2)
@@ -78,7 +92,8 @@ def main() -> int:
         print(f"Run {run_id}: {run['conclusion']}")
         for job in api.get(f"/api/v1/runs/{run_id}/jobs").json()["items"]:
             print(f"  {job['name']:<24} {job['conclusion']}")
-        print(f"""
+        print(
+            f"""
 Look at:
   API docs        {url}/api/v1/docs
   the run         {url}/api/v1/runs/{run_id}
@@ -86,7 +101,9 @@ Look at:
   a job's log     {url}/api/v1/jobs/<job id>/logs.txt
   (send the header: Authorization: Bearer $(cat {DATA}/admin-token))
 
-Conveyor keeps running with its embedded runner; Ctrl-C stops it.""", flush=True)
+Conveyor keeps running with its embedded runner; Ctrl-C stops it.""",
+            flush=True,
+        )
         server.wait()
     except KeyboardInterrupt:
         pass

@@ -39,16 +39,30 @@ class Server:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> Server:
-        args = [sys.executable, "-m", "conveyor", "serve", "--data-dir", str(self.data_dir),
-                "--port", str(self.port), "--lease-ttl", str(self.lease_ttl),
-                "--heartbeat-interval", str(self.lease_ttl / 6), "--reap-interval", "0.2",
-                "--no-cron"]
+        args = [
+            sys.executable,
+            "-m",
+            "conveyor",
+            "serve",
+            "--data-dir",
+            str(self.data_dir),
+            "--port",
+            str(self.port),
+            "--lease-ttl",
+            str(self.lease_ttl),
+            "--heartbeat-interval",
+            str(self.lease_ttl / 6),
+            "--reap-interval",
+            "0.2",
+            "--no-cron",
+        ]
         if self.database_url:
             args += ["--database-url", self.database_url]
         env = dict(os.environ, CONVEYOR_WEBHOOK_SECRET=WEBHOOK_SECRET)
         with open(self.data_dir.parent / f"server-{self.port}.log", "ab") as log:
-            self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env,
-                                         start_new_session=True)
+            self.proc = subprocess.Popen(
+                args, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
+            )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             try:
@@ -79,8 +93,9 @@ class Server:
         return (self.data_dir / "runner-token").read_text().strip()
 
     def api(self) -> httpx.Client:
-        return httpx.Client(base_url=self.url, timeout=30,
-                            headers={"Authorization": f"Bearer {self.admin_token}"})
+        return httpx.Client(
+            base_url=self.url, timeout=30, headers={"Authorization": f"Bearer {self.admin_token}"}
+        )
 
 
 class Runner:
@@ -92,14 +107,26 @@ class Runner:
 
     def start(self) -> Runner:
         self.workdir.mkdir(parents=True, exist_ok=True)
-        args = [sys.executable, "-m", "conveyor", "runner", "--url", self.server.url,
-                "--token", self.server.runner_token, "--workdir", str(self.workdir),
-                "--name", self.workdir.name]
+        args = [
+            sys.executable,
+            "-m",
+            "conveyor",
+            "runner",
+            "--url",
+            self.server.url,
+            "--token",
+            self.server.runner_token,
+            "--workdir",
+            str(self.workdir),
+            "--name",
+            self.workdir.name,
+        ]
         if self.labels:
             args += ["--labels", self.labels]
         with open(self.workdir / "runner.log", "ab") as log:
-            self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT,
-                                         start_new_session=True)
+            self.proc = subprocess.Popen(
+                args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
         return self
 
     def signal(self, sig: int) -> None:
@@ -134,19 +161,39 @@ def commit(root: Path) -> str:
     git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.invalid"]
     subprocess.run([*git, "add", "-A"], cwd=root, check=True)
     subprocess.run([*git, "commit", "-qm", "change", "--allow-empty"], cwd=root, check=True)
-    return subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, check=True,
-                          capture_output=True, text=True).stdout.strip()
+    return subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=root, check=True, capture_output=True, text=True
+    ).stdout.strip()
 
 
-def push_webhook(server: Server, repo_name: str, sha: str, *, delivery: str | None = None,
-                 ref: str = "refs/heads/main") -> httpx.Response:
-    payload = {"ref": ref, "after": sha, "repository": {"full_name": repo_name},
-               "commits": [], "sender": {"login": "tester"}}
+def push_webhook(
+    server: Server,
+    repo_name: str,
+    sha: str,
+    *,
+    delivery: str | None = None,
+    ref: str = "refs/heads/main",
+) -> httpx.Response:
+    payload = {
+        "ref": ref,
+        "after": sha,
+        "repository": {"full_name": repo_name},
+        "commits": [],
+        "sender": {"login": "tester"},
+    }
     body = json.dumps(payload).encode()
     signature = "sha256=" + hmac.new(WEBHOOK_SECRET.encode(), body, hashlib.sha256).hexdigest()
-    return httpx.post(server.url + "/api/v1/webhooks/github", content=body, timeout=30, headers={
-        "Content-Type": "application/json", "X-GitHub-Event": "push",
-        "X-GitHub-Delivery": delivery or str(uuid.uuid4()), "X-Hub-Signature-256": signature})
+    return httpx.post(
+        server.url + "/api/v1/webhooks/github",
+        content=body,
+        timeout=30,
+        headers={
+            "Content-Type": "application/json",
+            "X-GitHub-Event": "push",
+            "X-GitHub-Delivery": delivery or str(uuid.uuid4()),
+            "X-Hub-Signature-256": signature,
+        },
+    )
 
 
 def wait_run(api: httpx.Client, run_id: str, timeout: float = 60) -> dict[str, Any]:
@@ -165,7 +212,9 @@ def jobs_of(api: httpx.Client, run_id: str) -> list[dict[str, Any]]:
 
 
 @contextmanager
-def cluster(tmp: Path, database_url: str | None, runners: int = 1, **kw: Any) -> Iterator[tuple[Server, list[Runner]]]:
+def cluster(
+    tmp: Path, database_url: str | None, runners: int = 1, **kw: Any
+) -> Iterator[tuple[Server, list[Runner]]]:
     server = Server(tmp / "data", database_url, **kw).start()
     started = [Runner(server, tmp / f"runner-{i}").start() for i in range(runners)]
     try:

@@ -33,7 +33,9 @@ def _lines(path: Path) -> list[str]:
     return path.read_text().splitlines() if path.exists() else []
 
 
-def test_killed_runner_job_is_retried_elsewhere_and_never_overlaps(tmp_path: Path, database_url) -> None:
+def test_killed_runner_job_is_retried_elsewhere_and_never_overlaps(
+    tmp_path: Path, database_url
+) -> None:
     ledger = tmp_path / "ledger"
     wf = f"""
         on: workflow_dispatch
@@ -108,7 +110,9 @@ def test_frozen_runner_late_writes_are_refused(tmp_path: Path, database_url) -> 
             time.sleep(TTL)  # give the thawed runner time to try its late writes
             [job] = jobs_of(api, run_id)
             assert job["retry_count"] == 1
-            texts = [line["text"] for line in api.get(f"/api/v1/jobs/{job['id']}/logs").json()["lines"]]
+            texts = [
+                line["text"] for line in api.get(f"/api/v1/jobs/{job['id']}/logs").json()["lines"]
+            ]
             assert "attempt 2" in texts and "done 2" in texts
             assert "done 1" not in texts
             assert api.get(f"/api/v1/runs/{run_id}").json()["conclusion"] == "success"

@@ -47,7 +47,9 @@ def _register(api, name: str, path: Path) -> str:
 
 
 def test_push_webhook_runs_a_matrix_dag_on_two_runners(tmp_path: Path, database_url) -> None:
-    repo = make_repo(tmp_path / "repo", {"ci.yml": PIPELINE}, {"README.md": "hello from the repo\n"})
+    repo = make_repo(
+        tmp_path / "repo", {"ci.yml": PIPELINE}, {"README.md": "hello from the repo\n"}
+    )
     with cluster(tmp_path, database_url, runners=2) as (server, _runners), server.api() as api:
         _register(api, "acme/app", repo)
         sha = (repo / ".git").exists() and __import__("subprocess").run(
@@ -100,11 +102,13 @@ def test_failure_skips_dependants(tmp_path: Path, database_url) -> None:
     repo = make_repo(tmp_path / "repo", {"ci.yml": wf})
     with cluster(tmp_path, database_url) as (server, _), server.api() as api:
         repo_id = _register(api, "acme/fail", repo)
-        created = api.post("/api/v1/workflows", json={"repository_id": repo_id,
-                                                      "path": ".github/workflows/ci.yml"})
+        created = api.post(
+            "/api/v1/workflows", json={"repository_id": repo_id, "path": ".github/workflows/ci.yml"}
+        )
         assert created.status_code == 201, created.text
-        run_id = api.post(f"/api/v1/workflows/{created.json()['id']}/dispatch",
-                          json={"inputs": {}}).json()["run_id"]
+        run_id = api.post(
+            f"/api/v1/workflows/{created.json()['id']}/dispatch", json={"inputs": {}}
+        ).json()["run_id"]
         run = wait_run(api, run_id)
         assert run["conclusion"] == "failure"
         by_key = {j["key"]: j for j in jobs_of(api, run_id)}
@@ -132,9 +136,13 @@ def test_cancel_and_rerun(tmp_path: Path, database_url) -> None:
     repo = make_repo(tmp_path / "repo", {"slow.yml": wf})
     with cluster(tmp_path, database_url) as (server, _), server.api() as api:
         repo_id = _register(api, "acme/slow", repo)
-        wf_id = api.post("/api/v1/workflows", json={"repository_id": repo_id,
-                                                    "path": ".github/workflows/slow.yml"}).json()["id"]
-        run_id = api.post(f"/api/v1/workflows/{wf_id}/dispatch", json={"inputs": {}}).json()["run_id"]
+        wf_id = api.post(
+            "/api/v1/workflows",
+            json={"repository_id": repo_id, "path": ".github/workflows/slow.yml"},
+        ).json()["id"]
+        run_id = api.post(f"/api/v1/workflows/{wf_id}/dispatch", json={"inputs": {}}).json()[
+            "run_id"
+        ]
         import time
 
         deadline = time.monotonic() + 30

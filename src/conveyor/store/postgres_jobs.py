@@ -41,6 +41,12 @@ _FAIL_PENDING = f"""
     WHERE id = %s AND status IN {rows.in_list(allowed_from(JobStatus.FAILED) - LEASED)}
     RETURNING {_J}
 """
+_CARRY_OVER = f"""
+    UPDATE jobs SET status = 'completed', conclusion = %s, outputs = %s, reason = %s,
+        completed_at = %s
+    WHERE id = %s AND status IN {rows.in_list(allowed_from(JobStatus.COMPLETED) - LEASED)}
+    RETURNING {_J}
+"""
 UNLEASED_CANCELLABLE = rows.in_list(allowed_from(JobStatus.CANCELLED) - LEASED)
 _CANCEL_JOB = f"""
     UPDATE jobs SET status = 'cancelled', conclusion = 'cancelled', reason = %s,

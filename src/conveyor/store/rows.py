@@ -57,6 +57,10 @@ _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 _DIGEST = re.compile("[0-9a-f]{64}")
 
 
+CARRIED_REASON = "carried over from the previous attempt"
+"""The reason a job carried over by a re-run of failed jobs shows."""
+
+
 def new_id() -> str:
     """A fresh random id: 32 lowercase hex digits."""
     return uuid.uuid4().hex

@@ -40,6 +40,12 @@ _FAIL_PENDING = f"""
     WHERE id = ? AND status IN {rows.in_list(allowed_from(JobStatus.FAILED) - LEASED)}
     RETURNING {_J}
 """
+_CARRY_OVER = f"""
+    UPDATE jobs SET status = 'completed', conclusion = ?, outputs = ?, reason = ?,
+        completed_at = ?
+    WHERE id = ? AND status IN {rows.in_list(allowed_from(JobStatus.COMPLETED) - LEASED)}
+    RETURNING {_J}
+"""
 UNLEASED_CANCELLABLE = rows.in_list(allowed_from(JobStatus.CANCELLED) - LEASED)
 _CANCEL_JOB = f"""
     UPDATE jobs SET status = 'cancelled', conclusion = 'cancelled', reason = ?, completed_at = ?
@@ -139,6 +145,18 @@ class SqliteJobSide(SqliteBase):
             job = rows.job(row)
             data = {**rows.job_event(job), "reason": job.reason}
             self._emit(db, EventKind.JOB_COMPLETED, job.run_id, job.id, data, now)
+            return job
+
+    async def carry_over_job(
+        self, job_id: str, conclusion: Conclusion, outputs: Mapping[str, str]
+    ) -> JobRecord:
+        values = _carried(conclusion, outputs, self._clock(), job_id)
+        with self._write() as db:
+            row = db.execute(_CARRY_OVER, values).fetchone()
+            if row is None:
+                raise self._refusal(db, job_id, "carry over")
+            job = rows.job(row)
+            self._emit(db, EventKind.JOB_COMPLETED, job.run_id, job.id, rows.job_event(job), now)
             return job
 
     async def cancel_job(self, job_id: str, reason: str) -> JobRecord:
