@@ -76,6 +76,7 @@ def create_app(services: Services) -> FastAPI:
         redoc_url=None,
     )
     app.state.services = services
+    app.state.principals = {}  # token hash -> (expiry, Principal): see deps.PRINCIPAL_CACHE_SECONDS
     for router in (
         runners.router,
         workflows.router,
