@@ -37,13 +37,11 @@ async def run_builtin(
     if state.artifacts is None:
         raise ExecutionError(f"{name}: this runner has no artifact store")
     if name == "actions/upload-artifact":
-        return await _upload(state, inputs, index)
-    return await _download(state, inputs, index)
+        return await _upload(state, inputs)
+    return await _download(state, inputs)
 
 
-async def _upload(
-    state: JobState, inputs: Mapping[str, str], index: int
-) -> tuple[str, dict[str, str]]:
+async def _upload(state: JobState, inputs: Mapping[str, str]) -> tuple[str, dict[str, str]]:
     assert state.artifacts is not None
     name = inputs.get("name") or "artifact"
     patterns = [p.strip() for p in inputs.get("path", "").splitlines() if p.strip()]
@@ -65,11 +63,11 @@ async def _upload(
     return "success", {"artifact-id": name}
 
 
-async def _download(
-    state: JobState, inputs: Mapping[str, str], index: int
-) -> tuple[str, dict[str, str]]:
+async def _download(state: JobState, inputs: Mapping[str, str]) -> tuple[str, dict[str, str]]:
     assert state.artifacts is not None
-    dest = _inside(state.workspace, inputs.get("path") or ".")
+    dest = os.path.normpath(
+        os.path.join(state.workspace, os.path.expanduser(inputs.get("path") or "."))
+    )
     name = inputs.get("name")
     if name:
         count = await state.artifacts.download(name, dest)
@@ -78,11 +76,6 @@ async def _download(
         for each in await state.artifacts.names():
             await state.artifacts.download(each, os.path.join(dest, each))
     return "success", {"download-path": dest}
-
-
-def _inside(workspace: str, path: str) -> str:
-    full = os.path.normpath(os.path.join(workspace, os.path.expanduser(path)))
-    return full
 
 
 def collect(workspace: str, patterns: list[str]) -> tuple[str, list[str]]:
