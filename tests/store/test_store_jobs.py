@@ -10,7 +10,7 @@ import pytest
 from conveyor.engine.records import JobInstance, JobRecord
 from conveyor.engine.states import Conclusion, JobStatus
 from conveyor.engine.store import Store
-from conveyor.errors import Conflict, LeaseLost
+from conveyor.errors import Conflict, LeaseLost, NotFound
 
 if TYPE_CHECKING:
     from tests.store.conftest import Kit
@@ -27,6 +27,11 @@ def finish(status: JobStatus, conclusion: Conclusion) -> Op:
 OPERATIONS: dict[str, tuple[Op, set[JobStatus], type[Exception]]] = {
     "queue": (lambda s, j: s.queue_job(j.id, [JobInstance("B", None)]), {J.PENDING}, Conflict),
     "skip": (lambda s, j: s.skip_job(j.id, "if: false"), {J.PENDING}, Conflict),
+    "carry_over": (
+        lambda s, j: s.carry_over_job(j.id, Conclusion.SUCCESS, {"version": "7"}),
+        {J.PENDING},
+        Conflict,
+    ),
     "fail_pending": (lambda s, j: s.fail_pending(j.id, "bad matrix"), {J.PENDING}, Conflict),
     "cancel": (
         lambda s, j: s.cancel_job(j.id, "fail-fast"),
@@ -144,3 +149,37 @@ async def test_cancelling_a_leased_job_twice_asks_once(kit: Kit) -> None:
     second = await kit.store.cancel_job(job.id, "again")
     assert first.cancel_requested and second == first
     assert (await kit.kinds()).count("job.cancel_requested") == 1
+
+
+async def test_carry_over_completes_a_pending_job_with_the_previous_outputs(kit: Kit) -> None:
+    run, (job,) = await kit.run("build")
+    kit.clock.advance(2)
+    carried = await kit.store.carry_over_job(job.id, Conclusion.SUCCESS, {"version": "7"})
+    assert (carried.status, carried.conclusion, carried.outputs) == (
+        J.COMPLETED,
+        Conclusion.SUCCESS,
+        {"version": "7"},
+    )
+    assert carried.reason == "carried over from the previous attempt"
+    assert carried.completed_at == kit.clock.now and carried.lease_epoch == 0
+    assert await kit.store.get_job(job.id) == carried
+    event = (await kit.events())[-1]
+    assert (event.kind, event.run_id, event.job_id) == ("job.completed", run.id, job.id)
+    assert event.data["conclusion"] == "success"
+    done = await kit.store.complete_run(run.id, Conclusion.SUCCESS)
+    assert done.started_at is None  # nothing ran in this attempt
+
+
+@pytest.mark.parametrize("conclusion", [Conclusion.FAILURE, Conclusion.CANCELLED])
+async def test_only_a_success_is_carried_over(kit: Kit, conclusion: Conclusion) -> None:
+    _, (job,) = await kit.run("build")
+    events = await kit.events()
+    with pytest.raises(ValueError, match="only a successful job is carried over"):
+        await kit.store.carry_over_job(job.id, conclusion, {})
+    assert await kit.store.get_job(job.id) == job
+    assert await kit.events() == events
+
+
+async def test_carrying_over_an_unknown_job_is_not_found(kit: Kit) -> None:
+    with pytest.raises(NotFound):
+        await kit.store.carry_over_job("nope", Conclusion.SUCCESS, {})

@@ -6,10 +6,10 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from conveyor.engine.records import JobInstance, NewJob
+from conveyor.engine.records import JobInstance, NewJob, RunRecord
 from conveyor.engine.states import Conclusion, JobStatus, RunStatus
 from conveyor.engine.store import Store
-from conveyor.errors import Conflict, NotFound
+from conveyor.errors import Conflict, ExpressionError, NotFound
 
 if TYPE_CHECKING:
     from tests.store.conftest import Kit
@@ -233,3 +233,41 @@ async def test_runs_list_by_status_branch_workflow_event_and_group(kit: Kit) -> 
     assert await kit.store.list_runs("nobody") == []
     with pytest.raises(ValueError):
         await kit.store.list_runs("default", status="finished")  # type: ignore[arg-type]
+
+
+async def test_group_of_names_the_group_from_the_new_run(kit: Kit) -> None:
+    seen = []
+
+    def group_of(run: RunRecord) -> str:
+        seen.append(run)
+        return f"deploy-{run.id}-{run.run_number}"
+
+    first, _ = await kit.run()
+    run, _ = await kit.store.create_run(
+        kit.new_run(concurrency_group="ignored"), [NewJob("a", "A", (), ())], group_of=group_of
+    )
+    assert run.concurrency_group == f"deploy-{run.id}-2"
+    assert [r.id for r in seen] == [run.id] and seen[0].run_number == 2
+    assert await kit.store.get_run(run.id) == run
+    none, _ = await kit.store.create_run(kit.new_run(), [], group_of=lambda r: None)
+    assert none.concurrency_group is None and first.concurrency_group is None
+
+
+async def test_a_failing_group_of_creates_nothing(kit: Kit) -> None:
+    def group_of(run: RunRecord) -> str:
+        raise ExpressionError("bad group")
+
+    with pytest.raises(ExpressionError, match="bad group"):
+        await kit.store.create_run(kit.new_run(), [NewJob("a", "A", (), ())], group_of=group_of)
+    assert await kit.events() == []
+    assert await kit.store.list_runs("default") == []
+
+
+async def test_cancel_run_keeps_the_reason_given(kit: Kit) -> None:
+    run, (waiting, leased) = await kit.run("waiting", "leased")
+    await kit.store.queue_job(leased.id, [JobInstance("Leased", None)])
+    job = await kit.store.acquire_job("runner-1", [], 60)
+    assert job is not None
+    reason = "superseded by a newer run in concurrency group 'deploy'"
+    changed = await kit.store.cancel_run(run.id, reason=reason)
+    assert [(j.id, j.reason) for j in changed] == [(waiting.id, reason), (leased.id, reason)]

@@ -4,25 +4,30 @@
 a run's workflows (from the repository at the run's commit, or from the YAML
 registered through the API), creates the run and all its jobs in one store
 transaction, rebuilds a run's plan for the scheduler, and builds the
-assignment a runner receives when it acquires a job.
+assignment a runner receives when it acquires a job. It also starts new
+attempts (all jobs, or the failed ones with the others carried over) and
+applies a workflow's `concurrency:` group when a run is created.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from conveyor.engine.contexts import RunIdentity, github_context, ref_for_event
 from conveyor.engine.records import JobRecord, NewJob, NewRun, RunRecord
-from conveyor.engine.runplan import PlannedJob, plan_run
-from conveyor.engine.scheduler import RunContext, call_secrets
+from conveyor.engine.runplan import PlannedJob, group_members, plan_run
+from conveyor.engine.scheduler import RunContext, call_secrets, unfinished_in_group
 from conveyor.engine.sources import RepositoryMirror, SourceError
+from conveyor.engine.states import Conclusion, RunStatus
 from conveyor.engine.store import Store
-from conveyor.errors import ConveyorError, Diagnostic, Span, WorkflowError
+from conveyor.errors import Conflict, ConveyorError, Diagnostic, Span, WorkflowError
+from conveyor.expr import Environment, render_value, to_boolean, to_string
 from conveyor.workflow import load_workflow
 from conveyor.workflow.model import Workflow
 from conveyor.workflow.triggers import Event, dispatch_inputs, matches
@@ -107,9 +112,11 @@ class RunService:
             idempotency_key=idempotency_key,
             workflow_id=workflow.id,
         )
-        jobs = [NewJob(key=p.key, name=p.key, needs=p.need_groups, labels=()) for p in loaded.plan]
-        run, _ = await self._store.create_run(new_run, jobs)
+        run, _ = await self._store.create_run(
+            new_run, _new_jobs(loaded.plan), group_of=self._group_of(loaded)
+        )
         self._loaded.setdefault(run.id, loaded)
+        await self._enter_group(run, loaded)
         self._wake()
         return run
 
@@ -157,14 +164,20 @@ class RunService:
         return run_ids
 
     async def rerun(self, run: RunRecord, failed_only: bool = False) -> RunRecord:
-        """A new attempt of the whole run (same commit, payload and inputs)."""
-        if failed_only:
-            raise ConveyorError("re-running only failed jobs is not supported yet")
+        """A new attempt of the run (same commit, payload and inputs).
+
+        With `failed_only` (the run must have ended), the jobs that succeeded
+        in `run` are carried over with their outputs instead of running again;
+        the others, and every job that needs one of them, run again.
+        """
         if run.workflow_id is None:
             raise ConveyorError(f"run {run.id} has no registered workflow to run again")
         workflow = await self._store.get_workflow(run.tenant_id, run.workflow_id)
         repo = await self._repository(run.tenant_id, run.repository_id)
         loaded = await self._load(workflow, repo, run.sha or "")
+        jobs = _new_jobs(loaded.plan)
+        if failed_only:
+            jobs = await self._carrying_over(run, loaded.plan, jobs)
         new_run = NewRun(
             workflow_path=run.workflow_path,
             workflow_name=run.workflow_name,
@@ -179,17 +192,91 @@ class RunService:
             run_number=run.run_number,
             workflow_id=run.workflow_id,
         )
-        jobs = [NewJob(key=p.key, name=p.key, needs=p.need_groups, labels=()) for p in loaded.plan]
-        created, _ = await self._store.create_run(new_run, jobs)
+        created, _ = await self._store.create_run(new_run, jobs, group_of=self._group_of(loaded))
         self._loaded.setdefault(created.id, loaded)
+        await self._enter_group(created, loaded)
         self._wake()
         return created
+
+    async def _carrying_over(
+        self, run: RunRecord, plan: Sequence[PlannedJob], jobs: Sequence[NewJob]
+    ) -> list[NewJob]:
+        """`jobs` with those to carry over from `run` marked so (their spec holds `carry`)."""
+        if run.status != RunStatus.COMPLETED:
+            raise Conflict(f"run {run.id} has not ended: re-run its failed jobs once it has")
+        previous: dict[str, list[JobRecord]] = {}
+        for row in await self._store.list_jobs(run.id):
+            previous.setdefault(row.key, []).append(row)
+        carried = carried_over(plan, previous)
+        if len(carried) == len(jobs):
+            raise Conflict(f"run {run.id} has no failed jobs to re-run")
+        out = []
+        for job in jobs:
+            if job.key not in carried:
+                out.append(job)
+                continue
+            rows = previous[job.key]
+            outputs: dict[str, str] = {}
+            for row in rows:  # matrix instances: merged, as `needs.<id>.outputs` sees them
+                outputs.update(row.outputs)
+            carry = {"conclusion": Conclusion.SUCCESS.value, "outputs": outputs}
+            if len(rows) == 1:
+                job = replace(job, name=rows[0].name, matrix=rows[0].matrix)
+            out.append(replace(job, spec={"carry": carry}))
+        return out
 
     async def read_workflow(self, repository: Any, path: str) -> str:
         """A workflow file of a repository at its default branch (for registration)."""
         await self._mirror.sync(repository.url)
         sha = await self._mirror.resolve(repository.url, "HEAD")
         return await self._mirror.show(repository.url, sha, path)
+
+    # -- concurrency groups ---------------------------------------------------------
+
+    def _group_of(self, loaded: _Loaded) -> Callable[[RunRecord], str | None] | None:
+        """How to name a new run's concurrency group (None: its workflow has none).
+
+        Group names are case-insensitive, as on GitHub: they are kept in lower case.
+        """
+        concurrency = loaded.workflow.concurrency
+        if concurrency is None:
+            return None
+
+        def group_of(run: RunRecord) -> str | None:
+            group = to_string(render_value(concurrency.group, self._group_env(run, loaded)))
+            return group.lower() or None
+
+        return group_of
+
+    async def _enter_group(self, run: RunRecord, loaded: _Loaded) -> None:
+        """Cancel the runs of `run`'s group that it replaces.
+
+        With `cancel-in-progress`, every older run of the group that has not
+        ended; otherwise only the waiting ones: the oldest holds the group, and
+        `run` waits behind it (the scheduler starts it when the group is free).
+        """
+        concurrency = loaded.workflow.concurrency
+        if run.concurrency_group is None or concurrency is None:
+            return
+        cancel_running = to_boolean(
+            render_value(concurrency.cancel_in_progress, self._group_env(run, loaded))
+        )
+        older = await unfinished_in_group(self._store, run, older_only=True)
+        if not cancel_running:
+            older = older[:-1]
+        reason = f"superseded by a newer run in concurrency group {run.concurrency_group!r}"
+        for other in older:
+            with contextlib.suppress(Conflict):  # it ended meanwhile
+                await self._store.cancel_run(other.id, reason=reason)
+
+    def _group_env(self, run: RunRecord, loaded: _Loaded) -> Environment:
+        """The contexts a workflow's `concurrency:` may use: github, inputs and vars."""
+        contexts = {
+            "github": self._github(run, loaded),
+            "inputs": dict(run.inputs),
+            "vars": dict(self._settings.vars),
+        }
+        return Environment(contexts=contexts)
 
     # -- what the scheduler and runners need --------------------------------------
 
@@ -322,6 +409,35 @@ class RunService:
             workflow_ref=f"{loaded.repository}/{run.workflow_path}@{run.ref or ''}",
         )
         return github_context(identity)
+
+
+def carried_over(
+    plan: Sequence[PlannedJob], previous: Mapping[str, Sequence[JobRecord]]
+) -> set[str]:
+    """The job keys a re-run of failed jobs carries over from the previous attempt.
+
+    A job is carried when it succeeded there (every matrix instance of it)
+    and needs no job that runs again; everything else runs again.
+    """
+    keys = {p.key: p for p in plan}
+    carried = {
+        key
+        for key in keys
+        if previous.get(key) and all(r.conclusion == Conclusion.SUCCESS for r in previous[key])
+    }
+    changed = True
+    while changed:  # until no carried job needs one that runs again
+        changed = False
+        for key in sorted(carried):
+            needed = (m for g in keys[key].need_groups for m in group_members(g, keys))
+            if any(m not in carried for m in needed):
+                carried.discard(key)
+                changed = True
+    return carried
+
+
+def _new_jobs(plan: Sequence[PlannedJob]) -> list[NewJob]:
+    return [NewJob(key=p.key, name=p.key, needs=p.need_groups, labels=()) for p in plan]
 
 
 def _event(name: str, payload: Mapping[str, Any]) -> Event:

@@ -16,7 +16,7 @@ from typing import Any
 from conveyor.engine.contexts import needs_context, strategy_context
 from conveyor.engine.records import JobInstance, JobRecord, RunRecord
 from conveyor.engine.runplan import CallSite, PlannedJob, group_members
-from conveyor.engine.states import Conclusion, JobStatus, is_terminal
+from conveyor.engine.states import Conclusion, JobStatus, RunStatus, is_terminal
 from conveyor.engine.store import Store
 from conveyor.engine.templating import render_structure
 from conveyor.errors import Conflict, ConveyorError
@@ -65,6 +65,8 @@ class Scheduler:
         rows = await self._store.list_jobs(run_id)
         if is_terminal_run(run.status):
             return Progress(rows, True)
+        if await self._waits_for_group(run, rows):
+            return Progress(rows, False)
         try:
             ctx = await self._context_of(run)
         except ConveyorError as exc:
@@ -87,6 +89,29 @@ class Scheduler:
             await self._store.complete_run(run_id, _run_conclusion(rows))
         return Progress(rows, True)
 
+    async def release(self, run_id: str) -> None:
+        """The run has ended: advance the runs of its concurrency group that waited for it."""
+        waiting = await unfinished_in_group(self._store, await self._store.get_run(run_id))
+        if waiting:  # the oldest is the one whose turn it is; the others wait behind it
+            await self.advance(waiting[-1].id)
+
+    async def _waits_for_group(self, run: RunRecord, rows: Sequence[JobRecord]) -> bool:
+        """Whether the run must not start yet: an older run of its concurrency group has not ended.
+
+        Only a run none of whose jobs has moved can be waiting; once one has, the
+        run holds the group until it ends (runs created later are all newer).
+        """
+        if run.concurrency_group is None or any(r.status != JobStatus.PENDING for r in rows):
+            return False
+        older = await self._store.list_runs(
+            run.tenant_id,
+            concurrency_group=run.concurrency_group,
+            status=_UNFINISHED,
+            after=run.id,
+            limit=1,
+        )
+        return bool(older)
+
     async def _abandon(self, run: RunRecord, rows: Sequence[JobRecord], reason: str) -> Progress:
         """The run's workflows cannot be read any more: fail what has not started."""
         for row in rows:
@@ -101,6 +126,11 @@ class Scheduler:
         return Progress(rows, False)
 
     async def _decide(self, view: _RunView, planned: PlannedJob, row: JobRecord) -> None:
+        carry = row.spec.get("carry")
+        if isinstance(carry, Mapping):  # it succeeded in the previous attempt: not run again
+            outputs = {str(k): str(v) for k, v in (carry.get("outputs") or {}).items()}
+            await self._store.carry_over_job(row.id, Conclusion(carry["conclusion"]), outputs)
+            return
         try:
             if not view.should_run(planned):
                 await self._store.skip_job(row.id, "condition not met")
@@ -129,6 +159,33 @@ class Scheduler:
                     await self._store.cancel_job(r.id, "fail-fast: a matrix sibling failed")
                     changed = True
         return changed
+
+
+_UNFINISHED = (RunStatus.QUEUED, RunStatus.IN_PROGRESS)
+_PAGE = 50
+
+
+async def unfinished_in_group(
+    store: Store, run: RunRecord, *, older_only: bool = False
+) -> list[RunRecord]:
+    """The queued and in-progress runs of `run`'s concurrency group, newest first.
+
+    `older_only` keeps those created before `run`.
+    """
+    if run.concurrency_group is None:
+        return []
+    found: list[RunRecord] = []
+    while True:
+        page = await store.list_runs(
+            run.tenant_id,
+            concurrency_group=run.concurrency_group,
+            status=_UNFINISHED,
+            after=found[-1].id if found else run.id if older_only else None,
+            limit=_PAGE,
+        )
+        found.extend(page)
+        if len(page) < _PAGE:
+            return found
 
 
 def is_terminal_run(status: str) -> bool:

@@ -67,6 +67,10 @@ class SchedulerLoop:
         for run_id in runs:
             with contextlib.suppress(NotFound):
                 await self._scheduler.advance(run_id)
+        # A run that ended may free its concurrency group for a run waiting behind it.
+        for run_id in dict.fromkeys(e.run_id for e in events if e.kind == EventKind.RUN_COMPLETED):
+            with contextlib.suppress(NotFound):
+                await self._scheduler.release(run_id)
         # Another scheduler may have moved the cursor meanwhile: its work and ours overlap
         # harmlessly (every decision is a compare-and-set), so losing the race is fine.
         await self._store.advance_cursor(CONSUMER, cursor, events[-1].id)

@@ -8,7 +8,7 @@ the row it locks, so two schedulers or two reapers never both move a job.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from conveyor.engine.records import EventKind, JobInstance, JobRecord
 from conveyor.engine.states import LEASED, Conclusion, JobStatus, allowed_from
@@ -149,6 +149,22 @@ class PostgresJobSide(PostgresBase):
             if with_reason:
                 data = {**data, "reason": job.reason}
             tx.emit(EventKind.JOB_COMPLETED, job.run_id, job.id, data, now)
+            return job
+
+        return await self._transact(body)
+
+    async def carry_over_job(
+        self, job_id: str, conclusion: Conclusion, outputs: Mapping[str, str]
+    ) -> JobRecord:
+        now = self._clock()
+        values = (*rows.carried(conclusion, outputs), now, job_id)
+
+        async def body(tx: Tx) -> JobRecord:
+            row = await tx.one(_CARRY_OVER, values)
+            if row is None:
+                raise await self._refusal(tx, job_id, "carry over")
+            job = rows.job(row)
+            tx.emit(EventKind.JOB_COMPLETED, job.run_id, job.id, rows.job_event(job), now)
             return job
 
         return await self._transact(body)

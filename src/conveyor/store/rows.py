@@ -57,10 +57,6 @@ _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 _DIGEST = re.compile("[0-9a-f]{64}")
 
 
-CARRIED_REASON = "carried over from the previous attempt"
-"""The reason a job carried over by a re-run of failed jobs shows."""
-
-
 def new_id() -> str:
     """A fresh random id: 32 lowercase hex digits."""
     return uuid.uuid4().hex
@@ -207,6 +203,13 @@ def event(row: tuple[Any, ...]) -> OutboxEvent:
         data=json.loads(row[4]),
         created_at=row[5],
     )
+
+
+def carried(conclusion: Conclusion, outputs: Mapping[str, str]) -> tuple[str, str, str]:
+    """`(conclusion, outputs, reason)` of a job carried over from the previous attempt."""
+    if conclusion != Conclusion.SUCCESS:
+        raise ValueError(f"only a successful job is carried over, not a {conclusion!r} one")
+    return conclusion.value, dump(outputs), "carried over from the previous attempt"
 
 
 def job_event(record: JobRecord) -> Mapping[str, Any]:

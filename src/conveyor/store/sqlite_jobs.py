@@ -7,7 +7,7 @@ runner reports the end. The reaper takes back expired leases.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from conveyor.engine.records import EventKind, JobInstance, JobRecord
 from conveyor.engine.states import LEASED, Conclusion, JobStatus, allowed_from
@@ -150,9 +150,11 @@ class SqliteJobSide(SqliteBase):
     async def carry_over_job(
         self, job_id: str, conclusion: Conclusion, outputs: Mapping[str, str]
     ) -> JobRecord:
-        values = _carried(conclusion, outputs, self._clock(), job_id)
+        now = self._clock()
         with self._write() as db:
-            row = db.execute(_CARRY_OVER, values).fetchone()
+            row = db.execute(
+                _CARRY_OVER, (*rows.carried(conclusion, outputs), now, job_id)
+            ).fetchone()
             if row is None:
                 raise self._refusal(db, job_id, "carry over")
             job = rows.job(row)

@@ -67,7 +67,11 @@ async def rerun(run_id: str, request: Request, principal: Admin) -> RunIdOut:
 
 @router.post("/{run_id}/rerun-failed", status_code=202)
 async def rerun_failed(run_id: str, request: Request, principal: Admin) -> RunIdOut:
-    """A new attempt of the run's failed jobs (and the jobs that need them)."""
+    """A new attempt of the run's failed jobs and the jobs that need them.
+
+    The jobs that succeeded are carried over with their outputs, not run again.
+    409 while the run has not ended, or when none of its jobs failed.
+    """
     return await _rerun(request, principal, run_id, failed_only=True)
 
 
