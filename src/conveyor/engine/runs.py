@@ -14,23 +14,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from conveyor.engine.contexts import RunIdentity, github_context, ref_for_event
+from conveyor.engine.contexts import ref_for_event
 from conveyor.engine.records import JobRecord, NewJob, NewRun, RunRecord
-from conveyor.engine.runplan import PlannedJob, group_members, plan_run
+from conveyor.engine.runplan import PlannedJob, group_members
+from conveyor.engine.runsource import LoadedRun, event_of, event_sha, github_of, load_run_sources
 from conveyor.engine.scheduler import RunContext, call_secrets, unfinished_in_group
-from conveyor.engine.sources import RepositoryMirror, SourceError
+from conveyor.engine.sources import RepositoryMirror
 from conveyor.engine.states import Conclusion, RunStatus
 from conveyor.engine.store import Store
-from conveyor.errors import Conflict, ConveyorError, Diagnostic, Span, WorkflowError
+from conveyor.errors import Conflict, ConveyorError, WorkflowError
 from conveyor.expr import Environment, render_value, to_boolean, to_string
 from conveyor.workflow import load_workflow
-from conveyor.workflow.model import Workflow
-from conveyor.workflow.triggers import Event, dispatch_inputs, matches
+from conveyor.workflow.triggers import dispatch_inputs, matches
 
 
 @dataclass(frozen=True)
@@ -40,17 +39,6 @@ class RunSettings:
     heartbeat_interval: float = 60.0
     secrets: Mapping[str, str] = field(default_factory=dict)
     vars: Mapping[str, str] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class _Loaded:
-    """A run's workflows, parsed: the top one, its plan, and every source by path."""
-
-    workflow: Workflow
-    plan: list[PlannedJob]
-    sources: Mapping[str, str]
-    checkout: Mapping[str, str] | None
-    repository: str
 
 
 class RunService:
@@ -69,7 +57,7 @@ class RunService:
         self._settings = settings
         self._wake = wake
         # Derived from immutable inputs (a commit, a registered source): safe to cache.
-        self._loaded: dict[str, _Loaded] = {}
+        self._loaded: dict[str, LoadedRun] = {}
         self._lock = asyncio.Lock()
 
     # -- creating runs ------------------------------------------------------------
@@ -91,7 +79,7 @@ class RunService:
         if repo is not None and not sha:
             await self._mirror.sync(repo.url)
             sha = await self._mirror.resolve(repo.url, ref or "HEAD")
-        loaded = await self._load(workflow, repo, sha or "")
+        loaded = await load_run_sources(self._mirror, workflow, repo, sha or "")
         trigger = loaded.workflow.on.get(event)
         typed = (
             dispatch_inputs(trigger, inputs)
@@ -134,8 +122,8 @@ class RunService:
         often GitHub redelivers.
         """
         await self._mirror.sync(repository.url)
-        event = _event(event_name, payload)
-        sha = _event_sha(event_name, payload)
+        event = event_of(event_name, payload)
+        sha = event_sha(event_name, payload)
         if not sha:
             sha = await self._mirror.resolve(repository.url, event.ref or "HEAD")
         run_ids = []
@@ -174,7 +162,7 @@ class RunService:
             raise ConveyorError(f"run {run.id} has no registered workflow to run again")
         workflow = await self._store.get_workflow(run.tenant_id, run.workflow_id)
         repo = await self._repository(run.tenant_id, run.repository_id)
-        loaded = await self._load(workflow, repo, run.sha or "")
+        loaded = await load_run_sources(self._mirror, workflow, repo, run.sha or "")
         jobs = _new_jobs(loaded.plan)
         if failed_only:
             jobs = await self._carrying_over(run, loaded.plan, jobs)
@@ -233,7 +221,7 @@ class RunService:
 
     # -- concurrency groups ---------------------------------------------------------
 
-    def _group_of(self, loaded: _Loaded) -> Callable[[RunRecord], str | None] | None:
+    def _group_of(self, loaded: LoadedRun) -> Callable[[RunRecord], str | None] | None:
         """How to name a new run's concurrency group (None: its workflow has none).
 
         Group names are case-insensitive, as on GitHub: they are kept in lower case.
@@ -248,7 +236,7 @@ class RunService:
 
         return group_of
 
-    async def _enter_group(self, run: RunRecord, loaded: _Loaded) -> None:
+    async def _enter_group(self, run: RunRecord, loaded: LoadedRun) -> None:
         """Cancel the runs of `run`'s group that it replaces.
 
         With `cancel-in-progress`, every older run of the group that has not
@@ -269,10 +257,10 @@ class RunService:
             with contextlib.suppress(Conflict):  # it ended meanwhile
                 await self._store.cancel_run(other.id, reason=reason)
 
-    def _group_env(self, run: RunRecord, loaded: _Loaded) -> Environment:
+    def _group_env(self, run: RunRecord, loaded: LoadedRun) -> Environment:
         """The contexts a workflow's `concurrency:` may use: github, inputs and vars."""
         contexts = {
-            "github": self._github(run, loaded),
+            "github": github_of(run, loaded, self._settings.server_url),
             "inputs": dict(run.inputs),
             "vars": dict(self._settings.vars),
         }
@@ -284,7 +272,7 @@ class RunService:
         loaded = await self._loaded_for(run)
         return RunContext(
             plan=loaded.plan,
-            github=self._github(run, loaded),
+            github=github_of(run, loaded, self._settings.server_url),
             inputs=run.inputs,
             vars=dict(self._settings.vars),
             secrets=dict(self._settings.secrets),
@@ -333,7 +321,7 @@ class RunService:
 
     # -- loading ------------------------------------------------------------------
 
-    async def _loaded_for(self, run: RunRecord) -> _Loaded:
+    async def _loaded_for(self, run: RunRecord) -> LoadedRun:
         if run.id in self._loaded:
             return self._loaded[run.id]
         async with self._lock:
@@ -342,73 +330,15 @@ class RunService:
                     raise ConveyorError(f"run {run.id} has no registered workflow")
                 workflow = await self._store.get_workflow(run.tenant_id, run.workflow_id)
                 repo = await self._repository(run.tenant_id, run.repository_id)
-                self._loaded[run.id] = await self._load(workflow, repo, run.sha or "")
+                self._loaded[run.id] = await load_run_sources(
+                    self._mirror, workflow, repo, run.sha or ""
+                )
         return self._loaded[run.id]
 
     async def _repository(self, tenant_id: str, repository_id: str | None) -> Any:
         if repository_id is None:
             return None
         return await self._store.get_repository(tenant_id, repository_id)
-
-    async def _load(self, workflow: Any, repo: Any, sha: str) -> _Loaded:
-        sources: dict[str, str] = {}
-        if repo is not None:
-            try:
-                for path in await self._mirror.workflow_files(repo.url, sha):
-                    sources[path] = await self._mirror.show(repo.url, sha, path)
-                if workflow.path not in sources:
-                    sources[workflow.path] = await self._mirror.show(repo.url, sha, workflow.path)
-            except SourceError as exc:
-                raise WorkflowError(
-                    [Diagnostic(Span(workflow.path, 1, 1), "source", str(exc))]
-                ) from None
-        else:
-            sources[workflow.path] = workflow.source
-        models: dict[str, Workflow] = {}
-
-        def load(path: str) -> Workflow:
-            path = os.path.normpath(path)
-            if path not in sources:
-                raise WorkflowError(
-                    [
-                        Diagnostic(
-                            Span(workflow.path, 1, 1),
-                            "reusable-workflow",
-                            f"{path}: no such workflow in the repository",
-                        )
-                    ]
-                )
-            if path not in models:
-                models[path] = load_workflow(path, text=sources[path], display_path=path)
-            return models[path]
-
-        top = load(workflow.path)
-        plan = plan_run(top, load)
-        checkout = {"url": repo.url, "sha": sha, "ref": ""} if repo is not None else None
-        name = (
-            repo.name
-            if repo is not None
-            else f"local/{os.path.splitext(os.path.basename(workflow.path))[0]}"
-        )
-        return _Loaded(top, plan, sources, checkout, name)
-
-    def _github(self, run: RunRecord, loaded: _Loaded) -> dict[str, Any]:
-        identity = RunIdentity(
-            run_id=run.id,
-            run_number=run.run_number,
-            attempt=run.attempt,
-            event_name=run.event,
-            payload=run.payload,
-            repository=loaded.repository,
-            workspace="",
-            sha=run.sha or "",
-            ref=run.ref or "",
-            actor=str((run.payload.get("sender") or {}).get("login") or "conveyor"),
-            server_url=self._settings.server_url,
-            workflow=loaded.workflow.display_name,
-            workflow_ref=f"{loaded.repository}/{run.workflow_path}@{run.ref or ''}",
-        )
-        return github_context(identity)
 
 
 def carried_over(
@@ -438,23 +368,3 @@ def carried_over(
 
 def _new_jobs(plan: Sequence[PlannedJob]) -> list[NewJob]:
     return [NewJob(key=p.key, name=p.key, needs=p.need_groups, labels=()) for p in plan]
-
-
-def _event(name: str, payload: Mapping[str, Any]) -> Event:
-    if name == "push":
-        return Event.from_push(payload)
-    if name in ("pull_request", "pull_request_target"):
-        return Event.from_pull_request(payload, name=name)
-    return Event(name, payload)
-
-
-def _event_sha(name: str, payload: Mapping[str, Any]) -> str:
-    if name == "push":
-        after = payload.get("after")
-        return after if isinstance(after, str) and after.strip("0") else ""
-    pr = payload.get("pull_request")
-    if isinstance(pr, Mapping):
-        head = pr.get("head")
-        if isinstance(head, Mapping) and isinstance(head.get("sha"), str):
-            return str(head["sha"])
-    return ""
