@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
@@ -14,66 +12,29 @@ from typing import Any
 
 import httpx
 
+from tests.service.cluster import Server
+
 ROOT = Path(__file__).resolve().parents[2]
 GIT = ["git", "-c", "user.name=t", "-c", "user.email=t@example.invalid"]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class ServerProcess:
-    """`conveyor serve` on SQLite, on a free port, with short leases."""
+class ServerProcess(Server):
+    """`conveyor serve` on SQLite for the agent's tests (tests/service/cluster.py's server)."""
 
     def __init__(self, data_dir: Path, *, lease_ttl: float, heartbeat: float) -> None:
-        self.data_dir = data_dir
-        self.lease_ttl = lease_ttl
-        self.heartbeat = heartbeat
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> ServerProcess:
-        args = [
-            *(sys.executable, "-m", "conveyor", "serve", "--data-dir", str(self.data_dir)),
-            *("--port", str(self.port), "--lease-ttl", str(self.lease_ttl)),
-            *("--heartbeat-interval", str(self.heartbeat), "--reap-interval", "0.1"),
-            "--no-cron",
-        ]
-        with open(self.data_dir.parent / "server.log", "ab") as log:
-            self.proc = subprocess.Popen(
-                args, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True
-            )
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(self.url + "/healthz", timeout=1).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                pass
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"the server exited:\n{self.log()}")
-            time.sleep(0.05)
-        raise RuntimeError(f"the server did not start:\n{self.log()}")
+        super().__init__(
+            data_dir, None, lease_ttl=lease_ttl, heartbeat=heartbeat, reap_interval=0.1
+        )
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(timeout=20)
-
-    def log(self) -> str:
-        path = self.data_dir.parent / "server.log"
-        return path.read_text(errors="replace")[-4000:] if path.exists() else ""
+        self.kill()
 
     @property
     def registration_token(self) -> str:
-        return (self.data_dir / "runner-token").read_text().strip()
+        return self.runner_token
 
     def api(self) -> httpx.Client:
-        token = (self.data_dir / "admin-token").read_text().strip()
-        headers = {"Authorization": f"Bearer {token}"}
+        headers = {"Authorization": f"Bearer {self.admin_token}"}
         return httpx.Client(base_url=self.url + "/api/v1", timeout=30, headers=headers)
 
 

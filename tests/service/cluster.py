@@ -30,10 +30,22 @@ def free_port() -> int:
 
 
 class Server:
-    def __init__(self, data_dir: Path, database_url: str | None, *, lease_ttl: float = 3.0) -> None:
+    """`conveyor serve` on a free port with short leases (SQLite when `database_url` is None)."""
+
+    def __init__(
+        self,
+        data_dir: Path,
+        database_url: str | None,
+        *,
+        lease_ttl: float = 3.0,
+        heartbeat: float | None = None,
+        reap_interval: float = 0.2,
+    ) -> None:
         self.data_dir = data_dir
         self.database_url = database_url
         self.lease_ttl = lease_ttl
+        self.heartbeat = heartbeat if heartbeat is not None else lease_ttl / 6
+        self.reap_interval = reap_interval
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen[bytes] | None = None
