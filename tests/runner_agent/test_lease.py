@@ -84,10 +84,13 @@ def run_job(server: ProtocolServer, data: dict[str, object], tmp_path: Path, dur
         job = LeaseJob(server.channel(), Guard(None), data, jobs_dir=str(tmp_path))
         start = time.monotonic()
         task = asyncio.create_task(job.run())
-        if during is not None:
-            await during(job)
-        await asyncio.wait_for(task, 20.0)
-        return time.monotonic() - start
+        try:
+            if during is not None:
+                await during(job)
+            await asyncio.wait_for(task, 20.0)
+            return time.monotonic() - start
+        finally:
+            await server.close()
 
     return asyncio.run(main())
 
@@ -166,7 +169,10 @@ def test_a_refused_heartbeat_abandons_the_job_at_once(tmp_path: Path) -> None:
     steps = f"      - run: echo $$ > {pidfile}; exec sleep 30\n"
 
     async def reassign(job: LeaseJob) -> None:
-        await until(lambda: read_pid(str(pidfile)) is not None)
+        # once the step runs and its start has arrived, the next write is a heartbeat
+        await until(
+            lambda: read_pid(str(pidfile)) is not None and "steps/0/start" in server.writes()
+        )
         server.epoch = 2  # the reaper re-queued it and another runner took it
 
     (tmp_path / "jobs").mkdir()

@@ -23,7 +23,14 @@ def run(
     test: Callable[[ProtocolServer], Awaitable[None]], server: ProtocolServer | None = None
 ) -> ProtocolServer:
     server = server or ProtocolServer()
-    asyncio.run(test(server))
+
+    async def main() -> None:
+        try:
+            await test(server)
+        finally:
+            await server.close()
+
+    asyncio.run(main())
     return server
 
 
