@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from conveyor.engine.contexts import github_env, runner_context, runner_env
-from conveyor.errors import ConveyorError
+from conveyor.errors import ConveyorError, ExpressionError
 from conveyor.expr import Environment, render_value, to_string
 from conveyor.runner import workspace
 from conveyor.runner.artifacts import ArtifactStore
@@ -78,11 +78,11 @@ class JobState:
             contexts["inputs"] = dict(inputs)
         return contexts
 
-    def environment(self, contexts: Mapping[str, Any]) -> Environment:
-        status = "cancelled" if self.cancelled else self.status
+    def environment(self, contexts: Mapping[str, Any], *, status: str | None = None) -> Environment:
+        """An expression environment; `status` is a composite's own (default: the job's)."""
         return Environment(
             contexts=contexts,
-            status=status,
+            status="cancelled" if self.cancelled else (status or self.status),
             cancelled=self.cancelled,
             hash_files=lambda patterns: hash_files(self.workspace, patterns),
         )
@@ -186,9 +186,10 @@ class JobExecutor:
             job_env={},
         )
         # Workflow env is evaluated first and is visible to the job's env.
-        wf_env = _render_env(a.workflow.env, state, {})
+        wf_env = render_env(a.workflow.env, state.environment(state.contexts(env={}, steps={})))
         state.job_env = wf_env
-        state.job_env = {**wf_env, **_render_env(a.job.env, state, wf_env)}
+        job_env = render_env(a.job.env, state.environment(state.contexts(env=wf_env, steps={})))
+        state.job_env = {**wf_env, **job_env}
         return state
 
     def _outputs(self, state: JobState, steps: Mapping[str, Any]) -> dict[str, str]:
@@ -201,14 +202,13 @@ class JobExecutor:
         return out
 
 
-def _render_env(raw: Any, state: JobState, env: Mapping[str, str]) -> dict[str, str]:
+def render_env(raw: Any, environment: Environment) -> dict[str, str]:
     """Render an `env:` map (or an expression yielding one) into strings."""
     if not raw:
         return {}
-    contexts = state.contexts(env=env, steps={})
-    value = render_value(raw if isinstance(raw, str) else dict(raw), state.environment(contexts))
+    value = render_value(raw if isinstance(raw, str) else dict(raw), environment)
     if not isinstance(value, Mapping):
-        raise ConveyorError(f"env must be a mapping, got {type(value).__name__}")
+        raise ExpressionError(f"env must be a mapping, got {to_string(value)!r}")
     return {str(k): to_string(v) for k, v in value.items()}
 
 

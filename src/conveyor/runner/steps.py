@@ -14,12 +14,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from conveyor.errors import ConveyorError, ExpressionError
-from conveyor.expr import condition, evaluate, render_value, to_boolean, to_string
+from conveyor.expr import Environment, condition, evaluate, render_value, to_boolean, to_string
 from conveyor.runner import workspace
 from conveyor.runner.assignment import StepReport
 from conveyor.runner.commands import CommandProcessor
 from conveyor.runner.envfiles import EnvFileError, parse_env_file, read_path_file
-from conveyor.runner.executor import JobState, _minutes
+from conveyor.runner.executor import JobState, _minutes, render_env
 from conveyor.runner.process import run_process
 from conveyor.runner.shell import resolve_shell, write_script
 from conveyor.workflow.model import DEFAULT_SHELL, RunDefaults, Step
@@ -79,7 +79,9 @@ async def _run_one(state: JobState, scope: Scope, step: Step) -> StepResult:
     name = step.display_name
     try:
         base_env = {**state.env_context(), **scope.env}
-        step_env = _render_env(state, scope, step.env, base_env)
+        step_env = render_env(
+            step.env, _environment(state, scope, _contexts(state, scope, base_env))
+        )
         env = {**base_env, **step_env}
         ctx = _contexts(state, scope, env)
         name = _render_name(state, scope, step, ctx)
@@ -89,7 +91,7 @@ async def _run_one(state: JobState, scope: Scope, step: Step) -> StepResult:
 
     if not run_it:
         result = StepResult("skipped", "skipped", {})
-        await _finished(state, scope, step, name, result, started=False)
+        await _finished(state, scope, step, name, result)
         return result
     if scope.top_level:
         await state.reporter.step_started(index, step.id, name)
@@ -101,7 +103,7 @@ async def _run_one(state: JobState, scope: Scope, step: Step) -> StepResult:
         outcome, outputs, continue_on_error = "failure", {}, False
     conclusion = "success" if outcome == "failure" and continue_on_error else outcome
     result = StepResult(outcome, conclusion, outputs)
-    await _finished(state, scope, step, name, result, started=True)
+    await _finished(state, scope, step, name, result)
     return result
 
 
@@ -111,12 +113,12 @@ async def _broken(state: JobState, scope: Scope, step: Step, name: str, why: str
         await state.reporter.step_started(step.index, step.id, name)
     _system(state, scope, step, f"##[error]{why}")
     result = StepResult("failure", "failure", {})
-    await _finished(state, scope, step, name, result, started=True)
+    await _finished(state, scope, step, name, result)
     return result
 
 
 async def _finished(
-    state: JobState, scope: Scope, step: Step, name: str, result: StepResult, *, started: bool
+    state: JobState, scope: Scope, step: Step, name: str, result: StepResult
 ) -> None:
     if not scope.top_level:
         return
@@ -133,30 +135,9 @@ def _contexts(state: JobState, scope: Scope, env: Mapping[str, str]) -> dict[str
     return contexts
 
 
-def _render_env(state: JobState, scope: Scope, raw: Any, env: Mapping[str, str]) -> dict[str, str]:
-    if not raw:
-        return {}
-    ctx = _contexts(state, scope, env)
-    value = render_value(
-        raw if isinstance(raw, str) else dict(raw), _environment(state, scope, ctx)
-    )
-    if not isinstance(value, Mapping):
-        raise ExpressionError(f"env must be a mapping, got {to_string(value)!r}")
-    return {str(k): to_string(v) for k, v in value.items()}
-
-
-def _environment(state: JobState, scope: Scope, ctx: Mapping[str, Any]) -> Any:
-    from conveyor.expr import Environment
-
-    status = "cancelled" if state.cancelled else scope.status
-    if scope.top_level:
-        status = "cancelled" if state.cancelled else state.status
-    return Environment(
-        contexts=ctx,
-        status=status,
-        cancelled=state.cancelled,
-        hash_files=state.environment(ctx).hash_files,
-    )
+def _environment(state: JobState, scope: Scope, ctx: Mapping[str, Any]) -> Environment:
+    """Inside a composite, status functions see the composite's own steps."""
+    return state.environment(ctx, status=None if scope.top_level else scope.status)
 
 
 def _render_name(state: JobState, scope: Scope, step: Step, ctx: Mapping[str, Any]) -> str:
