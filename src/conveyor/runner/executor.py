@@ -132,7 +132,7 @@ class JobExecutor:
         state: JobState | None = None
         try:
             state = self._initial_state(assignment, dirs, reporter)
-            timeout = _minutes(assignment.job.timeout_minutes, state)
+            timeout = timeout_seconds(assignment.job.timeout_minutes, state)
             scope = Scope(steps=assignment.job.steps, defaults=assignment.job.defaults)
             try:
                 await asyncio.wait_for(run_steps(state, scope), timeout=timeout)
@@ -212,7 +212,7 @@ def render_env(raw: Any, environment: Environment) -> dict[str, str]:
     return {str(k): to_string(v) for k, v in value.items()}
 
 
-def _minutes(raw: Any, state: JobState) -> float | None:
+def timeout_seconds(raw: Any, state: JobState) -> float | None:
     """A `timeout-minutes` value (maybe an expression) in seconds; None for none."""
     if raw is None:
         return None

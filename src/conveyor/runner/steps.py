@@ -19,7 +19,7 @@ from conveyor.runner import workspace
 from conveyor.runner.assignment import StepReport
 from conveyor.runner.commands import CommandProcessor
 from conveyor.runner.envfiles import EnvFileError, parse_env_file, read_path_file
-from conveyor.runner.executor import JobState, _minutes, render_env
+from conveyor.runner.executor import JobState, render_env, timeout_seconds
 from conveyor.runner.process import run_process
 from conveyor.runner.shell import resolve_shell, write_script
 from conveyor.workflow.model import DEFAULT_SHELL, RunDefaults, Step
@@ -241,7 +241,7 @@ async def run_command(
         for message in result.messages:
             reporter.log(None, masker.mask(message))
 
-    timeout = _minutes(step.timeout_minutes, state)
+    timeout = timeout_seconds(step.timeout_minutes, state)
     # Once the job is cancelled, the steps still chosen to run (`if: always()`) run to the end.
     cancel = None if state.cancelled else reporter.cancel
     proc = await run_process(
