@@ -80,10 +80,10 @@ async def _run_one(state: JobState, scope: Scope, step: Step) -> StepResult:
     try:
         base_env = {**state.env_context(), **scope.env}
         step_env = render_env(
-            step.env, _environment(state, scope, _contexts(state, scope, base_env))
+            step.env, environment_for(state, scope, contexts_for(state, scope, base_env))
         )
         env = {**base_env, **step_env}
-        ctx = _contexts(state, scope, env)
+        ctx = contexts_for(state, scope, env)
         name = _render_name(state, scope, step, ctx)
         run_it = _decide(state, scope, step, ctx)
     except ExpressionError as exc:
@@ -127,7 +127,7 @@ async def _finished(
     )
 
 
-def _contexts(state: JobState, scope: Scope, env: Mapping[str, str]) -> dict[str, Any]:
+def contexts_for(state: JobState, scope: Scope, env: Mapping[str, str]) -> dict[str, Any]:
     extra = {"action_path": scope.action_path} if scope.action_path else None
     contexts = state.contexts(env=env, steps=dict(scope.results), github_extra=extra)
     if scope.inputs is not None:
@@ -135,26 +135,26 @@ def _contexts(state: JobState, scope: Scope, env: Mapping[str, str]) -> dict[str
     return contexts
 
 
-def _environment(state: JobState, scope: Scope, ctx: Mapping[str, Any]) -> Environment:
+def environment_for(state: JobState, scope: Scope, ctx: Mapping[str, Any]) -> Environment:
     """Inside a composite, status functions see the composite's own steps."""
     return state.environment(ctx, status=None if scope.top_level else scope.status)
 
 
 def _render_name(state: JobState, scope: Scope, step: Step, ctx: Mapping[str, Any]) -> str:
     if isinstance(step.name, str) and "${{" in step.name:
-        return to_string(render_value(step.name, _environment(state, scope, ctx)))
+        return to_string(render_value(step.name, environment_for(state, scope, ctx)))
     return step.display_name
 
 
 def _decide(state: JobState, scope: Scope, step: Step, ctx: Mapping[str, Any]) -> bool:
     """Evaluate `if:` (implicitly `success() && (...)`)."""
     node = condition(step.if_)
-    return to_boolean(evaluate(node, _environment(state, scope, ctx)))
+    return to_boolean(evaluate(node, environment_for(state, scope, ctx)))
 
 
 def _flag(state: JobState, scope: Scope, raw: Any, ctx: Mapping[str, Any]) -> bool:
     if isinstance(raw, str):
-        raw = render_value(raw, _environment(state, scope, ctx))
+        raw = render_value(raw, environment_for(state, scope, ctx))
     return to_boolean(raw)
 
 
@@ -184,7 +184,7 @@ async def _run_script(
     ctx: Mapping[str, Any],
     step_env: Mapping[str, str],
 ) -> tuple[str, dict[str, str]]:
-    environment = _environment(state, scope, ctx)
+    environment = environment_for(state, scope, ctx)
     script = to_string(render_value(step.run, environment))
     shell_spec = step.shell or scope.defaults.shell
     if shell_spec and "${{" in shell_spec:

@@ -19,9 +19,9 @@ if TYPE_CHECKING:
 async def run_builtin(
     name: str, state: JobState, scope: Scope, step: Step, ctx: Mapping[str, Any]
 ) -> tuple[str, dict[str, str]]:
-    from conveyor.runner.steps import _environment
+    from conveyor.runner.steps import environment_for
 
-    given = render_value(dict(step.with_), _environment(state, scope, ctx))
+    given = render_value(dict(step.with_), environment_for(state, scope, ctx))
     inputs = {str(k).lower(): to_string(v) for k, v in given.items()}
     index = scope.log_index if scope.log_index is not None else step.index
     if name == "actions/checkout" and state.assignment.checkout is not None:

@@ -37,7 +37,7 @@ async def run_composite(
     ctx: Mapping[str, Any],
     step_env: Mapping[str, str],
 ) -> tuple[str, dict[str, str]]:
-    from conveyor.runner.steps import Scope, _environment, run_steps
+    from conveyor.runner.steps import Scope, environment_for, run_steps
 
     depth = scope.depth + 1
     if depth > MAX_DEPTH:
@@ -51,7 +51,7 @@ async def run_composite(
         raise ExecutionError(
             f"{step.uses}: '{action.using}' actions cannot run here; only composite actions do"
         )
-    environment = _environment(state, scope, ctx)
+    environment = environment_for(state, scope, ctx)
     inputs = _inputs(action, step, environment, state, ctx)
     inner = Scope(
         steps=action.steps,
@@ -86,10 +86,10 @@ def _inputs(
 
 
 def _outputs(action: Action, inner: Scope, state: JobState) -> dict[str, str]:
-    from conveyor.runner.steps import _contexts, _environment
+    from conveyor.runner.steps import contexts_for, environment_for
 
-    ctx = _contexts(state, inner, {**state.env_context(), **inner.env})
-    environment = _environment(state, inner, ctx)
+    ctx = contexts_for(state, inner, {**state.env_context(), **inner.env})
+    environment = environment_for(state, inner, ctx)
     return {
         name: to_string(render_value(spec.value, environment))
         for name, spec in action.outputs.items()
