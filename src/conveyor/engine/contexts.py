@@ -7,7 +7,6 @@ step-level contexts (env, steps, inputs of composites) on top.
 from __future__ import annotations
 
 import os
-import platform
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -132,7 +131,7 @@ def github_env(github: Mapping[str, Any]) -> dict[str, str]:
 def runner_context(temp: str, tool_cache: str, name: str = "conveyor") -> dict[str, Any]:
     """The `runner` context of this machine."""
     arch = {"x86_64": "X64", "amd64": "X64", "aarch64": "ARM64", "arm64": "ARM64"}
-    machine = platform.machine().lower()
+    machine = os.uname().machine.lower() if hasattr(os, "uname") else ""
     return {
         "name": name,
         "os": "Linux" if os.name == "posix" else "Windows",

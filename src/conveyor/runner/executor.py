@@ -9,6 +9,7 @@ steps, PATH additions, masks, the steps context, the job status) in a
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import os
 from collections.abc import Mapping
@@ -87,7 +88,7 @@ class JobState:
             hash_files=lambda patterns: hash_files(self.workspace, patterns),
         )
 
-    @property
+    @functools.cached_property
     def runner(self) -> dict[str, Any]:
         return runner_context(str(self.dirs.temp), str(self.dirs.tool_cache))
 
