@@ -41,8 +41,14 @@ def _demo_repository() -> str:
     return repo
 
 
+def _stop(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # SIGTERM (e.g. from make's caller) stops the server as Ctrl-C does
+
+
 def main() -> int:
-    os.makedirs(DATA, exist_ok=True)
+    signal.signal(signal.SIGTERM, _stop)
+    shutil.rmtree(DATA, ignore_errors=True)  # every demo starts from an empty server
+    os.makedirs(DATA)
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
     server = subprocess.Popen(

@@ -166,7 +166,13 @@ async def serve(
         tokens = await ensure_tokens(store, options.data_dir)
         server = Server(store, options)
         config = uvicorn.Config(
-            server.app, host=options.host, port=options.port, log_level="warning", lifespan="off"
+            server.app,
+            host=options.host,
+            port=options.port,
+            log_level="warning",
+            lifespan="off",
+            # Long polls (up to 50 s) must not hold a stopping server: give them 3 s.
+            timeout_graceful_shutdown=3,
         )
         http = uvicorn.Server(config)
         url = f"http://{options.host}:{options.port}"
