@@ -112,7 +112,7 @@ class ProtocolServer:
             return 409, {"code": "lease_lost", "message": "stale epoch"}
         if path.endswith("/heartbeat"):
             return 200, {"cancel_requested": self.cancel_requested, "lease_ttl": self.lease_ttl}
-        if path.endswith("/logs"):
+        if path.endswith(("/logs", "/record")):
             return 200, {"last_seq": len(self.lines())}
         return 200, {}
 
@@ -121,7 +121,13 @@ class ProtocolServer:
         return [c.path.split("/", 3)[3] for c in self.calls if c.path.startswith("/jobs/")]
 
     def lines(self) -> list[str]:
-        return [text for c in self.calls if c.path.endswith("/logs") for _, text in c.body["lines"]]
+        """Every line that arrived, in a log batch or with a whole step's `record`."""
+        return [
+            text
+            for c in self.calls
+            if c.path.endswith(("/logs", "/record"))
+            for _, text in c.body["lines"]
+        ]
 
     def batches(self) -> list[Call]:
         return [c for c in self.calls if c.path.endswith("/logs")]

@@ -72,7 +72,7 @@ def test_a_lone_line_waits_about_100_ms() -> None:
     run(test)
 
 
-def test_transitions_and_lines_keep_their_order() -> None:
+def test_a_quick_step_goes_as_one_record_with_its_lines() -> None:
     async def test(server: ProtocolServer) -> None:
         reporter = HttpReporter(server.channel(), "j", 1)
         await reporter.step_started(0, "build", "Build")
@@ -84,7 +84,16 @@ def test_transitions_and_lines_keep_their_order() -> None:
         assert await reporter.complete(JobOutcome("failure", {"x": "1"}, reason="why"))
 
     server = run(test)
-    assert server.writes() == ["steps/0/start", "logs", "steps/0/finish", "logs", "complete"]
+    assert server.writes() == ["steps/0/record", "logs", "complete"]
+    assert server.calls[0].body == {
+        "epoch": 1,
+        "step_id": None,
+        "name": "step 0",
+        "outcome": "success",
+        "conclusion": "success",
+        "outputs": {},
+        "lines": [[0, "a"], [0, "b"]],
+    }
     assert server.lines() == ["a", "b", "c"]
     assert server.calls[-1].body == {
         "epoch": 1,
@@ -110,8 +119,37 @@ def test_an_unreachable_server_gets_everything_once_it_is_back() -> None:
 
     server = run(test)
     assert server.refused > 1
-    assert server.writes() == ["steps/0/start", "logs", "steps/0/finish", "complete"]
+    assert server.writes() == ["steps/0/record", "complete"]
     assert server.lines() == [f"out {n}" for n in range(30)]
+
+
+def test_a_slow_step_goes_as_start_lines_and_finish() -> None:
+    async def test(server: ProtocolServer) -> None:
+        reporter = HttpReporter(server.channel(), "j", 1)
+        start = time.monotonic()
+        await reporter.step_started(0, "build", "Build")
+        reporter.log(0, "a")
+        await asyncio.sleep(0.3)
+        assert server.writes() == ["steps/0/start", "logs"]
+        assert 0.09 <= server.calls[0].at - start < 0.2  # held one interval for its end
+        await reporter.step_finished(step(0))
+        await reporter.step_started(1, None, "next")
+        for n in range(150):
+            reporter.log(1, f"line {n}")  # more than one batch: no record
+        await reporter.step_finished(step(1))
+        assert await reporter.complete(DONE)
+
+    server = run(test)
+    assert server.writes() == [
+        "steps/0/start",
+        "logs",
+        "steps/0/finish",
+        "steps/1/start",
+        "logs",
+        "logs",
+        "steps/1/finish",
+        "complete",
+    ]
 
 
 def test_the_buffer_is_bounded_and_says_what_it_dropped() -> None:
@@ -143,7 +181,7 @@ def test_a_lost_lease_stops_everything_at_once() -> None:
         reporter = HttpReporter(server.channel(), "j", 1, on_lost=lost.append)
         await reporter.step_started(0, None, "one")
         reporter.log(0, "late")
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(0.2)  # the start waits one interval for the step's end
         assert reporter.cancel.is_set() and reporter.ended
         reporter.log(0, "later")
         await reporter.step_finished(step(0))

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import pytest
 from tests.store.conftest import in_threads
 
 from conveyor.engine.records import EventKind, JobInstance
 from conveyor.engine.states import Conclusion, JobStatus, StepStatus
 from conveyor.engine.store import Store
+from conveyor.errors import Conflict
 
 if TYPE_CHECKING:
     from tests.store.conftest import Clock, Kit, Place
@@ -26,7 +28,8 @@ async def test_a_whole_run_emits_its_events_in_order(kit: Kit) -> None:
     ok = Conclusion.SUCCESS
     await kit.store.finish_step(job.id, job.lease_epoch, 0, StepStatus.COMPLETED, ok, ok, {})
     await kit.store.finish_job(job.id, job.lease_epoch, JobStatus.COMPLETED, ok, {})
-    await kit.store.complete_run(run.id, ok)
+    with pytest.raises(Conflict):  # the last job's end concluded the run
+        await kit.store.complete_run(run.id, ok)
 
     events = await kit.events()
     assert [(e.kind, e.job_id) for e in events] == [

@@ -199,7 +199,12 @@ class Store(Protocol):
         outputs: Mapping[str, str],
         reason: str | None = None,
     ) -> JobRecord:
-        """Leased → COMPLETED | FAILED | CANCELLED (per the table); outbox `job.completed`."""
+        """Leased → COMPLETED | FAILED | CANCELLED (per the table); outbox `job.completed`.
+
+        When no job of the run is left unfinished (PENDING counts as unfinished),
+        the same transaction concludes the run as `complete_run` would, with the
+        scheduler's conclusion rule, and writes its `run.completed`.
+        """
         ...
 
     # -- steps and logs ---------------------------------------------------------------
@@ -241,6 +246,25 @@ class Store(Protocol):
         self, job_id: str, epoch: int, lines: Sequence[tuple[int | None, str]]
     ) -> int:
         """Append `(step_index, text)` lines numbered on from the job's last seq; the last seq."""
+        ...
+
+    async def record_step(
+        self,
+        job_id: str,
+        epoch: int,
+        index: int,
+        step_id: str | None,
+        name: str,
+        lines: Sequence[tuple[int | None, str]],
+        status: StepStatus,
+        outcome: Conclusion | None,
+        conclusion: Conclusion | None,
+        outputs: Mapping[str, str],
+    ) -> int:
+        """A whole step in one transaction: `start_step`, `append_log(lines)`, `finish_step`.
+
+        The same checks, rows and outbox events as the three calls; the last log seq.
+        """
         ...
 
     async def read_log(self, job_id: str, after_seq: int = 0, limit: int = 1000) -> list[LogLine]:

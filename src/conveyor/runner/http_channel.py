@@ -149,15 +149,22 @@ class HttpChannel:
         await self._call("POST", f"{_job(job_id)}/steps/{index}/start", body)
 
     async def step_finished(self, job_id: str, epoch: int, report: StepReport) -> None:
-        body = {
-            "epoch": epoch,
-            "step_id": report.step_id,
-            "name": report.name,
-            "outcome": report.outcome,
-            "conclusion": report.conclusion,
-            "outputs": dict(report.outputs),
-        }
+        body = _finish_body(epoch, report)
         await self._call("POST", f"{_job(job_id)}/steps/{report.index}/finish", body)
+
+    async def step_recorded(
+        self,
+        job_id: str,
+        epoch: int,
+        report: StepReport,
+        lines: Sequence[tuple[int | None, str]],
+    ) -> None:
+        """A step's start, its log lines and its end in one request."""
+        body = {
+            **_finish_body(epoch, report),
+            "lines": [[index, text] for index, text in lines],
+        }
+        await self._call("POST", f"{_job(job_id)}/steps/{report.index}/record", body)
 
     async def append_logs(
         self, job_id: str, epoch: int, lines: Sequence[tuple[int | None, str]]
@@ -262,6 +269,17 @@ def _describe(exc: httpx.TransportError) -> str:
     if isinstance(exc, httpx.TimeoutException):
         return "no answer in time"
     return str(exc) or type(exc).__name__
+
+
+def _finish_body(epoch: int, report: StepReport) -> dict[str, Any]:
+    return {
+        "epoch": epoch,
+        "step_id": report.step_id,
+        "name": report.name,
+        "outcome": report.outcome,
+        "conclusion": report.conclusion,
+        "outputs": dict(report.outputs),
+    }
 
 
 def _job(job_id: str) -> str:

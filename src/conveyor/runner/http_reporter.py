@@ -3,7 +3,9 @@
 The executor never waits on the network: every report goes into one ordered
 queue that a single sender task drains. Log lines travel in batches, sent
 when 100 lines are waiting or the oldest has waited 100 ms, and always
-before a step transition that follows them. While the server is
+before a step transition that follows them. A step's start waits up to the
+same interval for its end: a step that ends within it goes as one `record`
+call with its lines (when they fit one batch). While the server is
 unreachable the sender retries with backoff and the queue keeps growing, up
 to a bound: past it the oldest lines go, and a marker line says how many.
 
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -55,6 +58,11 @@ class _Call:
     what: str
     send: Callable[[], Awaitable[None]]
     delivered: bool = False
+    starts: int | None = None
+    """The index of the step this call starts."""
+    ends: StepReport | None = None
+    """The step this call ends."""
+    queued_at: float = 0.0
 
 
 class HttpReporter:
@@ -95,11 +103,12 @@ class HttpReporter:
 
     async def step_started(self, index: int, step_id: str | None, name: str) -> None:
         send = partial(self._channel.step_started, self._job_id, self._epoch, index, step_id, name)
-        self._enqueue(_Call(f"the start of step {index}", send))
+        now = asyncio.get_running_loop().time()
+        self._enqueue(_Call(f"the start of step {index}", send, starts=index, queued_at=now))
 
     async def step_finished(self, report: StepReport) -> None:
         send = partial(self._channel.step_finished, self._job_id, self._epoch, report)
-        self._enqueue(_Call(f"the end of step {report.index}", send))
+        self._enqueue(_Call(f"the end of step {report.index}", send, ends=report))
 
     def log(self, step_index: int | None, line: str) -> None:
         if self._ended or self._closing:
@@ -201,23 +210,67 @@ class HttpReporter:
             timeout: float | None = None
             if self._queue:
                 head = self._queue[0]
-                if isinstance(head, _Call):
+                if isinstance(head, _Call) and head.starts is not None:
+                    mergeable, logs, end = self._rest_of_step(head.starts)
+                    if end is not None:
+                        return self._record(logs, end)
+                    due = head.queued_at + self._interval
+                    if not mergeable or self._closing or loop.time() >= due:
+                        self._queue.popleft()
+                        return head
+                    timeout = due - loop.time()
+                elif isinstance(head, _Call):
                     self._queue.popleft()
                     return head
-                due = head.first_at + self._interval
-                if (
-                    head.sealed
-                    or self._closing
-                    or len(head.lines) >= self._batch_lines
-                    or head.chars >= BATCH_CHARS
-                    or loop.time() >= due
-                ):
-                    return self._take(head, loop.time())
-                timeout = due - loop.time()
+                else:
+                    due = head.first_at + self._interval
+                    if (
+                        head.sealed
+                        or self._closing
+                        or len(head.lines) >= self._batch_lines
+                        or head.chars >= BATCH_CHARS
+                        or loop.time() >= due
+                    ):
+                        return self._take(head, loop.time())
+                    timeout = due - loop.time()
             elif self._closing:
                 return None
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout)
+
+    def _rest_of_step(self, index: int) -> tuple[bool, _Logs | None, StepReport | None]:
+        """What follows step `index`'s queued start: whether they may still merge, lines, end.
+
+        They merge into one `record` when the lines in between fit one batch
+        and the step's end comes right after them.
+        """
+        following = list(itertools.islice(self._queue, 1, 3))
+        logs: _Logs | None = None
+        if following and isinstance(following[0], _Logs):
+            logs = following[0]
+            following = following[1:]
+        if logs is not None and (
+            logs.dropped or len(logs.lines) >= self._batch_lines or logs.chars >= BATCH_CHARS
+        ):
+            return False, None, None
+        if not following:
+            return True, logs, None
+        end = following[0]
+        if isinstance(end, _Call) and end.ends is not None and end.ends.index == index:
+            return True, logs, end.ends
+        return False, None, None
+
+    def _record(self, logs: _Logs | None, end: StepReport) -> _Call:
+        """Take the queued start, lines and end of one step as a single call."""
+        self._queue.popleft()
+        lines: list[Line] = []
+        if logs is not None:
+            self._queue.popleft()
+            lines = list(logs.lines)
+            self._buffered -= logs.chars
+        self._queue.popleft()
+        send = partial(self._channel.step_recorded, self._job_id, self._epoch, end, lines)
+        return _Call(f"step {end.index} with {len(lines)} log line(s)", send)
 
     def _take(self, head: _Logs, now: float) -> list[Line]:
         batch: list[Line] = []

@@ -4,15 +4,25 @@ The same fencing as `sqlite_runner`: each write carries the lease epoch
 `acquire_job` handed out and is accepted only while that epoch holds the
 job's lease; otherwise LeaseLost and nothing changes. Acquisition takes the
 oldest matching QUEUED row with `FOR UPDATE SKIP LOCKED`, so concurrent
-runners never wait on each other's candidate, and never share one.
+runners never wait on each other's candidate, and never share one. Ending
+a run's last unfinished job also concludes the run, in the same transaction.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import NamedTuple
 
 from conveyor.engine.records import EventKind, JobRecord, LogLine, StepRecord
-from conveyor.engine.states import LEASED, Conclusion, JobStatus, StepStatus, allowed_from
+from conveyor.engine.states import (
+    LEASED,
+    Conclusion,
+    JobStatus,
+    RunStatus,
+    StepStatus,
+    allowed_from,
+    is_terminal,
+)
 from conveyor.errors import Conflict, NotFound
 from conveyor.store import rows
 from conveyor.store.postgres_base import LEASED_IN, PostgresBase, Tx
@@ -67,6 +77,22 @@ _FINISH_JOB = {
     """
     for target in (JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED)
 }
+# Once no job of the run is unfinished, the run concludes as the scheduler's rule says:
+# failure if any job failed, else cancelled if any was cancelled, else success.
+_CONCLUDE_RUN = f"""
+    UPDATE workflow_runs SET status = 'completed', completed_at = %(now)s, conclusion = CASE
+        WHEN EXISTS (SELECT 1 FROM jobs WHERE run_id = %(run)s AND conclusion = 'failure')
+            THEN 'failure'
+        WHEN EXISTS (SELECT 1 FROM jobs WHERE run_id = %(run)s AND conclusion = 'cancelled')
+            THEN 'cancelled'
+        ELSE 'success' END
+    WHERE id = %(run)s AND status IN {rows.in_list(allowed_from(RunStatus.COMPLETED))}
+      AND NOT EXISTS (
+          SELECT 1 FROM jobs WHERE jobs.run_id = %(run)s
+            AND jobs.status NOT IN {rows.in_list(s for s in JobStatus if is_terminal(s))}
+      )
+    RETURNING status, conclusion
+"""
 
 # The status a step row has for the attempt writing now: rows of older attempts are pending.
 _CURRENT = "(CASE WHEN steps.epoch < excluded.epoch THEN 'pending' ELSE steps.status END)"
@@ -120,6 +146,24 @@ _INSERT_LOG = "INSERT INTO log_lines (job_id, seq, step_index, text) VALUES (%s,
 _READ_LOG = f"""
     SELECT {rows.LOG_COLUMNS} FROM log_lines WHERE job_id = %s AND seq > %s ORDER BY seq LIMIT %s
 """
+
+
+class _Finish(NamedTuple):
+    """How a step ended, as `finish_step` takes it."""
+
+    status: StepStatus
+    outcome: Conclusion | None
+    conclusion: Conclusion | None
+    outputs: Mapping[str, str]
+    step_id: str | None
+    name: str
+
+    def query(self) -> str:
+        """The statement that sets this status; ValueError for one a step cannot end in."""
+        query = _FINISH_STEP.get(self.status)
+        if query is None:
+            raise ValueError(f"finish_step cannot set status {self.status!r}")
+        return query
 
 
 class PostgresRunnerSide(PostgresBase):
@@ -212,6 +256,10 @@ class PostgresRunnerSide(PostgresBase):
             job = rows.job(row)
             data = {**rows.job_event(job), "reason": job.reason}
             tx.emit(EventKind.JOB_COMPLETED, job.run_id, job.id, data, now)
+            concluded = await tx.one(_CONCLUDE_RUN, {"now": now, "run": job.run_id})
+            if concluded is not None:
+                data = {"status": concluded[0], "conclusion": concluded[1]}
+                tx.emit(EventKind.RUN_COMPLETED, job.run_id, None, data, now)
             return job
 
         return await self._transact(body)
@@ -231,15 +279,8 @@ class PostgresRunnerSide(PostgresBase):
     async def start_step(
         self, job_id: str, epoch: int, index: int, step_id: str | None, name: str
     ) -> None:
-        now = self._clock()
-        values = (job_id, index, epoch, rows.optional_text(step_id), rows.text(name), now)
-        data = {"index": index, "status": StepStatus.RUNNING.value}
-
         async def body(tx: Tx) -> None:
-            run_id = await self._fence(tx, job_id, epoch, f"start step {index} of")
-            if not await tx.run(_START_STEP, values):
-                raise await _step_refusal(tx, job_id, index, epoch, "start")
-            tx.emit(EventKind.STEP_STARTED, run_id, job_id, data, now)
+            await self._start_step(tx, job_id, epoch, index, step_id, name)
 
         await self._transact(body)
 
@@ -256,53 +297,95 @@ class PostgresRunnerSide(PostgresBase):
         step_id: str | None = None,
         name: str = "",
     ) -> None:
-        query = _FINISH_STEP.get(status)
-        if query is None:
-            raise ValueError(f"finish_step cannot set status {status!r}")
-        now = self._clock()
-        values = {
-            "job_id": job_id,
-            "index": index,
-            "epoch": epoch,
-            "step_id": rows.optional_text(step_id),
-            "name": rows.text(name),
-            "outcome": None if outcome is None else outcome.value,
-            "conclusion": None if conclusion is None else conclusion.value,
-            "outputs": rows.dump(outputs),
-            "now": now,
-        }
-        data = {"index": index, "status": status.value, "conclusion": values["conclusion"]}
+        finish = _Finish(status, outcome, conclusion, outputs, step_id, name)
+        finish.query()  # a status no step ends in fails before anything is written
 
         async def body(tx: Tx) -> None:
-            run_id = await self._fence(tx, job_id, epoch, f"finish step {index} of")
-            if not await tx.run(query, values):
-                raise await _step_refusal(tx, job_id, index, epoch, f"finish ({status})")
-            tx.emit(EventKind.STEP_COMPLETED, run_id, job_id, data, now)
+            await self._finish_step(tx, job_id, epoch, index, finish)
 
         await self._transact(body)
 
     async def append_log(
         self, job_id: str, epoch: int, lines: Sequence[tuple[int | None, str]]
     ) -> int:
-        clean = [(step_index, rows.text(text)) for step_index, text in lines]
+        return await self._transact(lambda tx: self._append_log(tx, job_id, epoch, lines))
+
+    async def record_step(
+        self,
+        job_id: str,
+        epoch: int,
+        index: int,
+        step_id: str | None,
+        name: str,
+        lines: Sequence[tuple[int | None, str]],
+        status: StepStatus,
+        outcome: Conclusion | None,
+        conclusion: Conclusion | None,
+        outputs: Mapping[str, str],
+    ) -> int:
+        finish = _Finish(status, outcome, conclusion, outputs, step_id, name)
+        finish.query()  # a status no step ends in fails before anything is written
 
         async def body(tx: Tx) -> int:
-            row = await tx.one(_RESERVE_LOG, (len(clean), job_id, epoch))
-            if row is None:
-                raise await self._refusal(tx, job_id, "append to the log of", epoch)
-            last: int = row[0]
-            first = last - len(clean) + 1
-            if clean:
-                await tx.conn.cursor().executemany(
-                    _INSERT_LOG,
-                    [
-                        (job_id, first + n, step_index, text)
-                        for n, (step_index, text) in enumerate(clean)
-                    ],
-                )
+            # The log's UPDATE comes first: it locks the job row for the whole
+            # transaction, where a FOR SHARE lock would need upgrading later.
+            last = await self._append_log(tx, job_id, epoch, lines)
+            await self._start_step(tx, job_id, epoch, index, step_id, name)
+            await self._finish_step(tx, job_id, epoch, index, finish)
             return last
 
         return await self._transact(body)
+
+    async def _start_step(
+        self, tx: Tx, job_id: str, epoch: int, index: int, step_id: str | None, name: str
+    ) -> None:
+        now = self._clock()
+        values = (job_id, index, epoch, rows.optional_text(step_id), rows.text(name), now)
+        data = {"index": index, "status": StepStatus.RUNNING.value}
+        run_id = await self._fence(tx, job_id, epoch, f"start step {index} of")
+        if not await tx.run(_START_STEP, values):
+            raise await _step_refusal(tx, job_id, index, epoch, "start")
+        tx.emit(EventKind.STEP_STARTED, run_id, job_id, data, now)
+
+    async def _finish_step(
+        self, tx: Tx, job_id: str, epoch: int, index: int, finish: _Finish
+    ) -> None:
+        now = self._clock()
+        values = {
+            "job_id": job_id,
+            "index": index,
+            "epoch": epoch,
+            "step_id": rows.optional_text(finish.step_id),
+            "name": rows.text(finish.name),
+            "outcome": None if finish.outcome is None else finish.outcome.value,
+            "conclusion": None if finish.conclusion is None else finish.conclusion.value,
+            "outputs": rows.dump(finish.outputs),
+            "now": now,
+        }
+        data = {"index": index, "status": finish.status.value, "conclusion": values["conclusion"]}
+        run_id = await self._fence(tx, job_id, epoch, f"finish step {index} of")
+        if not await tx.run(finish.query(), values):
+            raise await _step_refusal(tx, job_id, index, epoch, f"finish ({finish.status})")
+        tx.emit(EventKind.STEP_COMPLETED, run_id, job_id, data, now)
+
+    async def _append_log(
+        self, tx: Tx, job_id: str, epoch: int, lines: Sequence[tuple[int | None, str]]
+    ) -> int:
+        clean = [(step_index, rows.text(text)) for step_index, text in lines]
+        row = await tx.one(_RESERVE_LOG, (len(clean), job_id, epoch))
+        if row is None:
+            raise await self._refusal(tx, job_id, "append to the log of", epoch)
+        last: int = row[0]
+        first = last - len(clean) + 1
+        if clean:
+            await tx.conn.cursor().executemany(
+                _INSERT_LOG,
+                [
+                    (job_id, first + n, step_index, text)
+                    for n, (step_index, text) in enumerate(clean)
+                ],
+            )
+        return last
 
     async def read_log(self, job_id: str, after_seq: int = 0, limit: int = 1000) -> list[LogLine]:
         async def body(tx: Tx) -> list[LogLine]:

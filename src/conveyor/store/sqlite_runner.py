@@ -4,16 +4,26 @@ Each write after `acquire_job` carries the lease epoch it was given and is
 accepted only while that epoch still holds the job's lease (job ACQUIRED or
 RUNNING with that epoch); otherwise it raises LeaseLost and changes nothing.
 A step row written under an earlier epoch (a previous attempt of the job)
-counts as PENDING to the current one.
+counts as PENDING to the current one. Ending a run's last unfinished job
+also concludes the run, in the same transaction.
 """
 
 from __future__ import annotations
 
 import sqlite3
 from collections.abc import Mapping, Sequence
+from typing import NamedTuple
 
 from conveyor.engine.records import EventKind, JobRecord, LogLine, StepRecord
-from conveyor.engine.states import LEASED, Conclusion, JobStatus, StepStatus, allowed_from
+from conveyor.engine.states import (
+    LEASED,
+    Conclusion,
+    JobStatus,
+    RunStatus,
+    StepStatus,
+    allowed_from,
+    is_terminal,
+)
 from conveyor.errors import Conflict, NotFound
 from conveyor.store import rows
 from conveyor.store.sqlite_base import LEASED_IN, SqliteBase
@@ -63,6 +73,22 @@ _FINISH_JOB = {
     """
     for target in (JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED)
 }
+# Once no job of the run is unfinished, the run concludes as the scheduler's rule says:
+# failure if any job failed, else cancelled if any was cancelled, else success.
+_CONCLUDE_RUN = f"""
+    UPDATE workflow_runs SET status = 'completed', completed_at = ?1, conclusion = CASE
+        WHEN EXISTS (SELECT 1 FROM jobs WHERE run_id = ?2 AND conclusion = 'failure')
+            THEN 'failure'
+        WHEN EXISTS (SELECT 1 FROM jobs WHERE run_id = ?2 AND conclusion = 'cancelled')
+            THEN 'cancelled'
+        ELSE 'success' END
+    WHERE id = ?2 AND status IN {rows.in_list(allowed_from(RunStatus.COMPLETED))}
+      AND NOT EXISTS (
+          SELECT 1 FROM jobs WHERE jobs.run_id = ?2
+            AND jobs.status NOT IN {rows.in_list(s for s in JobStatus if is_terminal(s))}
+      )
+    RETURNING status, conclusion
+"""
 
 # The status a step row has for the attempt writing now: rows of older attempts are pending.
 _CURRENT = "(CASE WHEN steps.epoch < excluded.epoch THEN 'pending' ELSE steps.status END)"
@@ -116,6 +142,24 @@ _INSERT_LOG = "INSERT INTO log_lines (job_id, seq, step_index, text) VALUES (?, 
 _READ_LOG = f"""
     SELECT {rows.LOG_COLUMNS} FROM log_lines WHERE job_id = ? AND seq > ? ORDER BY seq LIMIT ?
 """
+
+
+class _Finish(NamedTuple):
+    """How a step ended, as `finish_step` takes it."""
+
+    status: StepStatus
+    outcome: Conclusion | None
+    conclusion: Conclusion | None
+    outputs: Mapping[str, str]
+    step_id: str | None
+    name: str
+
+    def sql(self) -> str:
+        """The statement that sets this status; ValueError for one a step cannot end in."""
+        sql = _FINISH_STEP.get(self.status)
+        if sql is None:
+            raise ValueError(f"finish_step cannot set status {self.status!r}")
+        return sql
 
 
 class SqliteRunnerSide(SqliteBase):
@@ -189,6 +233,10 @@ class SqliteRunnerSide(SqliteBase):
             job = rows.job(row)
             data = {**rows.job_event(job), "reason": job.reason}
             self._emit(db, EventKind.JOB_COMPLETED, job.run_id, job.id, data, now)
+            concluded = db.execute(_CONCLUDE_RUN, (now, job.run_id)).fetchone()
+            if concluded is not None:
+                data = {"status": concluded[0], "conclusion": concluded[1]}
+                self._emit(db, EventKind.RUN_COMPLETED, job.run_id, None, data, now)
             return job
 
     async def list_steps(self, job_id: str) -> list[StepRecord]:
@@ -204,14 +252,8 @@ class SqliteRunnerSide(SqliteBase):
     async def start_step(
         self, job_id: str, epoch: int, index: int, step_id: str | None, name: str
     ) -> None:
-        now = self._clock()
-        values = (job_id, index, epoch, rows.optional_text(step_id), rows.text(name), now)
-        data = {"index": index, "status": StepStatus.RUNNING.value}
         with self._write() as db:
-            action = f"start step {index} of"
-            self._emit_fenced(db, EventKind.STEP_STARTED, job_id, epoch, data, now, action)
-            if not db.execute(_START_STEP, values).rowcount:
-                raise _step_refusal(db, job_id, index, epoch, "start")
+            self._start_step(db, job_id, epoch, index, step_id, name)
 
     async def finish_step(
         self,
@@ -226,46 +268,94 @@ class SqliteRunnerSide(SqliteBase):
         step_id: str | None = None,
         name: str = "",
     ) -> None:
-        sql = _FINISH_STEP.get(status)
-        if sql is None:
-            raise ValueError(f"finish_step cannot set status {status!r}")
+        finish = _Finish(status, outcome, conclusion, outputs, step_id, name)
+        finish.sql()  # a status no step ends in fails before anything is written
+        with self._write() as db:
+            self._finish_step(db, job_id, epoch, index, finish)
+
+    async def append_log(
+        self, job_id: str, epoch: int, lines: Sequence[tuple[int | None, str]]
+    ) -> int:
+        with self._write() as db:
+            return self._append_log(db, job_id, epoch, lines)
+
+    async def record_step(
+        self,
+        job_id: str,
+        epoch: int,
+        index: int,
+        step_id: str | None,
+        name: str,
+        lines: Sequence[tuple[int | None, str]],
+        status: StepStatus,
+        outcome: Conclusion | None,
+        conclusion: Conclusion | None,
+        outputs: Mapping[str, str],
+    ) -> int:
+        finish = _Finish(status, outcome, conclusion, outputs, step_id, name)
+        finish.sql()  # a status no step ends in fails before anything is written
+        with self._write() as db:
+            self._start_step(db, job_id, epoch, index, step_id, name)
+            last = self._append_log(db, job_id, epoch, lines)
+            self._finish_step(db, job_id, epoch, index, finish)
+            return last
+
+    def _start_step(
+        self,
+        db: sqlite3.Connection,
+        job_id: str,
+        epoch: int,
+        index: int,
+        step_id: str | None,
+        name: str,
+    ) -> None:
+        now = self._clock()
+        values = (job_id, index, epoch, rows.optional_text(step_id), rows.text(name), now)
+        data = {"index": index, "status": StepStatus.RUNNING.value}
+        action = f"start step {index} of"
+        self._emit_fenced(db, EventKind.STEP_STARTED, job_id, epoch, data, now, action)
+        if not db.execute(_START_STEP, values).rowcount:
+            raise _step_refusal(db, job_id, index, epoch, "start")
+
+    def _finish_step(
+        self, db: sqlite3.Connection, job_id: str, epoch: int, index: int, finish: _Finish
+    ) -> None:
         now = self._clock()
         values = {
             "job_id": job_id,
             "index": index,
             "epoch": epoch,
-            "step_id": rows.optional_text(step_id),
-            "name": rows.text(name),
-            "outcome": None if outcome is None else outcome.value,
-            "conclusion": None if conclusion is None else conclusion.value,
-            "outputs": rows.dump(outputs),
+            "step_id": rows.optional_text(finish.step_id),
+            "name": rows.text(finish.name),
+            "outcome": None if finish.outcome is None else finish.outcome.value,
+            "conclusion": None if finish.conclusion is None else finish.conclusion.value,
+            "outputs": rows.dump(finish.outputs),
             "now": now,
         }
-        data = {"index": index, "status": status.value, "conclusion": values["conclusion"]}
-        with self._write() as db:
-            action = f"finish step {index} of"
-            self._emit_fenced(db, EventKind.STEP_COMPLETED, job_id, epoch, data, now, action)
-            if not db.execute(sql, values).rowcount:
-                raise _step_refusal(db, job_id, index, epoch, f"finish ({status})")
+        data = {"index": index, "status": finish.status.value, "conclusion": values["conclusion"]}
+        action = f"finish step {index} of"
+        self._emit_fenced(db, EventKind.STEP_COMPLETED, job_id, epoch, data, now, action)
+        if not db.execute(finish.sql(), values).rowcount:
+            raise _step_refusal(db, job_id, index, epoch, f"finish ({finish.status})")
 
-    async def append_log(
-        self, job_id: str, epoch: int, lines: Sequence[tuple[int | None, str]]
+    def _append_log(
+        self,
+        db: sqlite3.Connection,
+        job_id: str,
+        epoch: int,
+        lines: Sequence[tuple[int | None, str]],
     ) -> int:
         clean = [(step_index, rows.text(text)) for step_index, text in lines]
-        with self._write() as db:
-            row = db.execute(_RESERVE_LOG, (len(clean), job_id, epoch)).fetchone()
-            if row is None:
-                raise self._refusal(db, job_id, "append to the log of", epoch)
-            last: int = row[0]
-            first = last - len(clean) + 1
-            db.executemany(
-                _INSERT_LOG,
-                [
-                    (job_id, first + n, step_index, text)
-                    for n, (step_index, text) in enumerate(clean)
-                ],
-            )
-            return last
+        row = db.execute(_RESERVE_LOG, (len(clean), job_id, epoch)).fetchone()
+        if row is None:
+            raise self._refusal(db, job_id, "append to the log of", epoch)
+        last: int = row[0]
+        first = last - len(clean) + 1
+        db.executemany(
+            _INSERT_LOG,
+            [(job_id, first + n, step_index, text) for n, (step_index, text) in enumerate(clean)],
+        )
+        return last
 
     async def read_log(self, job_id: str, after_seq: int = 0, limit: int = 1000) -> list[LogLine]:
         with self._read() as db:

@@ -15,6 +15,7 @@ import time
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Request
+from pydantic import Field
 
 from conveyor.api.deps import (
     Principal,
@@ -43,6 +44,13 @@ from conveyor.engine.states import Conclusion, JobStatus, StepStatus
 from conveyor.errors import ConveyorError, LeaseLost
 
 router = APIRouter(tags=["runner protocol"])
+
+
+class StepRecordIn(StepFinishIn):
+    """A step's start, its log lines and its finish, reported at once."""
+
+    lines: list[tuple[int | None, str]] = Field(default_factory=list)
+
 
 Runner = Annotated[Principal, Depends(runner)]
 StepIndex = Annotated[int, Path(ge=0, le=100_000)]
@@ -161,12 +169,11 @@ async def step_finish(
     job_id: str, index: StepIndex, body: StepFinishIn, request: Request, principal: Runner
 ) -> dict[str, str]:
     svc = await _leased(request, principal, job_id)
-    status = _STEP_STATUS["skipped" if body.conclusion == "skipped" else body.outcome]
     await svc.store.finish_step(
         job_id,
         body.epoch,
         index,
-        status,
+        _step_status(body),
         Conclusion(body.outcome),
         Conclusion(body.conclusion),
         body.outputs,
@@ -174,6 +181,31 @@ async def step_finish(
         name=body.name,
     )
     return {}
+
+
+@router.post("/jobs/{job_id}/steps/{index}/record")
+async def step_record(
+    job_id: str, index: StepIndex, body: StepRecordIn, request: Request, principal: Runner
+) -> LogsOut:
+    """A step that started and finished between two reports: one request, one transaction."""
+    svc = await _leased(request, principal, job_id)
+    last = await svc.store.record_step(
+        job_id,
+        body.epoch,
+        index,
+        body.step_id,
+        body.name,
+        body.lines,
+        _step_status(body),
+        Conclusion(body.outcome),
+        Conclusion(body.conclusion),
+        body.outputs,
+    )
+    return LogsOut(last_seq=last)
+
+
+def _step_status(body: StepFinishIn) -> StepStatus:
+    return _STEP_STATUS["skipped" if body.conclusion == "skipped" else body.outcome]
 
 
 @router.post("/jobs/{job_id}/logs")
