@@ -11,7 +11,6 @@ a run's last unfinished job also concludes the run, in the same transaction.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import NamedTuple
 
 from conveyor.engine.records import EventKind, JobRecord, LogLine, StepRecord
 from conveyor.engine.states import (
@@ -148,24 +147,6 @@ _READ_LOG = f"""
 """
 
 
-class _Finish(NamedTuple):
-    """How a step ended, as `finish_step` takes it."""
-
-    status: StepStatus
-    outcome: Conclusion | None
-    conclusion: Conclusion | None
-    outputs: Mapping[str, str]
-    step_id: str | None
-    name: str
-
-    def query(self) -> str:
-        """The statement that sets this status; ValueError for one a step cannot end in."""
-        query = _FINISH_STEP.get(self.status)
-        if query is None:
-            raise ValueError(f"finish_step cannot set status {self.status!r}")
-        return query
-
-
 class PostgresRunnerSide(PostgresBase):
     """The lease-fenced operations of `PostgresStore`."""
 
@@ -297,8 +278,8 @@ class PostgresRunnerSide(PostgresBase):
         step_id: str | None = None,
         name: str = "",
     ) -> None:
-        finish = _Finish(status, outcome, conclusion, outputs, step_id, name)
-        finish.query()  # a status no step ends in fails before anything is written
+        finish = rows.StepFinish(status, outcome, conclusion, outputs, step_id, name)
+        finish.statement(_FINISH_STEP)  # a status no step ends in fails before anything is written
 
         async def body(tx: Tx) -> None:
             await self._finish_step(tx, job_id, epoch, index, finish)
@@ -323,8 +304,8 @@ class PostgresRunnerSide(PostgresBase):
         conclusion: Conclusion | None,
         outputs: Mapping[str, str],
     ) -> int:
-        finish = _Finish(status, outcome, conclusion, outputs, step_id, name)
-        finish.query()  # a status no step ends in fails before anything is written
+        finish = rows.StepFinish(status, outcome, conclusion, outputs, step_id, name)
+        finish.statement(_FINISH_STEP)  # a status no step ends in fails before anything is written
 
         async def body(tx: Tx) -> int:
             # The log's UPDATE comes first: it locks the job row for the whole
@@ -348,7 +329,7 @@ class PostgresRunnerSide(PostgresBase):
         tx.emit(EventKind.STEP_STARTED, run_id, job_id, data, now)
 
     async def _finish_step(
-        self, tx: Tx, job_id: str, epoch: int, index: int, finish: _Finish
+        self, tx: Tx, job_id: str, epoch: int, index: int, finish: rows.StepFinish
     ) -> None:
         now = self._clock()
         values = {
@@ -364,7 +345,7 @@ class PostgresRunnerSide(PostgresBase):
         }
         data = {"index": index, "status": finish.status.value, "conclusion": values["conclusion"]}
         run_id = await self._fence(tx, job_id, epoch, f"finish step {index} of")
-        if not await tx.run(finish.query(), values):
+        if not await tx.run(finish.statement(_FINISH_STEP), values):
             raise await _step_refusal(tx, job_id, index, epoch, f"finish ({finish.status})")
         tx.emit(EventKind.STEP_COMPLETED, run_id, job_id, data, now)
 

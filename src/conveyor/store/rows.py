@@ -12,7 +12,7 @@ import json
 import re
 import uuid
 from collections.abc import Collection, Iterable, Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 from conveyor.engine.records import (
     ArtifactRecord,
@@ -301,3 +301,21 @@ def run_listing(
         f"ORDER BY created_at DESC, id DESC LIMIT {mark}"
     )
     return sql, params
+
+
+class StepFinish(NamedTuple):
+    """How a step ended, as `finish_step` and `record_step` take it (both backends)."""
+
+    status: StepStatus
+    outcome: Conclusion | None
+    conclusion: Conclusion | None
+    outputs: Mapping[str, str]
+    step_id: str | None
+    name: str
+
+    def statement(self, by_status: Mapping[StepStatus, str]) -> str:
+        """The backend's statement that sets this status; ValueError for one no step ends in."""
+        statement = by_status.get(self.status)
+        if statement is None:
+            raise ValueError(f"finish_step cannot set status {self.status!r}")
+        return statement

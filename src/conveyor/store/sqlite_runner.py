@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Mapping, Sequence
-from typing import NamedTuple
 
 from conveyor.engine.records import EventKind, JobRecord, LogLine, StepRecord
 from conveyor.engine.states import (
@@ -144,24 +143,6 @@ _READ_LOG = f"""
 """
 
 
-class _Finish(NamedTuple):
-    """How a step ended, as `finish_step` takes it."""
-
-    status: StepStatus
-    outcome: Conclusion | None
-    conclusion: Conclusion | None
-    outputs: Mapping[str, str]
-    step_id: str | None
-    name: str
-
-    def sql(self) -> str:
-        """The statement that sets this status; ValueError for one a step cannot end in."""
-        sql = _FINISH_STEP.get(self.status)
-        if sql is None:
-            raise ValueError(f"finish_step cannot set status {self.status!r}")
-        return sql
-
-
 class SqliteRunnerSide(SqliteBase):
     """The lease-fenced operations of `SqliteStore`."""
 
@@ -268,8 +249,8 @@ class SqliteRunnerSide(SqliteBase):
         step_id: str | None = None,
         name: str = "",
     ) -> None:
-        finish = _Finish(status, outcome, conclusion, outputs, step_id, name)
-        finish.sql()  # a status no step ends in fails before anything is written
+        finish = rows.StepFinish(status, outcome, conclusion, outputs, step_id, name)
+        finish.statement(_FINISH_STEP)  # a status no step ends in fails before anything is written
         with self._write() as db:
             self._finish_step(db, job_id, epoch, index, finish)
 
@@ -292,8 +273,8 @@ class SqliteRunnerSide(SqliteBase):
         conclusion: Conclusion | None,
         outputs: Mapping[str, str],
     ) -> int:
-        finish = _Finish(status, outcome, conclusion, outputs, step_id, name)
-        finish.sql()  # a status no step ends in fails before anything is written
+        finish = rows.StepFinish(status, outcome, conclusion, outputs, step_id, name)
+        finish.statement(_FINISH_STEP)  # a status no step ends in fails before anything is written
         with self._write() as db:
             self._start_step(db, job_id, epoch, index, step_id, name)
             last = self._append_log(db, job_id, epoch, lines)
@@ -318,7 +299,7 @@ class SqliteRunnerSide(SqliteBase):
             raise _step_refusal(db, job_id, index, epoch, "start")
 
     def _finish_step(
-        self, db: sqlite3.Connection, job_id: str, epoch: int, index: int, finish: _Finish
+        self, db: sqlite3.Connection, job_id: str, epoch: int, index: int, finish: rows.StepFinish
     ) -> None:
         now = self._clock()
         values = {
@@ -335,7 +316,7 @@ class SqliteRunnerSide(SqliteBase):
         data = {"index": index, "status": finish.status.value, "conclusion": values["conclusion"]}
         action = f"finish step {index} of"
         self._emit_fenced(db, EventKind.STEP_COMPLETED, job_id, epoch, data, now, action)
-        if not db.execute(finish.sql(), values).rowcount:
+        if not db.execute(finish.statement(_FINISH_STEP), values).rowcount:
             raise _step_refusal(db, job_id, index, epoch, f"finish ({finish.status})")
 
     def _append_log(
