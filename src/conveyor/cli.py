@@ -180,7 +180,6 @@ def _run(args: argparse.Namespace) -> int:
             report=args.report,
             parallel=args.parallel or os.cpu_count() or 2,
             bind=args.bind,
-            json_lines=args.json,
         )
     except UsageError as exc:
         console.error(str(exc))

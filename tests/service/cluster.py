@@ -173,6 +173,10 @@ def commit(root: Path) -> str:
     git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.invalid"]
     subprocess.run([*git, "add", "-A"], cwd=root, check=True)
     subprocess.run([*git, "commit", "-qm", "change", "--allow-empty"], cwd=root, check=True)
+    return head_sha(root)
+
+
+def head_sha(root: Path) -> str:
     return subprocess.run(
         ["git", "rev-parse", "HEAD"], cwd=root, check=True, capture_output=True, text=True
     ).stdout.strip()

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from tests.service.cluster import (
     cluster,
+    head_sha,
     jobs_of,
     make_repo,
     push_webhook,
@@ -52,9 +53,7 @@ def test_push_webhook_runs_a_matrix_dag_on_two_runners(tmp_path: Path, database_
     )
     with cluster(tmp_path, database_url, runners=2) as (server, _runners), server.api() as api:
         _register(api, "acme/app", repo)
-        sha = (repo / ".git").exists() and __import__("subprocess").run(
-            ["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True
-        ).stdout.strip()
+        sha = head_sha(repo)
         response = push_webhook(server, "acme/app", sha, delivery="d-1")
         assert response.status_code == 202, response.text
         run_ids = response.json()["runs"]

@@ -54,8 +54,6 @@ class RunOptions:
     report: str | None = None
     parallel: int = os.cpu_count() or 2
     bind: bool = False
-    json_lines: bool = False
-    color: bool = False
 
 
 def run(options: RunOptions, console: Console) -> int:
