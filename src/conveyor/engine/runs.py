@@ -22,7 +22,7 @@ from conveyor.engine.contexts import ref_for_event
 from conveyor.engine.records import JobRecord, NewJob, NewRun, RunRecord
 from conveyor.engine.runplan import PlannedJob, group_members
 from conveyor.engine.runsource import LoadedRun, event_of, event_sha, github_of, load_run_sources
-from conveyor.engine.scheduler import RunContext, call_secrets, unfinished_in_group
+from conveyor.engine.scheduler import RunContext, call_secrets, job_contexts, unfinished_in_group
 from conveyor.engine.sources import RepositoryMirror
 from conveyor.engine.states import Conclusion, RunStatus
 from conveyor.engine.store import Store
@@ -284,7 +284,6 @@ class RunService:
         loaded = await self._loaded_for(run)
         ctx = await self.context_of(run)
         planned = next(p for p in loaded.plan if p.key == job.key)
-        spec = job.spec
         return {
             "job_id": job.id,
             "epoch": job.lease_epoch,
@@ -297,13 +296,7 @@ class RunService:
                 "path": planned.workflow.path,
                 "source": loaded.sources[planned.workflow.path],
             },
-            "contexts": {
-                "github": dict(ctx.github),
-                "inputs": spec.get("inputs", {}),
-                "vars": dict(ctx.vars),
-                "needs": spec.get("needs", {}),
-                "strategy": spec.get("strategy", {}),
-            },
+            "contexts": job_contexts(ctx, job.spec),
             "secrets": call_secrets(ctx, planned.call),
             "idempotency_base": ":".join(
                 [

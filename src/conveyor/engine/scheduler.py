@@ -378,6 +378,17 @@ class _RunView:
         }
 
 
+def job_contexts(ctx: RunContext, spec: Mapping[str, Any]) -> dict[str, Any]:
+    """The contexts a queued job runs with: the run's, and what the scheduler put in its spec."""
+    return {
+        "github": dict(ctx.github),
+        "vars": dict(ctx.vars),
+        "inputs": spec.get("inputs", {}),
+        "needs": spec.get("needs", {}),
+        "strategy": spec.get("strategy", {}),
+    }
+
+
 def call_secrets(ctx: RunContext, call: CallSite | None) -> dict[str, str]:
     """The `secrets` a job sees: the run's, or what its callers passed down (`inherit`)."""
     if call is None:

@@ -22,7 +22,7 @@ from typing import Any
 from conveyor.engine.contexts import RunIdentity, github_context, ref_for_event
 from conveyor.engine.records import JobRecord, NewJob, NewRun
 from conveyor.engine.runplan import PlannedJob, plan_run
-from conveyor.engine.scheduler import RunContext, Scheduler, call_secrets
+from conveyor.engine.scheduler import RunContext, Scheduler, call_secrets, job_contexts
 from conveyor.engine.states import Conclusion, JobStatus
 from conveyor.errors import ConveyorError, WorkflowError
 from conveyor.local.console import Console
@@ -302,15 +302,7 @@ class _LocalRun:
         )
 
     def _assignment(self, job: JobRecord, planned: PlannedJob) -> JobAssignment:
-        spec = job.spec
-        github = dict(self.context.github)
-        contexts = {
-            "github": github,
-            "vars": dict(self.context.vars),
-            "needs": spec.get("needs", {}),
-            "inputs": spec.get("inputs", {}),
-            "strategy": spec.get("strategy", {}),
-        }
+        contexts = job_contexts(self.context, job.spec)
         secrets = call_secrets(self.context, planned.call)
         return JobAssignment(
             job_id=job.id,
