@@ -63,6 +63,21 @@ def first_step_started(api: httpx.Client, run_id: str) -> float:
         time.sleep(0.002)
 
 
+def busy_seconds() -> float:
+    """CPU seconds the whole machine has spent busy since boot (Linux's /proc/stat)."""
+    with open("/proc/stat") as f:
+        fields = [int(v) for v in f.readline().split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def process_seconds(pid: int) -> float:
+    """CPU seconds used by one process (user + system)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def xact_commits(database: str) -> int:
     import psycopg
 
@@ -110,6 +125,8 @@ def measure(backend: str, runners: int, jobs: int, samples: int) -> None:
                         with lock:
                             run_ids.append(run_id)
 
+            assert server.proc is not None
+            server_before, busy_before = process_seconds(server.proc.pid), busy_seconds()
             started = time.monotonic()
             threads = [threading.Thread(target=submit, args=(jobs // 4,)) for _ in range(4)]
             for t in threads:
@@ -118,10 +135,17 @@ def measure(backend: str, runners: int, jobs: int, samples: int) -> None:
                 t.join()
             wait_done(api, run_ids)
             elapsed = time.monotonic() - started
+            server_cpu = process_seconds(server.proc.pid) - server_before
+            machine_cpu = busy_seconds() - busy_before
             commits = xact_commits(database) - commits_before if url else 0
         print(
             f"[{backend}] {runners} runners, {len(run_ids)} one-step jobs: "
             f"{len(run_ids) / elapsed:.1f} jobs/s ({elapsed:.2f} s)"
+        )
+        print(
+            f"[{backend}] CPU per job: {machine_cpu / len(run_ids) * 1000:.1f} ms on the machine, "
+            f"{server_cpu / len(run_ids) * 1000:.1f} ms of it in the server "
+            f"({os.cpu_count()} cores)"
         )
         print(
             f"[{backend}] dispatch to first step: p50 {percentile(latencies, 0.5) * 1000:.1f} ms, "

@@ -105,13 +105,25 @@ def test_bad_shells_are_clear_errors(shell: str, fragment: str) -> None:
         resolve_shell(shell)
 
 
-def test_write_script_makes_a_private_new_file_each_time(tmp_path: Path) -> None:
+def test_write_script_rewrites_one_private_file(tmp_path: Path) -> None:
     command = resolve_shell("bash")
-    first = write_script(str(tmp_path), "echo héllo\n", command)
+    first = write_script(str(tmp_path), "echo héllo, a longer first script\n", command)
+    assert first.endswith(".sh")
+    assert Path(first).read_text(encoding="utf-8") == "echo héllo, a longer first script\n"
+    os.chmod(first, 0o644)  # a step made it readable by everyone
     second = write_script(str(tmp_path), "echo again\n", command)
-    assert first != second and first.endswith(".sh")
-    assert Path(first).read_text(encoding="utf-8") == "echo héllo\n"
-    assert stat.S_IMODE(os.stat(first).st_mode) == 0o700
+    assert second == first
+    assert Path(second).read_text(encoding="utf-8") == "echo again\n"
+    assert stat.S_IMODE(os.stat(second).st_mode) == 0o700
+
+
+def test_write_script_does_not_follow_a_symlink(tmp_path: Path) -> None:
+    target = tmp_path / "elsewhere"
+    target.write_text("keep me")
+    (tmp_path / "step.sh").symlink_to(target)
+    with pytest.raises(ExecutionError, match="cannot write"):
+        write_script(str(tmp_path), "true", resolve_shell("bash"))
+    assert target.read_text() == "keep me"
 
 
 def test_write_script_into_missing_directory_is_an_execution_error(tmp_path: Path) -> None:

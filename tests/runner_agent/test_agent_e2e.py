@@ -82,11 +82,15 @@ def test_a_run_goes_end_to_end_through_the_agent(
     credentials = agent.workdir / "runner.json"
     assert stat.S_IMODE(credentials.stat().st_mode) == 0o600
     assert server.registration_token not in credentials.read_text()
-    assert os.listdir(agent.workdir / "jobs") == []  # workspaces are removed
+    # Job directories are kept for the next job, emptied: no file, script or env file keeps data.
+    kept = list((agent.workdir / "jobs").rglob("*"))
+    assert not [p for p in kept if p.is_file() and p.stat().st_size]
+    assert not [p for p in kept if p.parent.parent.name == "workspace"]
 
     # A restarted agent uses the runner token it saved instead of registering again.
     agent.signal(signal.SIGTERM)
     assert agent.wait(10) == 0
+    assert os.listdir(agent.workdir / "jobs") == []  # a stopped agent leaves no job directory
     saved = credentials.read_text()
     again = AgentProcess(server.url, "not-a-valid-token", agent.workdir).start()
     agents.append(again)

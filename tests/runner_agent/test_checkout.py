@@ -13,6 +13,7 @@ from conveyor.errors import ExecutionError
 from conveyor.runner.assignment import JobAssignment, StepReport
 from conveyor.runner.checkout import fetch_commit
 from conveyor.runner.executor import JobExecutor
+from conveyor.runner.workspace import Slots
 from conveyor.workflow import load_workflow
 
 GIT_ENV = {
@@ -166,7 +167,7 @@ def test_the_checkout_action_fetches_the_assigned_commit_into_an_empty_workspace
     )
     reporter = Recorder()
     outcome = asyncio.run(
-        JobExecutor(temp_parent=str(tmp_path), base_env=GIT_ENV).run(assignment, reporter)
+        JobExecutor(slots=Slots(str(tmp_path)), base_env=GIT_ENV).run(assignment, reporter)
     )
     assert outcome.conclusion == "success", reporter.lines
     assert "empty at first" in reporter.lines

@@ -15,6 +15,7 @@ import pytest
 from conveyor.errors import ConveyorError
 from conveyor.runner.guard import MARKER_ENV, Guard, marked
 from conveyor.runner.lease import LeaseClock, LeaseJob, build_assignment, lease_margin
+from conveyor.runner.workspace import Slots
 
 from .jobs import alive, assignment, read_pid
 from .protocol_server import ProtocolServer
@@ -81,7 +82,7 @@ def run_job(server: ProtocolServer, data: dict[str, object], tmp_path: Path, dur
     """Run one LeaseJob to its end; `during(job)` runs beside it. -> seconds it took."""
 
     async def main() -> float:
-        job = LeaseJob(server.channel(), Guard(None), data, jobs_dir=str(tmp_path))
+        job = LeaseJob(server.channel(), Guard(None), data, slots=Slots(str(tmp_path)))
         start = time.monotonic()
         task = asyncio.create_task(job.run())
         try:
@@ -130,7 +131,9 @@ def test_a_job_runs_and_reports_in_order(tmp_path: Path) -> None:
     assert "fence=1 key=32" in server.lines()
     assert "token is ***" in server.lines()
     assert server.calls[-1].body["conclusion"] == "success"
-    assert os.listdir(tmp_path) == []  # the workspace is gone
+    kept = list(tmp_path.rglob("*"))  # the job's tree, kept for the next job, holds nothing
+    assert not [p for p in kept if p.is_file() and p.stat().st_size]
+    assert not [p for p in kept if p.parent.parent.name == "workspace"]
 
 
 def test_a_cancel_from_the_server_reaches_the_running_step(tmp_path: Path) -> None:

@@ -31,6 +31,7 @@ from conveyor.local.reporter import StoreReporter
 from conveyor.runner.artifacts import DirectoryArtifactStore
 from conveyor.runner.assignment import JobAssignment
 from conveyor.runner.executor import JobExecutor
+from conveyor.runner.workspace import Slots
 from conveyor.store.sqlite import SqliteStore
 from conveyor.workflow import load_workflow
 from conveyor.workflow.model import Workflow
@@ -230,7 +231,7 @@ class _LocalRun:
         run, _ = await self.store.create_run(new_run, jobs)
         self.run_id = run.id
         self.artifacts = DirectoryArtifactStore(os.path.join(self.tmp, "artifacts"))
-        self.executor = JobExecutor(temp_parent=self.tmp, artifacts=self.artifacts)
+        self.executor = JobExecutor(slots=Slots(self.tmp), artifacts=self.artifacts)
         loop = asyncio.get_running_loop()
         self._install_signals(loop)
         try:

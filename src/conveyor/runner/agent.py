@@ -39,6 +39,7 @@ from conveyor.runner.http_channel import (
     ServerUnavailable,
 )
 from conveyor.runner.lease import LeaseJob
+from conveyor.runner.workspace import Slots
 
 POLL_WAIT = 50.0
 CREDENTIALS = "runner.json"
@@ -233,6 +234,7 @@ class _Agent:
             shutil.rmtree(os.path.join(jobs_dir, leftover), ignore_errors=True)
         channel = HttpChannel(self.url, token)
         guard = await Guard.start()
+        slots = Slots(jobs_dir)
         try:
             logger.info(
                 "runner %s: waiting for jobs from %s (labels: %s, %d at a time)",
@@ -241,7 +243,7 @@ class _Agent:
                 ",".join(self.labels) or "none",
                 self.concurrency,
             )
-            status = await self._listen(channel, guard, jobs_dir)
+            status = await self._listen(channel, guard, slots)
             await self._drain()
             return status
         finally:
@@ -250,6 +252,7 @@ class _Agent:
                 task.cancel()
             if self.jobs:
                 await asyncio.wait(self.jobs)
+            slots.close()
             await guard.close()
             await channel.aclose()
 
@@ -280,30 +283,30 @@ class _Agent:
         logger.info("registered as runner %s", runner_id)
         return token
 
-    async def _listen(self, channel: HttpChannel, guard: Guard, jobs_dir: str) -> int:
-        slots = asyncio.Semaphore(self.concurrency)
+    async def _listen(self, channel: HttpChannel, guard: Guard, slots: Slots) -> int:
+        free = asyncio.Semaphore(self.concurrency)
         while not self.stop.is_set():
-            if await self._wait_or_stop(slots.acquire()) is None:
+            if await self._wait_or_stop(free.acquire()) is None:
                 break
             try:
                 data = await self._until_stopped(lambda: channel.poll(self.poll_wait))
             except Refused as exc:
-                slots.release()
+                free.release()
                 logger.error("the server refused to hand out jobs: %s", exc)
                 if exc.status == 401:
                     with contextlib.suppress(FileNotFoundError):
                         os.remove(os.path.join(self.workdir, CREDENTIALS))
                 return 1
             if data is None:
-                slots.release()
+                free.release()
                 continue
-            job = LeaseJob(channel, guard, data, jobs_dir=jobs_dir, received_at=time.monotonic())
+            job = LeaseJob(channel, guard, data, slots=slots, received_at=time.monotonic())
             task = asyncio.create_task(job.run())
             self.jobs[task] = job
 
             def done(task: asyncio.Task[None]) -> None:
                 self.jobs.pop(task, None)
-                slots.release()
+                free.release()
 
             task.add_done_callback(done)
         return 0

@@ -108,28 +108,27 @@ class JobState:
 
 
 class JobExecutor:
-    """Runs one `JobAssignment` to its end and returns how it ended."""
+    """Runs one `JobAssignment` to its end and returns how it ended.
+
+    Each job gets a directory tree from `slots`, for the time it runs.
+    """
 
     def __init__(
         self,
         *,
-        temp_parent: str | None = None,
+        slots: workspace.Slots,
         base_env: Mapping[str, str] | None = None,
         artifacts: ArtifactStore | None = None,
-        keep_workspace: bool = False,
     ) -> None:
-        self._temp_parent = temp_parent
+        self._slots = slots
         self._base_env = dict(os.environ if base_env is None else base_env)
         self._artifacts = artifacts
-        self._keep = keep_workspace
 
     async def run(self, assignment: JobAssignment, reporter: JobReporter) -> JobOutcome:
         from conveyor.runner.steps import Scope, run_steps
 
         repository = str(assignment.contexts.get("github", {}).get("repository", ""))
-        dirs = workspace.prepare(
-            assignment.source_dir, self._temp_parent, bind=assignment.bind, name=repository
-        )
+        dirs = self._slots.acquire(assignment.source_dir, bind=assignment.bind, name=repository)
         state: JobState | None = None
         try:
             state = self._initial_state(assignment, dirs, reporter)
@@ -153,8 +152,7 @@ class JobExecutor:
         finally:
             for pgid in state.process_groups if state else ():
                 kill_process_group(pgid)
-            if not self._keep:
-                dirs.cleanup()
+            self._slots.release(dirs)
 
     def _initial_state(
         self, a: JobAssignment, dirs: workspace.JobDirs, reporter: JobReporter

@@ -36,6 +36,7 @@ from conveyor.runner.guard import MARKER_ENV, Guard
 from conveyor.runner.http_artifacts import HttpArtifactStore
 from conveyor.runner.http_channel import Backoff, HttpChannel, Refused, ServerUnavailable
 from conveyor.runner.http_reporter import HttpReporter
+from conveyor.runner.workspace import Slots
 from conveyor.workflow import load_workflow
 
 MAX_MARGIN = 30.0
@@ -77,7 +78,7 @@ class LeaseJob:
         guard: Guard,
         data: Mapping[str, Any],
         *,
-        jobs_dir: str,
+        slots: Slots,
         received_at: float | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -91,7 +92,7 @@ class LeaseJob:
         self.aborted = False
         self._channel = channel
         self._guard = guard
-        self._jobs_dir = jobs_dir
+        self._slots = slots
         self._clock = clock
         self._marker = secrets.token_hex(12)
         self._reporter = HttpReporter(channel, self.job_id, self.epoch, on_lost=self.abort)
@@ -141,7 +142,7 @@ class LeaseJob:
             return
         logger.info("job %s (%s): started", self.job_id, assignment.name)
         executor = JobExecutor(
-            temp_parent=self._jobs_dir,
+            slots=self._slots,
             base_env={**os.environ, MARKER_ENV: self._marker},
             artifacts=HttpArtifactStore(self._channel, self.job_id, self.epoch, on_lost=self.abort),
         )

@@ -17,7 +17,6 @@ from __future__ import annotations
 import os
 import shlex
 import shutil
-import uuid
 from dataclasses import dataclass
 
 from conveyor.errors import ExecutionError
@@ -127,15 +126,18 @@ def _custom(spec: str, path: str | None) -> ShellCommand:
 
 
 def write_script(directory: str, contents: str, shell: ShellCommand) -> str:
-    """Write `contents` to a new file in `directory` for `shell`; returns its path.
+    """Write `contents` to the step script of `directory` for `shell`; returns its path.
 
-    The file is private to the runner's user (it may hold rendered secrets)
-    and executable, for templates that run the script itself.
+    Steps run one at a time, so each job directory has one script per file
+    extension, rewritten for every step (creating a file costs far more than
+    truncating one). The file is private to the runner's user (it may hold
+    rendered secrets) and executable, for templates that run the script itself.
     """
-    path = os.path.join(directory, f"{uuid.uuid4().hex}{shell.extension}")
+    path = os.path.join(directory, f"step{shell.extension}")
     data = shell.script_text(contents).encode("utf-8", "surrogateescape")
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o700)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o700)
+        os.fchmod(fd, 0o700)  # whatever an earlier step made of it
         with os.fdopen(fd, "wb") as f:
             f.write(data)
     except OSError as exc:

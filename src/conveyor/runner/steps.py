@@ -195,7 +195,7 @@ async def _run_script(
         path=state.process_env(step_env).get("PATH"),
     )
     cwd = _working_directory(state, scope, step, environment)
-    script_path = write_script(str(state.dirs.temp), script, shell)
+    script_path = write_script(str(state.dirs.files), script, shell)
     extra = {"GITHUB_ACTION_PATH": scope.action_path} if scope.action_path else {}
     return await run_command(
         state, scope, step, shell.argv_for(script_path), cwd, {**extra, **step_env}, ctx

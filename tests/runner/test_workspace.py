@@ -1,0 +1,121 @@
+"""Job directory trees: reused from job to job, and nothing of one job reaches the next."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from conveyor.runner.shell import resolve_shell, write_script
+from conveyor.runner.workspace import JobDirs, Slots, step_files
+
+
+def use(dirs: JobDirs) -> None:
+    """What a job leaves behind: files everywhere it may write."""
+    (dirs.workspace / "build").mkdir()
+    (dirs.workspace / "build" / "out.bin").write_bytes(b"secret build output")
+    (dirs.temp / "cache.txt").write_text("temp data")
+    (dirs.tool_cache / "node").mkdir()
+    for path in step_files(dirs).values():
+        Path(path).write_text("KEY=value\n")
+    write_script(str(dirs.files), "echo $SECRET_TOKEN\n", resolve_shell("bash"))
+
+
+def holds_data(dirs: JobDirs) -> list[Path]:
+    found = [p for p in dirs.root.rglob("*") if p.is_file() and p.stat().st_size]
+    return found + list(dirs.workspace.iterdir()) + list(dirs.tool_cache.iterdir())
+
+
+def test_a_released_tree_is_emptied_and_given_to_the_next_job(tmp_path: Path) -> None:
+    slots = Slots(str(tmp_path))
+    first = slots.acquire(None, bind=False, name="acme/widget")
+    assert first.workspace.name == "widget" and first.workspace.is_dir()
+    use(first)
+    slots.release(first)
+    second = slots.acquire(None, bind=False, name="acme/widget")
+    assert second.root == first.root
+    assert holds_data(second) == []
+    assert second.temp.is_dir() and second.files.is_dir()
+
+
+def test_jobs_running_at_once_get_trees_of_their_own(tmp_path: Path) -> None:
+    slots = Slots(str(tmp_path))
+    a, b = slots.acquire(None, bind=False), slots.acquire(None, bind=False)
+    assert a.root != b.root
+    slots.release(a)
+    slots.release(b)
+    assert {slots.acquire(None, bind=False).root for _ in range(2)} == {a.root, b.root}
+
+
+def test_another_repository_replaces_the_last_ones_workspace(tmp_path: Path) -> None:
+    slots = Slots(str(tmp_path))
+    dirs = slots.acquire(None, bind=False, name="acme/widget")
+    slots.release(dirs)
+    dirs = slots.acquire(None, bind=False, name="acme/gadget")
+    assert [p.name for p in dirs.workspace.parent.iterdir()] == ["gadget"]
+
+
+def test_a_checkout_copy_is_fresh_for_every_job(tmp_path: Path) -> None:
+    source = tmp_path / "repo"
+    source.mkdir()
+    (source / "main.py").write_text("print('hi')\n")
+    slots = Slots(str(tmp_path / "jobs"))
+    first = slots.acquire(str(source), bind=False)
+    (first.workspace / "main.py").write_text("changed by the job\n")
+    (first.workspace / "new.txt").write_text("left by the job\n")
+    slots.release(first)
+    second = slots.acquire(str(source), bind=False)
+    assert second.root == first.root
+    assert sorted(p.name for p in second.workspace.iterdir()) == ["main.py"]
+    assert (second.workspace / "main.py").read_text() == "print('hi')\n"
+
+
+def test_a_bound_workspace_is_never_emptied(tmp_path: Path) -> None:
+    source = tmp_path / "repo"
+    source.mkdir()
+    (source / "keep.txt").write_text("the user's file\n")
+    slots = Slots(str(tmp_path / "jobs"))
+    dirs = slots.acquire(str(source), bind=True)
+    assert dirs.workspace == source
+    slots.release(dirs)
+    assert (source / "keep.txt").read_text() == "the user's file\n"
+
+
+def test_a_tree_whose_temp_became_a_symlink_is_dropped_without_following_it(
+    tmp_path: Path,
+) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "precious.txt").write_text("not the runner's to delete")
+    slots = Slots(str(tmp_path / "jobs"))
+    dirs = slots.acquire(None, bind=False)
+    os.rmdir(dirs.temp)
+    dirs.temp.symlink_to(outside)
+    slots.release(dirs)
+    assert (outside / "precious.txt").read_text() == "not the runner's to delete"
+    assert not dirs.root.exists()
+    assert slots.acquire(None, bind=False).root != dirs.root
+
+
+def test_links_and_odd_files_among_the_env_files_are_removed_not_followed(tmp_path: Path) -> None:
+    target = tmp_path / "target.txt"
+    target.write_text("outside data")
+    slots = Slots(str(tmp_path / "jobs"))
+    dirs = slots.acquire(None, bind=False)
+    files = step_files(dirs)
+    os.remove(files["GITHUB_ENV"])
+    os.symlink(target, files["GITHUB_ENV"])
+    os.mkfifo(dirs.files / "pipe")
+    (dirs.files / "nested").mkdir()
+    slots.release(dirs)
+    again = slots.acquire(None, bind=False)
+    assert again.root == dirs.root
+    assert target.read_text() == "outside data"
+    assert all(p.is_file() and not p.is_symlink() for p in again.files.iterdir())
+
+
+def test_close_removes_the_kept_trees(tmp_path: Path) -> None:
+    slots = Slots(str(tmp_path))
+    for dirs in [slots.acquire(None, bind=False) for _ in range(3)]:
+        slots.release(dirs)
+    slots.close()
+    assert os.listdir(tmp_path) == []
