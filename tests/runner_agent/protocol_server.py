@@ -112,25 +112,34 @@ class ProtocolServer:
             return 409, {"code": "lease_lost", "message": "stale epoch"}
         if path.endswith("/heartbeat"):
             return 200, {"cancel_requested": self.cancel_requested, "lease_ttl": self.lease_ttl}
-        if path.endswith(("/logs", "/record")):
+        if path.endswith("/report"):
             return 200, {"last_seq": len(self.lines())}
         return 200, {}
 
     def writes(self) -> list[str]:
-        """What reached the server, in order: `logs`, `steps/0/start`, `complete`, ..."""
+        """The calls about jobs that reached the server, in order: `report`, `heartbeat`, ..."""
         return [c.path.split("/", 3)[3] for c in self.calls if c.path.startswith("/jobs/")]
 
-    def lines(self) -> list[str]:
-        """Every line that arrived, in a log batch or with a whole step's `record`."""
+    def reports(self) -> list[Call]:
+        return [c for c in self.calls if c.path.endswith("/report")]
+
+    def events(self) -> list[str]:
+        """Every reported event, in order: `job_start`, `step_start 0`, `logs`, `job_end`, ..."""
         return [
-            text
-            for c in self.calls
-            if c.path.endswith(("/logs", "/record"))
-            for _, text in c.body["lines"]
+            event["type"] + (f" {event['index']}" if "index" in event else "")
+            for c in self.reports()
+            for event in c.body["events"]
         ]
 
-    def batches(self) -> list[Call]:
-        return [c for c in self.calls if c.path.endswith("/logs")]
+    def lines(self) -> list[str]:
+        """Every log line that arrived."""
+        return [
+            text
+            for c in self.reports()
+            for event in c.body["events"]
+            if event["type"] == "logs"
+            for _, text in event["lines"]
+        ]
 
 
 async def _read_request(reader: asyncio.StreamReader) -> tuple[str, str, Any] | None:

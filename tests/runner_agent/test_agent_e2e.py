@@ -193,7 +193,7 @@ def test_a_frozen_agent_gives_its_job_up_and_its_late_writes_are_refused(
         async def late_write() -> None:
             channel = HttpChannel(server.url, credentials.token)
             try:
-                await channel.append_logs(job_id, 1, [(0, "done 1")])
+                await channel.report(job_id, 1, [{"type": "logs", "lines": [[0, "done 1"]]}])
             finally:
                 await channel.aclose()
 

@@ -8,7 +8,6 @@ import httpx
 import pytest
 
 from conveyor.errors import LeaseLost
-from conveyor.runner.assignment import JobOutcome
 from conveyor.runner.http_channel import (
     Backoff,
     ChannelError,
@@ -35,14 +34,11 @@ def test_requests_carry_the_token_and_the_contract_body() -> None:
         return httpx.Response(200, json={})
 
     channel = HttpChannel("http://conveyor.test", "s3cret", transport=httpx.MockTransport(handle))
-    outcome = JobOutcome("failure", {"out": "1"}, reason="boom")
-    asyncio.run(channel.complete("job/1", 7, outcome))
+    asyncio.run(channel.report("job/1", 7, [{"type": "job_end", "conclusion": "failure"}]))
     (request,) = seen
     assert request.headers["authorization"] == "Bearer s3cret"
-    assert request.url.raw_path == b"/api/v1/jobs/job%2F1/complete"
-    assert request.read() == (
-        b'{"epoch":7,"conclusion":"failure","outputs":{"out":"1"},"reason":"boom"}'
-    )
+    assert request.url.raw_path == b"/api/v1/jobs/job%2F1/report"
+    assert request.read() == (b'{"epoch":7,"events":[{"type":"job_end","conclusion":"failure"}]}')
 
 
 @pytest.mark.parametrize(
@@ -61,7 +57,7 @@ def test_answers_become_typed_errors(
     status: int, body: object, error: type[Exception], code: str | None
 ) -> None:
     with pytest.raises(error) as caught:
-        asyncio.run(answering(status, body).start_job("j", 1))
+        asyncio.run(answering(status, body).report("j", 1, [{"type": "job_start"}]))
     if code is not None:
         assert isinstance(caught.value, Refused)
         assert (caught.value.status, caught.value.code) == (status, code)

@@ -103,20 +103,12 @@ async def until(predicate, timeout: float = 10.0) -> None:
         await asyncio.sleep(0.01)
 
 
-def steps_of(writes: list[str]) -> list[str]:
-    """The writes with each step's report shortened to `steps/N`.
+def transitions(server: ProtocolServer) -> list[str]:
+    return [event for event in server.events() if event != "logs"]
 
-    A step that ends within the batching window goes as one `record`; a slower
-    one as its start, its log batches and its finish.
-    """
-    merged: list[str] = []
-    for write in writes:
-        in_step = bool(merged) and merged[-1].startswith("steps/")
-        if write.endswith(("/record", "/start")):
-            merged.append(write.rsplit("/", 1)[0])
-        elif not (write.endswith("/finish") or (write == "logs" and in_step)):
-            merged.append(write)
-    return merged
+
+def reported(server: ProtocolServer, kind: str) -> list[dict[str, object]]:
+    return [e for c in server.reports() for e in c.body["events"] if e["type"] == kind]
 
 
 def test_a_job_runs_and_reports_in_order(tmp_path: Path) -> None:
@@ -127,10 +119,18 @@ def test_a_job_runs_and_reports_in_order(tmp_path: Path) -> None:
         "        env: {TOKEN: '${{ secrets.TOKEN }}'}\n"
     )
     run_job(server, assignment(steps), tmp_path)
-    assert steps_of(server.writes()) == ["start", "steps/0", "steps/1", "complete"]
+    assert transitions(server) == [
+        "job_start",
+        "step_start 0",
+        "step_end 0",
+        "step_start 1",
+        "step_end 1",
+        "job_end",
+    ]
+    assert server.writes() == ["report"]  # a short job: one report from start to end
     assert "fence=1 key=32" in server.lines()
     assert "token is ***" in server.lines()
-    assert server.calls[-1].body["conclusion"] == "success"
+    assert reported(server, "job_end")[0]["conclusion"] == "success"
     kept = list(tmp_path.rglob("*"))  # the job's tree, kept for the next job, holds nothing
     assert not [p for p in kept if p.is_file() and p.stat().st_size]
     assert not [p for p in kept if p.parent.parent.name == "workspace"]
@@ -148,11 +148,11 @@ def test_a_cancel_from_the_server_reaches_the_running_step(tmp_path: Path) -> No
         server, assignment(steps, heartbeat_interval=0.05), tmp_path, cancel_once_started
     )
     assert took < 5.0
-    finished = [c.body for c in server.calls if c.path.endswith(("/finish", "/record"))]
+    finished = reported(server, "step_end")
     assert finished[0]["outcome"] == "cancelled"
     assert finished[1]["outcome"] == "success"
     assert "cleanup" in server.lines()
-    assert server.calls[-1].body["conclusion"] == "cancelled"
+    assert reported(server, "job_end")[0]["conclusion"] == "cancelled"
 
 
 def test_without_acknowledged_renewals_the_job_is_killed_before_the_ttl(tmp_path: Path) -> None:
@@ -170,7 +170,7 @@ def test_without_acknowledged_renewals_the_job_is_killed_before_the_ttl(tmp_path
     pid = read_pid(str(pidfile))
     assert pid is not None and not alive(pid)
     assert took < 1.0  # TTL 1 s: given up at 0.75 s, before the server could reassign it
-    assert "complete" not in server.writes()
+    assert "job_end" not in server.events()
 
 
 def test_a_refused_heartbeat_abandons_the_job_at_once(tmp_path: Path) -> None:
@@ -181,7 +181,7 @@ def test_a_refused_heartbeat_abandons_the_job_at_once(tmp_path: Path) -> None:
     async def reassign(job: LeaseJob) -> None:
         # once the step runs and its start has arrived, the next write is a heartbeat
         await until(
-            lambda: read_pid(str(pidfile)) is not None and "steps/0/start" in server.writes()
+            lambda: read_pid(str(pidfile)) is not None and "step_start 0" in server.events()
         )
         server.epoch = 2  # the reaper re-queued it and another runner took it
 
@@ -191,15 +191,15 @@ def test_a_refused_heartbeat_abandons_the_job_at_once(tmp_path: Path) -> None:
     assert pid is not None and not alive(pid)
     assert took < 2.0
     assert server.writes()[-1] == "heartbeat"
-    assert "complete" not in server.writes()
+    assert "job_end" not in server.events()
 
 
 def test_a_malformed_assignment_fails_the_job(tmp_path: Path) -> None:
     server = ProtocolServer()
     run_job(server, {**assignment("      - run: true\n"), "job": "nope"}, tmp_path)
-    assert server.writes() == ["complete"]
-    assert server.calls[-1].body["conclusion"] == "failure"
-    assert "has no job 'nope'" in server.calls[-1].body["reason"]
+    assert server.events() == ["job_end"]
+    assert reported(server, "job_end")[0]["conclusion"] == "failure"
+    assert "has no job 'nope'" in str(reported(server, "job_end")[0]["reason"])
 
 
 def start_marked(marker: str) -> subprocess.Popen[bytes]:

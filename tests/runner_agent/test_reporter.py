@@ -38,6 +38,13 @@ def step(index: int) -> StepReport:
     return StepReport(index, None, f"step {index}", "success", "success", {})
 
 
+def lines_per_report(server: ProtocolServer) -> list[int]:
+    return [
+        sum(len(e["lines"]) for e in c.body["events"] if e["type"] == "logs")
+        for c in server.reports()
+    ]
+
+
 def test_lines_go_in_batches_of_at_most_100() -> None:
     async def test(server: ProtocolServer) -> None:
         reporter = HttpReporter(server.channel(), "j", 1)
@@ -45,9 +52,8 @@ def test_lines_go_in_batches_of_at_most_100() -> None:
         for n in range(250):
             reporter.log(0, f"line {n}")
         await asyncio.sleep(0.4)
-        sizes = [len(b.body["lines"]) for b in server.batches()]
-        assert sizes == [100, 100, 50]
-        first, second, third = (b.at - start for b in server.batches())
+        assert lines_per_report(server) == [100, 100, 50]
+        first, second, third = (c.at - start for c in server.reports())
         assert first < 0.05 and second < 0.05  # full batches do not wait
         assert 0.05 < third < 0.3  # the rest waits for the interval
         assert await reporter.complete(DONE)
@@ -62,19 +68,21 @@ def test_a_lone_line_waits_about_100_ms() -> None:
         start = time.monotonic()
         reporter.log(None, "hello")
         await asyncio.sleep(0.05)
-        assert server.batches() == []
+        assert server.reports() == []
         await asyncio.sleep(0.2)
-        (batch,) = server.batches()
-        assert 0.09 <= batch.at - start < 0.2
-        assert batch.body["lines"] == [[None, "hello"]]
+        (report,) = server.reports()
+        assert 0.09 <= report.at - start < 0.2
+        assert report.body == {"epoch": 1, "events": [{"type": "logs", "lines": [[None, "hello"]]}]}
         await reporter.complete(DONE)
 
     run(test)
 
 
-def test_a_quick_step_goes_as_one_record_with_its_lines() -> None:
+def test_a_short_job_is_one_report_from_its_start_to_its_end() -> None:
     async def test(server: ProtocolServer) -> None:
         reporter = HttpReporter(server.channel(), "j", 1)
+        before = time.time()
+        reporter.job_started()
         await reporter.step_started(0, "build", "Build")
         reporter.log(0, "a")
         reporter.log(0, "b")
@@ -82,31 +90,36 @@ def test_a_quick_step_goes_as_one_record_with_its_lines() -> None:
         reporter.log(None, "c")
         await reporter.flush()
         assert await reporter.complete(JobOutcome("failure", {"x": "1"}, reason="why"))
+        assert server.calls[0].body["events"][1]["at"] >= before
 
     server = run(test)
-    assert server.writes() == ["steps/0/record", "logs", "complete"]
-    assert server.calls[0].body == {
-        "epoch": 1,
+    assert server.writes() == ["report"]
+    events = server.calls[0].body["events"]
+    assert server.events() == ["job_start", "step_start 0", "logs", "step_end 0", "logs", "job_end"]
+    assert events[2] == {"type": "logs", "lines": [[0, "a"], [0, "b"]]}
+    assert {k: v for k, v in events[3].items() if k != "at"} == {
+        "type": "step_end",
+        "index": 0,
         "step_id": None,
         "name": "step 0",
         "outcome": "success",
         "conclusion": "success",
         "outputs": {},
-        "lines": [[0, "a"], [0, "b"]],
     }
-    assert server.lines() == ["a", "b", "c"]
-    assert server.calls[-1].body == {
-        "epoch": 1,
+    assert events[-1] == {
+        "type": "job_end",
         "conclusion": "failure",
         "outputs": {"x": "1"},
         "reason": "why",
     }
+    assert server.lines() == ["a", "b", "c"]
 
 
 def test_an_unreachable_server_gets_everything_once_it_is_back() -> None:
     async def test(server: ProtocolServer) -> None:
         server.reachable = False
         reporter = HttpReporter(server.channel(), "j", 1, backoff=quick)
+        reporter.job_started()
         await reporter.step_started(0, None, "one")
         for n in range(30):
             reporter.log(0, f"out {n}")
@@ -119,37 +132,42 @@ def test_an_unreachable_server_gets_everything_once_it_is_back() -> None:
 
     server = run(test)
     assert server.refused > 1
-    assert server.writes() == ["steps/0/record", "complete"]
+    assert server.events() == ["job_start", "step_start 0", "logs", "step_end 0", "job_end"]
     assert server.lines() == [f"out {n}" for n in range(30)]
 
 
-def test_a_slow_step_goes_as_start_lines_and_finish() -> None:
+def test_a_long_job_reports_while_it_runs() -> None:
     async def test(server: ProtocolServer) -> None:
         reporter = HttpReporter(server.channel(), "j", 1)
         start = time.monotonic()
+        reporter.job_started()
         await reporter.step_started(0, "build", "Build")
         reporter.log(0, "a")
         await asyncio.sleep(0.3)
-        assert server.writes() == ["steps/0/start", "logs"]
-        assert 0.09 <= server.calls[0].at - start < 0.2  # held one interval for its end
+        (first,) = server.reports()
+        assert 0.09 <= first.at - start < 0.2  # held one interval, no longer
+        assert server.events() == ["job_start", "step_start 0", "logs"]
         await reporter.step_finished(step(0))
         await reporter.step_started(1, None, "next")
         for n in range(150):
-            reporter.log(1, f"line {n}")  # more than one batch: no record
+            reporter.log(1, f"line {n}")  # more than one batch
         await reporter.step_finished(step(1))
         assert await reporter.complete(DONE)
 
     server = run(test)
-    assert server.writes() == [
-        "steps/0/start",
+    assert lines_per_report(server) == [1, 100, 50]
+    assert server.events() == [
+        "job_start",
+        "step_start 0",
         "logs",
-        "steps/0/finish",
-        "steps/1/start",
+        "step_end 0",
+        "step_start 1",
         "logs",
         "logs",
-        "steps/1/finish",
-        "complete",
+        "step_end 1",
+        "job_end",
     ]
+    assert server.lines() == ["a", *(f"line {n}" for n in range(150))]
 
 
 def test_the_buffer_is_bounded_and_says_what_it_dropped() -> None:
@@ -179,9 +197,10 @@ def test_a_lost_lease_stops_everything_at_once() -> None:
     async def test(server: ProtocolServer) -> None:
         server.epoch = 2  # someone else holds the job now
         reporter = HttpReporter(server.channel(), "j", 1, on_lost=lost.append)
+        reporter.job_started()
         await reporter.step_started(0, None, "one")
         reporter.log(0, "late")
-        await asyncio.sleep(0.2)  # the start waits one interval for the step's end
+        await asyncio.sleep(0.2)  # the first report waits one interval
         assert reporter.cancel.is_set() and reporter.ended
         reporter.log(0, "later")
         await reporter.step_finished(step(0))
@@ -189,6 +208,7 @@ def test_a_lost_lease_stops_everything_at_once() -> None:
         await asyncio.sleep(0.15)
 
     server = run(test)
-    assert server.writes() == ["steps/0/start"]
+    assert server.writes() == ["report"]
+    assert server.events() == ["job_start", "step_start 0", "logs"]
     assert len(lost) == 1
     assert "stale epoch" in lost[0]

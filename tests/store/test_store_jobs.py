@@ -139,7 +139,7 @@ async def test_finish_job_records_outputs_and_ends_the_lease(kit: Kit) -> None:
     )
     assert done.outputs == {"version": "1.2"} and done.lease_expires_at is None
     assert done.completed_at == kit.clock.now and done.lease_owner == "runner-1"
-    with pytest.raises(ValueError, match="cannot set status"):
+    with pytest.raises(ValueError, match="cannot end as"):
         await kit.store.finish_job(job.id, job.lease_epoch, J.QUEUED, Conclusion.SUCCESS, {})
 
 

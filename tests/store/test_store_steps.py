@@ -90,7 +90,7 @@ async def test_a_step_records_times_results_and_outputs(kit: Kit) -> None:
 
 async def test_finish_step_takes_only_final_statuses(kit: Kit) -> None:
     job = await kit.running()
-    with pytest.raises(ValueError, match="cannot set status"):
+    with pytest.raises(ValueError, match="cannot end as"):
         await kit.store.finish_step(job.id, job.lease_epoch, 0, S.RUNNING, None, None, {})
 
 

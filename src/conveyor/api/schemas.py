@@ -8,7 +8,7 @@ secrets or a job's internal spec.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -85,6 +85,58 @@ class CompleteIn(EpochIn):
     conclusion: Literal["success", "failure", "cancelled"]
     outputs: dict[str, str] = Field(default_factory=dict)
     reason: str | None = None
+
+
+class JobStartEvent(BaseModel):
+    type: Literal["job_start"]
+
+
+class StepStartEvent(BaseModel):
+    type: Literal["step_start"]
+    index: int = Field(ge=0, le=100_000)
+    step_id: str | None = None
+    name: str = ""
+    at: float | None = None
+
+
+class LogsEvent(BaseModel):
+    type: Literal["logs"]
+    lines: list[tuple[int | None, str]]
+
+
+class StepEndEvent(BaseModel):
+    type: Literal["step_end"]
+    index: int = Field(ge=0, le=100_000)
+    step_id: str | None = None
+    name: str = ""
+    outcome: Outcome
+    conclusion: Outcome
+    outputs: dict[str, str] = Field(default_factory=dict)
+    at: float | None = None
+
+
+class JobEndEvent(BaseModel):
+    type: Literal["job_end"]
+    conclusion: Literal["success", "failure", "cancelled"]
+    outputs: dict[str, str] = Field(default_factory=dict)
+    reason: str | None = None
+
+
+ReportEventIn = Annotated[
+    JobStartEvent | StepStartEvent | LogsEvent | StepEndEvent | JobEndEvent,
+    Field(discriminator="type"),
+]
+
+
+class ReportIn(EpochIn):
+    """What happened to a job since the last report, in order; applied all or nothing."""
+
+    events: list[ReportEventIn] = Field(min_length=1, max_length=10_000)
+
+
+class ReportOut(BaseModel):
+    last_seq: int | None
+    """The seq of the last log line the report carried, if it carried any."""
 
 
 class ArtifactOut(BaseModel):

@@ -28,7 +28,7 @@ from conveyor.engine.states import Conclusion, RunStatus
 from conveyor.engine.store import Store
 from conveyor.errors import Conflict, ConveyorError, WorkflowError
 from conveyor.expr import Environment, render_value, to_boolean, to_string
-from conveyor.workflow import load_workflow
+from conveyor.workflow import parse_workflow
 from conveyor.workflow.triggers import dispatch_inputs, matches
 
 
@@ -130,7 +130,7 @@ class RunService:
         for path in await self._mirror.workflow_files(repository.url, sha):
             source = await self._mirror.show(repository.url, sha, path)
             try:
-                model = load_workflow(path, text=source, display_path=path)
+                model = parse_workflow(path, source, path)
             except WorkflowError:
                 continue  # an invalid workflow in the repository triggers nothing
             if matches(model.on, event) is None:

@@ -17,7 +17,7 @@ from conveyor.engine.records import RunRecord
 from conveyor.engine.runplan import PlannedJob, plan_run
 from conveyor.engine.sources import RepositoryMirror, SourceError
 from conveyor.errors import Diagnostic, Span, WorkflowError
-from conveyor.workflow import load_workflow
+from conveyor.workflow import parse_workflow
 from conveyor.workflow.model import Workflow
 from conveyor.workflow.triggers import Event
 
@@ -65,7 +65,7 @@ async def load_run_sources(
                 ]
             )
         if path not in models:
-            models[path] = load_workflow(path, text=sources[path], display_path=path)
+            models[path] = parse_workflow(path, sources[path], path)
         return models[path]
 
     top = load(workflow.path)

@@ -47,6 +47,7 @@ from conveyor.engine.records import (
     TokenRecord,
     WorkflowRecord,
 )
+from conveyor.engine.reports import ReportEvent
 from conveyor.engine.states import Conclusion, JobStatus, RunStatus, StepStatus
 
 
@@ -248,22 +249,16 @@ class Store(Protocol):
         """Append `(step_index, text)` lines numbered on from the job's last seq; the last seq."""
         ...
 
-    async def record_step(
-        self,
-        job_id: str,
-        epoch: int,
-        index: int,
-        step_id: str | None,
-        name: str,
-        lines: Sequence[tuple[int | None, str]],
-        status: StepStatus,
-        outcome: Conclusion | None,
-        conclusion: Conclusion | None,
-        outputs: Mapping[str, str],
-    ) -> int:
-        """A whole step in one transaction: `start_step`, `append_log(lines)`, `finish_step`.
+    async def apply_report(
+        self, job_id: str, epoch: int, events: Sequence[ReportEvent]
+    ) -> int | None:
+        """A runner's batch of events, applied in order in one transaction.
 
-        The same checks, rows and outbox events as the three calls; the last log seq.
+        Each event has the checks, rows and outbox events of its own call
+        (`start_job`, `start_step`, `append_log`, `finish_step`, `finish_job`);
+        the first refusal refuses the whole batch and nothing is written. Step
+        times the runner reports are kept, but never later than the server's
+        clock. The last log seq written, None when the batch had no lines.
         """
         ...
 

@@ -16,7 +16,7 @@ ConveyorError
 from __future__ import annotations
 
 import random
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import IO, Any
 from urllib.parse import quote
@@ -24,7 +24,6 @@ from urllib.parse import quote
 import httpx
 
 from conveyor.errors import ConveyorError, LeaseLost
-from conveyor.runner.assignment import JobOutcome, StepReport
 
 API = "/api/v1"
 REQUEST_TIMEOUT = 30.0
@@ -128,9 +127,6 @@ class HttpChannel:
             raise ServerUnavailable(f"{self.url}: the poll answer's job is not an object")
         return job
 
-    async def start_job(self, job_id: str, epoch: int) -> None:
-        await self._call("POST", f"{_job(job_id)}/start", {"epoch": epoch})
-
     async def heartbeat(
         self, job_id: str, epoch: int, *, timeout: float | None = None
     ) -> Heartbeat:
@@ -142,44 +138,15 @@ class HttpChannel:
             raise ServerUnavailable(f"{self.url}: the heartbeat answer has no valid lease_ttl")
         return Heartbeat(bool(data.get("cancel_requested")), float(ttl))
 
-    async def step_started(
-        self, job_id: str, epoch: int, index: int, step_id: str | None, name: str
-    ) -> None:
-        body = {"epoch": epoch, "step_id": step_id, "name": name}
-        await self._call("POST", f"{_job(job_id)}/steps/{index}/start", body)
-
-    async def step_finished(self, job_id: str, epoch: int, report: StepReport) -> None:
-        body = _finish_body(epoch, report)
-        await self._call("POST", f"{_job(job_id)}/steps/{report.index}/finish", body)
-
-    async def step_recorded(
-        self,
-        job_id: str,
-        epoch: int,
-        report: StepReport,
-        lines: Sequence[tuple[int | None, str]],
-    ) -> None:
-        """A step's start, its log lines and its end in one request."""
-        body = {
-            **_finish_body(epoch, report),
-            "lines": [[index, text] for index, text in lines],
-        }
-        await self._call("POST", f"{_job(job_id)}/steps/{report.index}/record", body)
-
-    async def append_logs(
-        self, job_id: str, epoch: int, lines: Sequence[tuple[int | None, str]]
-    ) -> None:
-        body = {"epoch": epoch, "lines": [[index, text] for index, text in lines]}
-        await self._call("POST", f"{_job(job_id)}/logs", body)
-
-    async def complete(self, job_id: str, epoch: int, outcome: JobOutcome) -> None:
-        body = {
-            "epoch": epoch,
-            "conclusion": outcome.conclusion,
-            "outputs": dict(outcome.outputs),
-            "reason": outcome.reason,
-        }
-        await self._call("POST", f"{_job(job_id)}/complete", body)
+    async def report(
+        self, job_id: str, epoch: int, events: Sequence[Mapping[str, Any]]
+    ) -> int | None:
+        """Send a batch of the job's events; -> the seq of its last log line, if it had any."""
+        data = await self._call(
+            "POST", f"{_job(job_id)}/report", {"epoch": epoch, "events": list(events)}
+        )
+        last = data.get("last_seq")
+        return last if isinstance(last, int) else None
 
     async def put_artifact(
         self, job_id: str, epoch: int, name: str, tar: IO[bytes], size: int
@@ -269,17 +236,6 @@ def _describe(exc: httpx.TransportError) -> str:
     if isinstance(exc, httpx.TimeoutException):
         return "no answer in time"
     return str(exc) or type(exc).__name__
-
-
-def _finish_body(epoch: int, report: StepReport) -> dict[str, Any]:
-    return {
-        "epoch": epoch,
-        "step_id": report.step_id,
-        "name": report.name,
-        "outcome": report.outcome,
-        "conclusion": report.conclusion,
-        "outputs": dict(report.outputs),
-    }
 
 
 def _job(job_id: str) -> str:

@@ -37,7 +37,7 @@ from conveyor.runner.http_artifacts import HttpArtifactStore
 from conveyor.runner.http_channel import Backoff, HttpChannel, Refused, ServerUnavailable
 from conveyor.runner.http_reporter import HttpReporter
 from conveyor.runner.workspace import Slots
-from conveyor.workflow import load_workflow
+from conveyor.workflow import parse_workflow
 
 MAX_MARGIN = 30.0
 MIN_HEARTBEAT_TIMEOUT = 5.0
@@ -138,8 +138,7 @@ class LeaseJob:
             logger.error("job %s: %s", self.job_id, exc)
             await self._complete(JobOutcome("failure", {}, reason=str(exc)))
             return
-        if not await self._start() or self.aborted:
-            return
+        self._reporter.job_started()  # goes with the first report, at most 100 ms from now
         logger.info("job %s (%s): started", self.job_id, assignment.name)
         executor = JobExecutor(
             slots=self._slots,
@@ -160,25 +159,6 @@ class LeaseJob:
         if self._stop_reason and outcome.conclusion == "cancelled":
             outcome = replace(outcome, reason=self._stop_reason)
         await self._complete(outcome)
-
-    async def _start(self) -> bool:
-        """ACQUIRED → RUNNING on the server; False when the job must not run."""
-        backoff = Backoff()
-        attempts = 0
-        while not self.aborted:
-            attempts += 1
-            try:
-                await self._channel.start_job(self.job_id, self.epoch)
-                return True
-            except ServerUnavailable:
-                await asyncio.sleep(backoff.next())
-            except LeaseLost as exc:
-                self.abort(f"the server refused its start: {exc}")
-            except Refused as exc:
-                if exc.code == "conflict" and attempts > 1:
-                    return True  # the first attempt got through; only its answer was lost
-                self.abort(f"the server refused its start: {exc}")
-        return False
 
     async def _complete(self, outcome: JobOutcome) -> None:
         self._finishing = True
@@ -230,7 +210,7 @@ def build_assignment(data: Mapping[str, Any]) -> JobAssignment:
     try:
         path, source = str(data["workflow"]["path"]), str(data["workflow"]["source"])
         key = str(data["job"])
-        workflow = load_workflow(path, text=source)
+        workflow = parse_workflow(path, source)
         job = workflow.jobs.get(key)
         if job is None:
             raise ConveyorError(f"the workflow {path} has no job {key!r}")

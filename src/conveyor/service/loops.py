@@ -123,7 +123,7 @@ class CronLoop:
 
     async def fire(self, now: float) -> int:
         """Start the runs of every tick in (last check, now]; -> runs started here."""
-        from conveyor.workflow import load_workflow
+        from conveyor.workflow import parse_workflow
         from conveyor.workflow.cron import parse_cron
 
         since, self._last = self._last, now
@@ -135,7 +135,7 @@ class CronLoop:
                 if not record.enabled or record.source is None:
                     continue
                 try:
-                    model = load_workflow(record.path, text=record.source)
+                    model = parse_workflow(record.path, record.source)
                 except ConveyorError:
                     continue
                 trigger = model.on.get("schedule")

@@ -279,11 +279,16 @@ class PostgresBase:
             )
         return Conflict(f"cannot {action} job {job_id!r}: it is {status}")
 
-    async def _fence(self, tx: Tx, job_id: str, epoch: int, action: str) -> str:
-        """Lock the job while `epoch` holds its lease; its run id. Else LeaseLost or NotFound."""
+    async def _fence(
+        self, tx: Tx, job_id: str, epoch: int, action: str, *, lock: str = "SHARE"
+    ) -> str:
+        """Lock the job (FOR `lock`) while `epoch` holds its lease; its run id.
+
+        Else LeaseLost or NotFound. `lock` is SHARE or UPDATE, never user input.
+        """
         row = await tx.one(
             f"SELECT run_id FROM jobs WHERE id = %s AND lease_epoch = %s "
-            f"AND status IN {LEASED_IN} FOR SHARE",
+            f"AND status IN {LEASED_IN} FOR {lock}",
             (job_id, epoch),
         )
         if row is None:

@@ -13,6 +13,15 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from conveyor.engine.records import EventKind, JobRecord, LogLine, StepRecord
+from conveyor.engine.reports import (
+    JobEnded,
+    JobStarted,
+    LogLines,
+    ReportEvent,
+    StepEnded,
+    StepFinish,
+    StepStarted,
+)
 from conveyor.engine.states import (
     LEASED,
     Conclusion,
@@ -181,19 +190,18 @@ class PostgresRunnerSide(PostgresBase):
         return await self._transact(body)
 
     async def start_job(self, job_id: str, epoch: int) -> JobRecord:
+        return await self._transact(lambda tx: self._start_job(tx, job_id, epoch))
+
+    async def _start_job(self, tx: Tx, job_id: str, epoch: int) -> JobRecord:
         now = self._clock()
-
-        async def body(tx: Tx) -> JobRecord:
-            row = await tx.one(_START_JOB, (now, job_id, epoch))
-            if row is None:
-                raise await self._refusal(tx, job_id, "start", epoch)
-            job = rows.job(row)
-            tx.emit(EventKind.JOB_STARTED, job.run_id, job.id, rows.job_event(job), now)
-            if await tx.run(_START_RUN, (now, job.run_id)):
-                tx.emit(EventKind.RUN_STARTED, job.run_id, None, {"status": "in_progress"}, now)
-            return job
-
-        return await self._transact(body)
+        row = await tx.one(_START_JOB, (now, job_id, epoch))
+        if row is None:
+            raise await self._refusal(tx, job_id, "start", epoch)
+        job = rows.job(row)
+        tx.emit(EventKind.JOB_STARTED, job.run_id, job.id, rows.job_event(job), now)
+        if await tx.run(_START_RUN, (now, job.run_id)):
+            tx.emit(EventKind.RUN_STARTED, job.run_id, None, {"status": "in_progress"}, now)
+        return job
 
     async def renew_lease(self, job_id: str, epoch: int, lease_ttl: float) -> JobRecord:
         if lease_ttl <= 0:
@@ -217,33 +225,31 @@ class PostgresRunnerSide(PostgresBase):
         outputs: Mapping[str, str],
         reason: str | None = None,
     ) -> JobRecord:
-        query = _FINISH_JOB.get(status)
-        if query is None:
-            raise ValueError(f"finish_job cannot set status {status!r}")
+        end = JobEnded(status, conclusion, outputs, reason)
+        rows.job_end_statement(_FINISH_JOB, end)  # a status no job ends in fails before writing
+        return await self._transact(lambda tx: self._finish_job(tx, job_id, epoch, end))
+
+    async def _finish_job(self, tx: Tx, job_id: str, epoch: int, end: JobEnded) -> JobRecord:
         now = self._clock()
         values = (
-            conclusion.value,
-            rows.dump(outputs),
-            rows.optional_text(reason),
+            end.conclusion.value,
+            rows.dump(end.outputs),
+            rows.optional_text(end.reason),
             now,
             job_id,
             epoch,
         )
-
-        async def body(tx: Tx) -> JobRecord:
-            row = await tx.one(query, values)
-            if row is None:
-                raise await self._refusal(tx, job_id, f"finish ({status})", epoch)
-            job = rows.job(row)
-            data = {**rows.job_event(job), "reason": job.reason}
-            tx.emit(EventKind.JOB_COMPLETED, job.run_id, job.id, data, now)
-            concluded = await tx.one(_CONCLUDE_RUN, {"now": now, "run": job.run_id})
-            if concluded is not None:
-                data = {"status": concluded[0], "conclusion": concluded[1]}
-                tx.emit(EventKind.RUN_COMPLETED, job.run_id, None, data, now)
-            return job
-
-        return await self._transact(body)
+        row = await tx.one(rows.job_end_statement(_FINISH_JOB, end), values)
+        if row is None:
+            raise await self._refusal(tx, job_id, f"finish ({end.status})", epoch)
+        job = rows.job(row)
+        data = {**rows.job_event(job), "reason": job.reason}
+        tx.emit(EventKind.JOB_COMPLETED, job.run_id, job.id, data, now)
+        concluded = await tx.one(_CONCLUDE_RUN, {"now": now, "run": job.run_id})
+        if concluded is not None:
+            data = {"status": concluded[0], "conclusion": concluded[1]}
+            tx.emit(EventKind.RUN_COMPLETED, job.run_id, None, data, now)
+        return job
 
     async def list_steps(self, job_id: str) -> list[StepRecord]:
         async def body(tx: Tx) -> list[StepRecord]:
@@ -278,7 +284,7 @@ class PostgresRunnerSide(PostgresBase):
         step_id: str | None = None,
         name: str = "",
     ) -> None:
-        finish = rows.StepFinish(status, outcome, conclusion, outputs, step_id, name)
+        finish = StepFinish(status, outcome, conclusion, outputs, step_id, name)
         finish.statement(_FINISH_STEP)  # a status no step ends in fails before anything is written
 
         async def body(tx: Tx) -> None:
@@ -291,47 +297,67 @@ class PostgresRunnerSide(PostgresBase):
     ) -> int:
         return await self._transact(lambda tx: self._append_log(tx, job_id, epoch, lines))
 
-    async def record_step(
-        self,
-        job_id: str,
-        epoch: int,
-        index: int,
-        step_id: str | None,
-        name: str,
-        lines: Sequence[tuple[int | None, str]],
-        status: StepStatus,
-        outcome: Conclusion | None,
-        conclusion: Conclusion | None,
-        outputs: Mapping[str, str],
-    ) -> int:
-        finish = rows.StepFinish(status, outcome, conclusion, outputs, step_id, name)
-        finish.statement(_FINISH_STEP)  # a status no step ends in fails before anything is written
+    async def apply_report(
+        self, job_id: str, epoch: int, events: Sequence[ReportEvent]
+    ) -> int | None:
+        rows.check_report(events, _FINISH_STEP, _FINISH_JOB)
 
-        async def body(tx: Tx) -> int:
-            # The log's UPDATE comes first: it locks the job row for the whole
-            # transaction, where a FOR SHARE lock would need upgrading later.
-            last = await self._append_log(tx, job_id, epoch, lines)
-            await self._start_step(tx, job_id, epoch, index, step_id, name)
-            await self._finish_step(tx, job_id, epoch, index, finish)
+        async def body(tx: Tx) -> int | None:
+            # Lock the job row for update first: a FOR SHARE lock taken by a
+            # step's fence would need upgrading for the job's own updates later.
+            run_id = await self._fence(tx, job_id, epoch, "report on", lock="UPDATE")
+            last = None
+            for event in events:
+                if isinstance(event, JobStarted):
+                    await self._start_job(tx, job_id, epoch)
+                elif isinstance(event, StepStarted):
+                    step = (event.step_index, event.step_id, event.name, event.at)
+                    await self._start_step(tx, job_id, epoch, *step, run_id=run_id)
+                elif isinstance(event, LogLines):
+                    last = await self._append_log(tx, job_id, epoch, event.lines)
+                elif isinstance(event, StepEnded):
+                    step_end = (event.step_index, event.finish, event.at)
+                    await self._finish_step(tx, job_id, epoch, *step_end, run_id=run_id)
+                else:
+                    await self._finish_job(tx, job_id, epoch, event)
             return last
 
         return await self._transact(body)
 
     async def _start_step(
-        self, tx: Tx, job_id: str, epoch: int, index: int, step_id: str | None, name: str
+        self,
+        tx: Tx,
+        job_id: str,
+        epoch: int,
+        index: int,
+        step_id: str | None,
+        name: str,
+        at: float | None = None,
+        *,
+        run_id: str | None = None,
     ) -> None:
-        now = self._clock()
+        """`run_id` says the job is already fenced (locked under `epoch`) in `tx`."""
+        now = rows.not_after(at, self._clock())
         values = (job_id, index, epoch, rows.optional_text(step_id), rows.text(name), now)
         data = {"index": index, "status": StepStatus.RUNNING.value}
-        run_id = await self._fence(tx, job_id, epoch, f"start step {index} of")
+        if run_id is None:
+            run_id = await self._fence(tx, job_id, epoch, f"start step {index} of")
         if not await tx.run(_START_STEP, values):
             raise await _step_refusal(tx, job_id, index, epoch, "start")
         tx.emit(EventKind.STEP_STARTED, run_id, job_id, data, now)
 
     async def _finish_step(
-        self, tx: Tx, job_id: str, epoch: int, index: int, finish: rows.StepFinish
+        self,
+        tx: Tx,
+        job_id: str,
+        epoch: int,
+        index: int,
+        finish: StepFinish,
+        at: float | None = None,
+        *,
+        run_id: str | None = None,
     ) -> None:
-        now = self._clock()
+        now = rows.not_after(at, self._clock())
         values = {
             "job_id": job_id,
             "index": index,
@@ -344,7 +370,8 @@ class PostgresRunnerSide(PostgresBase):
             "now": now,
         }
         data = {"index": index, "status": finish.status.value, "conclusion": values["conclusion"]}
-        run_id = await self._fence(tx, job_id, epoch, f"finish step {index} of")
+        if run_id is None:
+            run_id = await self._fence(tx, job_id, epoch, f"finish step {index} of")
         if not await tx.run(finish.statement(_FINISH_STEP), values):
             raise await _step_refusal(tx, job_id, index, epoch, f"finish ({finish.status})")
         tx.emit(EventKind.STEP_COMPLETED, run_id, job_id, data, now)

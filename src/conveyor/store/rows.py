@@ -11,8 +11,8 @@ from __future__ import annotations
 import json
 import re
 import uuid
-from collections.abc import Collection, Iterable, Mapping
-from typing import Any, NamedTuple
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from typing import Any
 
 from conveyor.engine.records import (
     ArtifactRecord,
@@ -27,6 +27,7 @@ from conveyor.engine.records import (
     TokenRecord,
     WorkflowRecord,
 )
+from conveyor.engine.reports import JobEnded, ReportEvent, StepEnded
 from conveyor.engine.states import Conclusion, JobStatus, RunStatus, StepStatus
 
 RUN_COLUMNS = (
@@ -303,19 +304,27 @@ def run_listing(
     return sql, params
 
 
-class StepFinish(NamedTuple):
-    """How a step ended, as `finish_step` and `record_step` take it (both backends)."""
+def not_after(at: float | None, now: float) -> float:
+    """A time a runner reported, never later than `now` on the server's clock."""
+    return now if at is None else min(at, now)
 
-    status: StepStatus
-    outcome: Conclusion | None
-    conclusion: Conclusion | None
-    outputs: Mapping[str, str]
-    step_id: str | None
-    name: str
 
-    def statement(self, by_status: Mapping[StepStatus, str]) -> str:
-        """The backend's statement that sets this status; ValueError for one no step ends in."""
-        statement = by_status.get(self.status)
-        if statement is None:
-            raise ValueError(f"finish_step cannot set status {self.status!r}")
-        return statement
+def job_end_statement(by_status: Mapping[JobStatus, str], end: JobEnded) -> str:
+    """The backend's statement that ends a job so; ValueError for a status no job ends in."""
+    statement = by_status.get(end.status)
+    if statement is None:
+        raise ValueError(f"a job cannot end as {end.status!r}")
+    return statement
+
+
+def check_report(
+    events: Sequence[ReportEvent],
+    step_ends: Mapping[StepStatus, str],
+    job_ends: Mapping[JobStatus, str],
+) -> None:
+    """Refuse a report asking for an end no step or job has, before anything is written."""
+    for event in events:
+        if isinstance(event, StepEnded):
+            event.finish.statement(step_ends)
+        elif isinstance(event, JobEnded):
+            job_end_statement(job_ends, event)

@@ -14,6 +14,15 @@ import sqlite3
 from collections.abc import Mapping, Sequence
 
 from conveyor.engine.records import EventKind, JobRecord, LogLine, StepRecord
+from conveyor.engine.reports import (
+    JobEnded,
+    JobStarted,
+    LogLines,
+    ReportEvent,
+    StepEnded,
+    StepFinish,
+    StepStarted,
+)
 from conveyor.engine.states import (
     LEASED,
     Conclusion,
@@ -171,17 +180,20 @@ class SqliteRunnerSide(SqliteBase):
             return job
 
     async def start_job(self, job_id: str, epoch: int) -> JobRecord:
-        now = self._clock()
         with self._write() as db:
-            row = db.execute(_START_JOB, (now, job_id, epoch)).fetchone()
-            if row is None:
-                raise self._refusal(db, job_id, "start", epoch)
-            job = rows.job(row)
-            self._emit(db, EventKind.JOB_STARTED, job.run_id, job.id, rows.job_event(job), now)
-            if db.execute(_START_RUN, (now, job.run_id)).rowcount:
-                data = {"status": "in_progress"}
-                self._emit(db, EventKind.RUN_STARTED, job.run_id, None, data, now)
-            return job
+            return self._start_job(db, job_id, epoch)
+
+    def _start_job(self, db: sqlite3.Connection, job_id: str, epoch: int) -> JobRecord:
+        now = self._clock()
+        row = db.execute(_START_JOB, (now, job_id, epoch)).fetchone()
+        if row is None:
+            raise self._refusal(db, job_id, "start", epoch)
+        job = rows.job(row)
+        self._emit(db, EventKind.JOB_STARTED, job.run_id, job.id, rows.job_event(job), now)
+        if db.execute(_START_RUN, (now, job.run_id)).rowcount:
+            data = {"status": "in_progress"}
+            self._emit(db, EventKind.RUN_STARTED, job.run_id, None, data, now)
+        return job
 
     async def renew_lease(self, job_id: str, epoch: int, lease_ttl: float) -> JobRecord:
         if lease_ttl <= 0:
@@ -201,24 +213,30 @@ class SqliteRunnerSide(SqliteBase):
         outputs: Mapping[str, str],
         reason: str | None = None,
     ) -> JobRecord:
-        sql = _FINISH_JOB.get(status)
-        if sql is None:
-            raise ValueError(f"finish_job cannot set status {status!r}")
-        now = self._clock()
-        note = rows.optional_text(reason)
-        values = (conclusion.value, rows.dump(outputs), note, now, job_id, epoch)
+        end = JobEnded(status, conclusion, outputs, reason)
+        rows.job_end_statement(
+            _FINISH_JOB, end
+        )  # a status no job ends in fails before anything is written
         with self._write() as db:
-            row = db.execute(sql, values).fetchone()
-            if row is None:
-                raise self._refusal(db, job_id, f"finish ({status})", epoch)
-            job = rows.job(row)
-            data = {**rows.job_event(job), "reason": job.reason}
-            self._emit(db, EventKind.JOB_COMPLETED, job.run_id, job.id, data, now)
-            concluded = db.execute(_CONCLUDE_RUN, (now, job.run_id)).fetchone()
-            if concluded is not None:
-                data = {"status": concluded[0], "conclusion": concluded[1]}
-                self._emit(db, EventKind.RUN_COMPLETED, job.run_id, None, data, now)
-            return job
+            return self._finish_job(db, job_id, epoch, end)
+
+    def _finish_job(
+        self, db: sqlite3.Connection, job_id: str, epoch: int, end: JobEnded
+    ) -> JobRecord:
+        now = self._clock()
+        note = rows.optional_text(end.reason)
+        values = (end.conclusion.value, rows.dump(end.outputs), note, now, job_id, epoch)
+        row = db.execute(rows.job_end_statement(_FINISH_JOB, end), values).fetchone()
+        if row is None:
+            raise self._refusal(db, job_id, f"finish ({end.status})", epoch)
+        job = rows.job(row)
+        data = {**rows.job_event(job), "reason": job.reason}
+        self._emit(db, EventKind.JOB_COMPLETED, job.run_id, job.id, data, now)
+        concluded = db.execute(_CONCLUDE_RUN, (now, job.run_id)).fetchone()
+        if concluded is not None:
+            data = {"status": concluded[0], "conclusion": concluded[1]}
+            self._emit(db, EventKind.RUN_COMPLETED, job.run_id, None, data, now)
+        return job
 
     async def list_steps(self, job_id: str) -> list[StepRecord]:
         with self._read() as db:
@@ -249,7 +267,7 @@ class SqliteRunnerSide(SqliteBase):
         step_id: str | None = None,
         name: str = "",
     ) -> None:
-        finish = rows.StepFinish(status, outcome, conclusion, outputs, step_id, name)
+        finish = StepFinish(status, outcome, conclusion, outputs, step_id, name)
         finish.statement(_FINISH_STEP)  # a status no step ends in fails before anything is written
         with self._write() as db:
             self._finish_step(db, job_id, epoch, index, finish)
@@ -260,26 +278,26 @@ class SqliteRunnerSide(SqliteBase):
         with self._write() as db:
             return self._append_log(db, job_id, epoch, lines)
 
-    async def record_step(
-        self,
-        job_id: str,
-        epoch: int,
-        index: int,
-        step_id: str | None,
-        name: str,
-        lines: Sequence[tuple[int | None, str]],
-        status: StepStatus,
-        outcome: Conclusion | None,
-        conclusion: Conclusion | None,
-        outputs: Mapping[str, str],
-    ) -> int:
-        finish = rows.StepFinish(status, outcome, conclusion, outputs, step_id, name)
-        finish.statement(_FINISH_STEP)  # a status no step ends in fails before anything is written
+    async def apply_report(
+        self, job_id: str, epoch: int, events: Sequence[ReportEvent]
+    ) -> int | None:
+        rows.check_report(events, _FINISH_STEP, _FINISH_JOB)
+        last = None
         with self._write() as db:
-            self._start_step(db, job_id, epoch, index, step_id, name)
-            last = self._append_log(db, job_id, epoch, lines)
-            self._finish_step(db, job_id, epoch, index, finish)
-            return last
+            for event in events:
+                if isinstance(event, JobStarted):
+                    self._start_job(db, job_id, epoch)
+                elif isinstance(event, StepStarted):
+                    self._start_step(
+                        db, job_id, epoch, event.step_index, event.step_id, event.name, event.at
+                    )
+                elif isinstance(event, LogLines):
+                    last = self._append_log(db, job_id, epoch, event.lines)
+                elif isinstance(event, StepEnded):
+                    self._finish_step(db, job_id, epoch, event.step_index, event.finish, event.at)
+                else:
+                    self._finish_job(db, job_id, epoch, event)
+        return last
 
     def _start_step(
         self,
@@ -289,8 +307,9 @@ class SqliteRunnerSide(SqliteBase):
         index: int,
         step_id: str | None,
         name: str,
+        at: float | None = None,
     ) -> None:
-        now = self._clock()
+        now = rows.not_after(at, self._clock())
         values = (job_id, index, epoch, rows.optional_text(step_id), rows.text(name), now)
         data = {"index": index, "status": StepStatus.RUNNING.value}
         action = f"start step {index} of"
@@ -299,9 +318,15 @@ class SqliteRunnerSide(SqliteBase):
             raise _step_refusal(db, job_id, index, epoch, "start")
 
     def _finish_step(
-        self, db: sqlite3.Connection, job_id: str, epoch: int, index: int, finish: rows.StepFinish
+        self,
+        db: sqlite3.Connection,
+        job_id: str,
+        epoch: int,
+        index: int,
+        finish: StepFinish,
+        at: float | None = None,
     ) -> None:
-        now = self._clock()
+        now = rows.not_after(at, self._clock())
         values = {
             "job_id": job_id,
             "index": index,

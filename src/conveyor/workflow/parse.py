@@ -7,6 +7,8 @@ the validation rules, and raise WorkflowError listing every diagnostic.
 
 from __future__ import annotations
 
+import functools
+
 from conveyor.errors import Diagnostic, Span, WorkflowError
 from conveyor.workflow.model import Action, Job, RunDefaults, Workflow
 from conveyor.workflow.parse_base import ParseContext, frozen
@@ -68,6 +70,13 @@ def load_workflow(
         raise WorkflowError(ctx.diagnostics)
     assert workflow is not None  # every path that returns None reports a problem
     return workflow
+
+
+@functools.lru_cache(maxsize=256)
+def parse_workflow(path: str, text: str, display_path: str | None = None) -> Workflow:
+    """`load_workflow(path, text=text)`, remembered: the model is immutable, and a
+    server parses the same registered text for every run and every job of it."""
+    return load_workflow(path, text=text, display_path=display_path)
 
 
 def load_action(path: str, text: str | None = None, *, display_path: str | None = None) -> Action:

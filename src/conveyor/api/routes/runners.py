@@ -4,7 +4,10 @@ Every write after the poll carries the lease epoch (the fencing token) and
 is one fenced store write: a stale epoch is answered 409 `lease_lost` and
 leaves no trace. A job is handed out only by `Store.acquire_job`; the poll
 response is the acknowledgement a runner waits for before it starts work.
-Artifacts, which also need the lease, live in `routes.artifacts`.
+Runners report through `report` (a batch of events in one transaction); the
+single-transition endpoints (start, steps, logs, complete) serve other
+clients and tools. Artifacts, which also need the lease, live in
+`routes.artifacts`.
 """
 
 from __future__ import annotations
@@ -15,7 +18,6 @@ import time
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Request
-from pydantic import Field
 
 from conveyor.api.deps import (
     Principal,
@@ -30,26 +32,36 @@ from conveyor.api.schemas import (
     CompleteIn,
     EpochIn,
     HeartbeatOut,
+    JobStartEvent,
+    LogsEvent,
     LogsIn,
     LogsOut,
     PollIn,
     PollOut,
     RegisterIn,
     RegisterOut,
+    ReportEventIn,
+    ReportIn,
+    ReportOut,
+    StepEndEvent,
     StepFinishIn,
+    StepStartEvent,
     StepStartIn,
 )
 from conveyor.engine.records import JobRecord
+from conveyor.engine.reports import (
+    JobEnded,
+    JobStarted,
+    LogLines,
+    ReportEvent,
+    StepEnded,
+    StepFinish,
+    StepStarted,
+)
 from conveyor.engine.states import Conclusion, JobStatus, StepStatus
 from conveyor.errors import ConveyorError, LeaseLost
 
 router = APIRouter(tags=["runner protocol"])
-
-
-class StepRecordIn(StepFinishIn):
-    """A step's start, its log lines and its finish, reported at once."""
-
-    lines: list[tuple[int | None, str]] = Field(default_factory=list)
 
 
 Runner = Annotated[Principal, Depends(runner)]
@@ -183,28 +195,44 @@ async def step_finish(
     return {}
 
 
-@router.post("/jobs/{job_id}/steps/{index}/record")
-async def step_record(
-    job_id: str, index: StepIndex, body: StepRecordIn, request: Request, principal: Runner
-) -> LogsOut:
-    """A step that started and finished between two reports: one request, one transaction."""
+@router.post("/jobs/{job_id}/report")
+async def report(job_id: str, body: ReportIn, request: Request, principal: Runner) -> ReportOut:
+    """What happened to the job since the last report, in order: one request, one transaction.
+
+    The runner's usual write: a short job's start, steps, lines and end
+    arrive in one report. A refusal (409) refuses the whole report.
+    """
     svc = await _leased(request, principal, job_id)
-    last = await svc.store.record_step(
-        job_id,
-        body.epoch,
-        index,
-        body.step_id,
-        body.name,
-        body.lines,
-        _step_status(body),
-        Conclusion(body.outcome),
-        Conclusion(body.conclusion),
-        body.outputs,
+    events = [_event(event) for event in body.events]
+    last = await svc.store.apply_report(job_id, body.epoch, events)
+    if any(isinstance(event, JobEnded) for event in events):
+        svc.wake_scheduler()
+    return ReportOut(last_seq=last)
+
+
+def _event(event: ReportEventIn) -> ReportEvent:
+    if isinstance(event, JobStartEvent):
+        return JobStarted()
+    if isinstance(event, StepStartEvent):
+        return StepStarted(event.index, event.step_id, event.name, event.at)
+    if isinstance(event, LogsEvent):
+        return LogLines(event.lines)
+    if isinstance(event, StepEndEvent):
+        finish = StepFinish(
+            _step_status(event),
+            Conclusion(event.outcome),
+            Conclusion(event.conclusion),
+            event.outputs,
+            event.step_id,
+            event.name,
+        )
+        return StepEnded(event.index, finish, event.at)
+    return JobEnded(
+        _JOB_STATUS[event.conclusion], Conclusion(event.conclusion), event.outputs, event.reason
     )
-    return LogsOut(last_seq=last)
 
 
-def _step_status(body: StepFinishIn) -> StepStatus:
+def _step_status(body: StepFinishIn | StepEndEvent) -> StepStatus:
     return _STEP_STATUS["skipped" if body.conclusion == "skipped" else body.outcome]
 
 

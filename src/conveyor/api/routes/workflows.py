@@ -28,7 +28,7 @@ from conveyor.api.schemas import (
     workflow_out,
 )
 from conveyor.errors import Conflict
-from conveyor.workflow import load_workflow
+from conveyor.workflow import load_workflow, parse_workflow
 from conveyor.workflow.triggers import dispatch_inputs
 
 router = APIRouter(prefix="/workflows", tags=["workflows"], route_class=IdempotentRoute)
@@ -137,7 +137,7 @@ async def dispatch(
     record = await svc.store.get_workflow(principal.tenant_id, workflow_id)
     if not record.enabled:
         raise Conflict(f"workflow {workflow_id!r} is disabled")
-    model = load_workflow(record.path, text=record.source)
+    model = parse_workflow(record.path, record.source)
     trigger = model.on.get("workflow_dispatch")
     if trigger is None:
         raise Invalid(f"workflow {record.path!r} has no workflow_dispatch trigger")

@@ -1,0 +1,122 @@
+"""`POST /jobs/{id}/report`: a batch of a job's events in one request, lease-fenced, all or nothing."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from conveyor.engine.states import JobStatus, StepStatus
+from tests.api.conftest import Live
+
+
+def _post(live: Live, token: str, path: str, body: dict[str, Any]) -> httpx.Response:
+    with live.client(token) as http:
+        return http.post(path, json=body)
+
+
+def _step(index: int, **changes: Any) -> list[dict[str, Any]]:
+    end = {
+        "type": "step_end",
+        "index": index,
+        "step_id": "hello",
+        "name": "Say hello",
+        "outcome": "success",
+        "conclusion": "success",
+        "outputs": {"greeting": "hi"},
+        **changes,
+    }
+    start = {"type": "step_start", "index": index, "step_id": end["step_id"], "name": end["name"]}
+    lines = {"type": "logs", "lines": [[index, "hello"], [None, "wörld\x00 ✓"]]}
+    return [start, lines, end]
+
+
+def _events(live: Live) -> list[Any]:
+    return live.call(live.store.events_after(0, 100_000))
+
+
+def test_a_whole_job_goes_in_one_report(live: Live) -> None:
+    token, job = live.leased_job()
+    base, epoch = f"/api/v1/jobs/{job['job_id']}", job["epoch"]
+    before = len(_events(live))
+    events = [
+        {"type": "job_start"},
+        *_step(0),
+        *_step(1, step_id=None, name="Lint", outcome="failure"),  # continue-on-error
+        {"type": "job_end", "conclusion": "success", "outputs": {"v": "1"}},
+    ]
+    answer = _post(live, token, f"{base}/report", {"epoch": epoch, "events": events})
+    assert (answer.status_code, answer.json()) == (200, {"last_seq": 4})
+
+    first, second = live.call(live.store.list_steps(job["job_id"]))
+    assert (first.step_id, first.name, first.status, dict(first.outputs)) == (
+        "hello",
+        "Say hello",
+        StepStatus.COMPLETED,
+        {"greeting": "hi"},
+    )
+    assert (second.name, second.status, second.conclusion) == ("Lint", StepStatus.FAILED, "success")
+    log = live.call(live.store.read_log(job["job_id"]))
+    assert [(n.seq, n.step_index, n.text) for n in log][:2] == [
+        (1, 0, "hello"),
+        (2, None, "wörld\ufffd ✓"),
+    ]
+    done = live.call(live.store.get_job(job["job_id"]))
+    assert (done.status, dict(done.outputs)) == (JobStatus.COMPLETED, {"v": "1"})
+    kinds = [e.kind for e in _events(live)[before:]]
+    assert kinds[:2] == ["job.started", "run.started"]
+    assert kinds[2:6] == ["step.started", "step.completed"] * 2
+    assert kinds[6] == "job.completed"
+
+
+def test_a_report_sent_again_is_a_conflict_and_adds_no_lines(live: Live) -> None:
+    token, job = live.leased_job(start=True)
+    base, epoch = f"/api/v1/jobs/{job['job_id']}", job["epoch"]
+    body = {"epoch": epoch, "events": _step(0)}
+    assert _post(live, token, f"{base}/report", body).status_code == 200
+    again = _post(live, token, f"{base}/report", body)
+    assert (again.status_code, again.json()["code"]) == (409, "conflict")
+    assert len(live.call(live.store.read_log(job["job_id"]))) == 2
+
+
+def test_a_stale_epoch_reports_nothing(live: Live) -> None:
+    token, job = live.leased_job()
+    base = f"/api/v1/jobs/{job['job_id']}"
+    before = len(_events(live))
+    events = [{"type": "job_start"}, *_step(0)]
+    answer = _post(live, token, f"{base}/report", {"epoch": job["epoch"] - 1, "events": events})
+    assert (answer.status_code, answer.json()["code"]) == (409, "lease_lost")
+    assert live.call(live.store.get_job(job["job_id"])).status == JobStatus.ACQUIRED
+    assert live.call(live.store.list_steps(job["job_id"])) == []
+    assert live.call(live.store.read_log(job["job_id"])) == []
+    assert len(_events(live)) == before
+
+
+def test_a_job_that_failed_before_its_first_step_keeps_its_reason(live: Live) -> None:
+    token, job = live.leased_job()
+    base = f"/api/v1/jobs/{job['job_id']}"
+    end = {"type": "job_end", "conclusion": "failure", "reason": "boom"}
+    body = {"epoch": job["epoch"], "events": [{"type": "job_start"}, end]}
+    assert _post(live, token, f"{base}/report", body).status_code == 200
+    failed = live.call(live.store.get_job(job["job_id"]))
+    assert (failed.status, failed.reason) == (JobStatus.FAILED, "boom")
+
+
+def test_a_malformed_report_is_422_and_writes_nothing(live: Live) -> None:
+    token, job = live.leased_job()
+    base, epoch = f"/api/v1/jobs/{job['job_id']}", job["epoch"]
+    for events in (
+        [],
+        [{"type": "explode"}],
+        [{"no": "type"}],
+        _step(0, outcome="maybe"),
+        [{"type": "logs", "lines": [["zero", "text"]]}],
+        [{"type": "step_start", "index": -1}],
+        [{"type": "job_end", "conclusion": "skipped"}],
+        [{"type": "job_start"}] * 10_001,
+        "not a list",
+    ):
+        answer = _post(live, token, f"{base}/report", {"epoch": epoch, "events": events})
+        assert (answer.status_code, answer.json()["code"]) == (422, "invalid"), events
+    assert live.call(live.store.list_steps(job["job_id"])) == []
+    assert live.call(live.store.get_job(job["job_id"])).status == JobStatus.ACQUIRED

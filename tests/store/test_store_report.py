@@ -1,0 +1,238 @@
+"""Writes that do several calls' worth in one transaction: `apply_report`, a run-ending job."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+import pytest
+
+from conveyor.engine.records import JobInstance, JobRecord, OutboxEvent
+from conveyor.engine.reports import (
+    JobEnded,
+    JobStarted,
+    LogLines,
+    ReportEvent,
+    StepEnded,
+    StepFinish,
+    StepStarted,
+)
+from conveyor.engine.states import Conclusion, JobStatus, RunStatus, StepStatus
+from conveyor.errors import Conflict, LeaseLost
+
+if TYPE_CHECKING:
+    from tests.store.conftest import Kit
+
+OK, FAIL = Conclusion.SUCCESS, Conclusion.FAILURE
+LINES = [(0, "compiling"), (None, "a job line"), (0, "done")]
+
+
+def comparable(events: list[OutboxEvent]) -> list[tuple[str, object]]:
+    return [(e.kind, e.data) for e in events]
+
+
+def step(index: int, lines: list[tuple[int | None, str]], finish: StepFinish) -> list[ReportEvent]:
+    """One whole step, as a runner reports a step that ended within a batch."""
+    name = finish.name or f"step {index}"
+    return [
+        StepStarted(index, finish.step_id, name),
+        LogLines(lines),
+        StepEnded(index, finish),
+    ]
+
+
+BUILT = StepFinish(StepStatus.COMPLETED, OK, OK, {"o": "v"}, "b", "Build")
+
+
+async def test_a_report_does_what_the_single_calls_do(kit: Kit) -> None:
+    apart, together = await kit.acquired(), await kit.acquired()
+    mark = len(await kit.events())
+    await kit.store.start_job(apart.id, apart.lease_epoch)
+    await kit.store.start_step(apart.id, apart.lease_epoch, 0, "b", "Build")
+    await kit.store.append_log(apart.id, apart.lease_epoch, LINES)
+    await kit.store.finish_step(
+        apart.id,
+        apart.lease_epoch,
+        0,
+        StepStatus.COMPLETED,
+        OK,
+        OK,
+        {"o": "v"},
+        step_id="b",
+        name="Build",
+    )
+    await kit.store.finish_job(apart.id, apart.lease_epoch, JobStatus.COMPLETED, OK, {"x": "1"})
+    separate = (await kit.events())[mark:]
+    mark += len(separate)
+
+    events = [JobStarted(), *step(0, LINES, BUILT), JobEnded(JobStatus.COMPLETED, OK, {"x": "1"})]
+    last = await kit.store.apply_report(together.id, together.lease_epoch, events)
+
+    assert last == 3
+    (recorded_step,) = await kit.store.list_steps(together.id)
+    (expected,) = await kit.store.list_steps(apart.id)
+    assert recorded_step == replace(expected, job_id=together.id)
+    assert recorded_step.status is StepStatus.COMPLETED and recorded_step.outputs == {"o": "v"}
+    logged = [(n.seq, n.step_index, n.text) for n in await kit.store.read_log(together.id)]
+    assert logged == [(1, 0, "compiling"), (2, None, "a job line"), (3, 0, "done")]
+    job = await kit.store.get_job(together.id)
+    assert (job.status, job.conclusion, dict(job.outputs)) == (JobStatus.COMPLETED, OK, {"x": "1"})
+    reported = (await kit.events())[mark:]
+    assert [e.kind for e in reported] == [e.kind for e in separate]
+    assert [e.kind for e in reported][:4] == [
+        "job.started",
+        "run.started",
+        "step.started",
+        "step.completed",
+    ]
+    assert comparable(reported[2:4]) == comparable(separate[2:4])
+
+
+async def test_a_report_without_lines_answers_none_and_numbering_goes_on(kit: Kit) -> None:
+    job = await kit.running()
+    await kit.store.append_log(job.id, job.lease_epoch, [(None, "setup")])
+    failed = StepFinish(StepStatus.FAILED, FAIL, FAIL, {}, None, "Lint")
+    last = await kit.store.apply_report(
+        job.id, job.lease_epoch, [StepStarted(0, None, "Lint"), StepEnded(0, failed)]
+    )
+    assert last is None
+    (recorded,) = await kit.store.list_steps(job.id)
+    assert (recorded.status, recorded.conclusion, recorded.step_id) == (
+        StepStatus.FAILED,
+        FAIL,
+        None,
+    )
+    assert await kit.store.append_log(job.id, job.lease_epoch, [(1, "next")]) == 2
+
+
+async def test_step_times_are_the_runners_but_never_in_the_future(kit: Kit) -> None:
+    job = await kit.running()
+    now = kit.clock.now
+    events: list[ReportEvent] = [
+        StepStarted(0, None, "early", at=now - 4.5),
+        StepEnded(0, BUILT, at=now - 1.25),
+        StepStarted(1, None, "ahead", at=now + 3600),
+    ]
+    await kit.store.apply_report(job.id, job.lease_epoch, events)
+    first, second = await kit.store.list_steps(job.id)
+    assert (first.started_at, first.completed_at) == (now - 4.5, now - 1.25)
+    assert second.started_at == now
+
+
+async def test_a_stale_epoch_reports_nothing(kit: Kit) -> None:
+    job = await kit.acquired()
+    mark = len(await kit.events())
+    with pytest.raises(LeaseLost):
+        await kit.store.apply_report(
+            job.id, job.lease_epoch + 1, [JobStarted(), *step(0, LINES, BUILT)]
+        )
+    assert (await kit.store.get_job(job.id)).status is JobStatus.ACQUIRED
+    assert await kit.store.list_steps(job.id) == []
+    assert await kit.store.read_log(job.id) == []
+    assert len(await kit.events()) == mark
+
+
+async def test_a_refusal_midway_undoes_the_whole_report(kit: Kit) -> None:
+    job = await kit.running()
+    await kit.store.apply_report(job.id, job.lease_epoch, step(0, LINES, BUILT))
+    mark = len(await kit.events())
+    again = [*step(1, [(1, "new")], BUILT), *step(0, LINES, BUILT)]  # step 0 ended already
+    with pytest.raises(Conflict) as raised:
+        await kit.store.apply_report(job.id, job.lease_epoch, again)
+    assert not isinstance(raised.value, LeaseLost)
+    assert [s.index for s in await kit.store.list_steps(job.id)] == [0]
+    assert len(await kit.store.read_log(job.id)) == len(LINES)
+    assert len(await kit.events()) == mark
+
+
+async def test_an_end_no_step_or_job_has_is_refused_before_anything_is_written(
+    kit: Kit,
+) -> None:
+    job = await kit.running()
+    mark = len(await kit.events())
+    running = StepFinish(StepStatus.RUNNING, OK, OK, {})
+    with pytest.raises(ValueError, match="cannot end"):
+        await kit.store.apply_report(
+            job.id, job.lease_epoch, [LogLines(LINES), StepEnded(0, running)]
+        )
+    with pytest.raises(ValueError, match="cannot end"):
+        await kit.store.apply_report(
+            job.id, job.lease_epoch, [LogLines(LINES), JobEnded(JobStatus.RUNNING, OK, {})]
+        )
+    assert await kit.store.read_log(job.id) == []
+    assert len(await kit.events()) == mark
+
+
+async def test_a_report_stores_nul_and_huge_lines(kit: Kit) -> None:
+    job = await kit.running()
+    huge = "x" * 2_000_000
+    finish = StepFinish(
+        StepStatus.COMPLETED, OK, OK, {"out": "nul\x00value"}, "nul\x00id", "nul\x00name"
+    )
+    last = await kit.store.apply_report(
+        job.id, job.lease_epoch, step(0, [(0, "nul\x00byte"), (0, huge)], finish)
+    )
+    assert last == 2
+    assert [n.text for n in await kit.store.read_log(job.id)] == ["nul\ufffdbyte", huge]
+    (recorded,) = await kit.store.list_steps(job.id)
+    assert (recorded.step_id, recorded.name) == ("nul\ufffdid", "nul\ufffdname")
+    assert recorded.outputs == {"out": "nul\x00value"}
+
+
+async def _running(kit: Kit, job: JobRecord) -> JobRecord:
+    await kit.store.queue_job(job.id, [JobInstance(job.name, None)])
+    acquired = await kit.store.acquire_job("runner-1", [], 60)
+    assert acquired is not None and acquired.id == job.id
+    return await kit.store.start_job(job.id, acquired.lease_epoch)
+
+
+async def _end(kit: Kit, job: JobRecord, conclusion: Conclusion) -> None:
+    status = {OK: JobStatus.COMPLETED, FAIL: JobStatus.FAILED}.get(conclusion, JobStatus.CANCELLED)
+    await kit.store.finish_job(job.id, job.lease_epoch, status, conclusion, {})
+
+
+@pytest.mark.parametrize(
+    ("first", "second", "expected"),
+    [
+        (OK, OK, OK),
+        (FAIL, Conclusion.CANCELLED, FAIL),
+        (Conclusion.CANCELLED, OK, Conclusion.CANCELLED),
+        (OK, FAIL, FAIL),
+    ],
+)
+async def test_the_last_job_to_end_concludes_the_run(
+    kit: Kit, first: Conclusion, second: Conclusion, expected: Conclusion
+) -> None:
+    run, (build, test) = await kit.run("build", "test")
+    build, test = await _running(kit, build), await _running(kit, test)
+    await _end(kit, build, first)
+    assert (await kit.store.get_run(run.id)).status is not RunStatus.COMPLETED
+    assert "run.completed" not in await kit.kinds()
+
+    kit.clock.advance(5)
+    await _end(kit, test, second)
+
+    done = await kit.store.get_run(run.id)
+    assert (done.status, done.conclusion) == (RunStatus.COMPLETED, expected)
+    assert done.completed_at == kit.clock.now
+    events = await kit.events()
+    assert [e.kind for e in events[-2:]] == ["job.completed", "run.completed"]
+    assert events[-1].data == {"status": "completed", "conclusion": expected.value}
+    assert (events[-1].run_id, events[-1].job_id) == (run.id, None)
+    with pytest.raises(Conflict):  # what the scheduler then meets, and ignores
+        await kit.store.complete_run(run.id, expected)
+
+
+async def test_a_skipped_job_counts_as_finished_and_not_as_a_failure(kit: Kit) -> None:
+    run, (build, docs) = await kit.run("build", "docs")
+    await kit.store.skip_job(docs.id, "if: false")
+    await _end(kit, await _running(kit, build), OK)
+    done = await kit.store.get_run(run.id)
+    assert (done.status, done.conclusion) == (RunStatus.COMPLETED, OK)
+
+
+async def test_a_pending_dependant_keeps_the_run_open(kit: Kit) -> None:
+    run, (build, _deploy) = await kit.run("build", "deploy")
+    await _end(kit, await _running(kit, build), FAIL)
+    assert (await kit.store.get_run(run.id)).status is RunStatus.IN_PROGRESS
+    assert "run.completed" not in await kit.kinds()
