@@ -1,4 +1,5 @@
-"""wait_for_event: woken by committed outbox rows, never by a commit it already missed."""
+"""wait_for_event and wait_for_queued: woken by the commits that concern them, never
+by a commit they already missed, and not by the others."""
 
 from __future__ import annotations
 
@@ -8,13 +9,13 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from tests.store.conftest import new_run
+from tests.store.conftest import Kit, new_run
 
 from conveyor.engine.store import Store
 from conveyor.store.sqlite import SqliteStore
 
 if TYPE_CHECKING:
-    from tests.store.conftest import Clock, Kit, Place
+    from tests.store.conftest import Clock, Place
 
 QUIET = 0.2  # long enough to tell "woken" from "timed out" on a loaded machine
 
@@ -22,6 +23,12 @@ QUIET = 0.2  # long enough to tell "woken" from "timed out" on a loaded machine
 async def timed(store: Store, timeout: float) -> float:
     started = time.monotonic()
     await store.wait_for_event(timeout)
+    return time.monotonic() - started
+
+
+async def queue_timed(store: Store, timeout: float) -> float:
+    started = time.monotonic()
+    await store.wait_for_queued(timeout)
     return time.monotonic() - started
 
 
@@ -44,9 +51,37 @@ async def test_a_commit_since_the_last_look_returns_at_once(kit: Kit) -> None:
     await kit.run()  # e.g. another task queued a job between the look and the wait
     assert await timed(kit.store, 30) < 5
     assert await timed(kit.store, QUIET) >= QUIET  # that commit is now seen
+
+
+async def test_a_queued_job_wakes_a_polling_runner_and_nothing_else_does(kit: Kit) -> None:
+    assert await kit.store.acquire_job("r", [], 60) is None
+    waiter = asyncio.create_task(queue_timed(kit.store, 30))
+    await asyncio.sleep(0.05)
+    await kit.run()  # a run whose jobs wait for the scheduler: nothing to take yet
+    assert not waiter.done()
+    await kit.queued()
+    assert await asyncio.wait_for(waiter, 5) < 5
+
+
+async def test_a_job_queued_since_the_last_acquisition_attempt_returns_at_once(kit: Kit) -> None:
     assert await kit.store.acquire_job("r", [], 60) is None
     await kit.queued()
-    assert await timed(kit.store, 30) < 5
+    assert await queue_timed(kit.store, 30) < 5
+    assert await queue_timed(kit.store, QUIET) >= QUIET  # that commit is now seen
+
+
+async def test_an_acquisition_and_a_steps_start_wake_nobody(kit: Kit) -> None:
+    job = await kit.queued()
+    await kit.store.events_after(0)
+    acquired = await kit.store.acquire_job("r", [], 60)
+    assert acquired is not None
+    scheduler = asyncio.create_task(timed(kit.store, QUIET))
+    poll = asyncio.create_task(queue_timed(kit.store, QUIET))
+    await asyncio.sleep(0)
+    await kit.store.start_job(job.id, acquired.lease_epoch)
+    await kit.store.start_step(job.id, acquired.lease_epoch, 0, None, "build")
+    assert await scheduler >= QUIET
+    assert await poll >= QUIET
 
 
 async def test_writes_without_events_wake_nobody(kit: Kit) -> None:
@@ -92,6 +127,23 @@ async def test_a_sqlite_store_wakes_waiters_on_other_threads(tmp_path: Path) -> 
     writer.join()
     assert elapsed < 5
     await store.close()
+
+
+async def test_another_servers_queued_job_wakes_a_postgres_poll(
+    place_of: object, clock: Clock
+) -> None:
+    place: Place = place_of("postgres")  # type: ignore[operator]
+    listener, writer = await place.open(clock), await place.open(clock)
+    assert await listener.acquire_job("r", [], 60) is None
+    waiter = asyncio.create_task(queue_timed(listener, 30))
+    await asyncio.sleep(0.05)
+    await writer.create_run(new_run(), [])
+    await asyncio.sleep(0.1)
+    assert not waiter.done()  # a new run: the scheduler's business, not the runners'
+    await Kit(writer, clock).queued()
+    assert await asyncio.wait_for(waiter, 5) < 5
+    await writer.close()
+    await listener.close()
 
 
 async def test_commits_in_another_schema_wake_nobody(place_of: object, clock: Clock) -> None:

@@ -32,6 +32,20 @@ class EventKind(StrEnum):
     STEP_COMPLETED = "step.completed"
 
 
+SCHEDULING = frozenset(
+    {
+        EventKind.RUN_CREATED,
+        EventKind.RUN_COMPLETED,
+        EventKind.JOB_REQUEUED,
+        EventKind.JOB_COMPLETED,
+    }
+)
+"""The events the scheduler acts on: a commit with one of them wakes it. A queued
+job needs nothing more from it; a run's creation and a job's end decide what runs next."""
+QUEUEING = frozenset({EventKind.JOB_QUEUED, EventKind.JOB_REQUEUED})
+"""The events that may make a job available: a commit with one of them wakes polling runners."""
+
+
 class TokenKind(StrEnum):
     """What an API token lets its bearer do (the store keeps only its SHA-256 hash)."""
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -30,6 +31,9 @@ from conveyor.errors import Conflict, ConveyorError, WorkflowError
 from conveyor.expr import Environment, render_value, to_boolean, to_string
 from conveyor.workflow import parse_workflow
 from conveyor.workflow.triggers import dispatch_inputs, matches
+
+LOADED_RUNS = 4096
+"""How many runs' parsed workflows a server keeps at hand."""
 
 
 @dataclass(frozen=True)
@@ -57,7 +61,8 @@ class RunService:
         self._settings = settings
         self._wake = wake
         # Derived from immutable inputs (a commit, a registered source): safe to cache.
-        self._loaded: dict[str, LoadedRun] = {}
+        # Most recently used last; bounded, as a server creates runs without end.
+        self._loaded: OrderedDict[str, LoadedRun] = OrderedDict()
         self._lock = asyncio.Lock()
 
     # -- creating runs ------------------------------------------------------------
@@ -103,7 +108,7 @@ class RunService:
         run, _ = await self._store.create_run(
             new_run, _new_jobs(loaded.plan), group_of=self._group_of(loaded)
         )
-        self._loaded.setdefault(run.id, loaded)
+        self._remember(run.id, loaded)
         await self._enter_group(run, loaded)
         self._wake()
         return run
@@ -181,7 +186,7 @@ class RunService:
             workflow_id=run.workflow_id,
         )
         created, _ = await self._store.create_run(new_run, jobs, group_of=self._group_of(loaded))
-        self._loaded.setdefault(created.id, loaded)
+        self._remember(created.id, loaded)
         await self._enter_group(created, loaded)
         self._wake()
         return created
@@ -315,18 +320,25 @@ class RunService:
     # -- loading ------------------------------------------------------------------
 
     async def _loaded_for(self, run: RunRecord) -> LoadedRun:
-        if run.id in self._loaded:
-            return self._loaded[run.id]
+        loaded = self._loaded.get(run.id)
+        if loaded is not None:
+            self._loaded.move_to_end(run.id)
+            return loaded
         async with self._lock:
-            if run.id not in self._loaded:
+            loaded = self._loaded.get(run.id)
+            if loaded is None:
                 if run.workflow_id is None:
                     raise ConveyorError(f"run {run.id} has no registered workflow")
                 workflow = await self._store.get_workflow(run.tenant_id, run.workflow_id)
                 repo = await self._repository(run.tenant_id, run.repository_id)
-                self._loaded[run.id] = await load_run_sources(
-                    self._mirror, workflow, repo, run.sha or ""
-                )
-        return self._loaded[run.id]
+                loaded = await load_run_sources(self._mirror, workflow, repo, run.sha or "")
+                self._remember(run.id, loaded)
+        return loaded
+
+    def _remember(self, run_id: str, loaded: LoadedRun) -> None:
+        self._loaded.setdefault(run_id, loaded)
+        while len(self._loaded) > LOADED_RUNS:
+            self._loaded.popitem(last=False)
 
     async def _repository(self, tenant_id: str, repository_id: str | None) -> Any:
         if repository_id is None:

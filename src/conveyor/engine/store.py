@@ -281,13 +281,22 @@ class Store(Protocol):
         ...
 
     async def wait_for_event(self, timeout: float) -> None:
-        """Return when a new outbox row may exist, or after `timeout` seconds.
+        """Return when an event the scheduler acts on (`SCHEDULING`) may have been
+        committed, or after `timeout` seconds.
 
-        Returns at once if an event was committed since this task last called
-        `events_after` or `acquire_job` on this store, so a consumer that
-        finds nothing and then waits cannot miss a commit in between. Other
-        writers wake it too on PostgreSQL (LISTEN/NOTIFY); on SQLite only this
-        store's own writes do (a slow poll covers other processes).
+        Returns at once if one was committed since this task last called
+        `events_after` on this store, so a consumer that finds nothing and
+        then waits cannot miss a commit in between. Other writers wake it too
+        on PostgreSQL (LISTEN/NOTIFY); on SQLite only this store's own writes
+        do (a slow poll covers other processes).
+        """
+        ...
+
+    async def wait_for_queued(self, timeout: float) -> None:
+        """Return when a job may have been queued (`QUEUEING`), or after `timeout` seconds.
+
+        As `wait_for_event`, with `acquire_job` as the look that a commit in
+        between is measured against.
         """
         ...
 

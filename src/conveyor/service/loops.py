@@ -16,7 +16,7 @@ import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
-from conveyor.engine.records import EventKind, WorkflowRecord
+from conveyor.engine.records import SCHEDULING, EventKind, WorkflowRecord
 from conveyor.engine.scheduler import Scheduler
 from conveyor.engine.store import Store
 from conveyor.errors import ConveyorError, NotFound
@@ -24,12 +24,7 @@ from conveyor.errors import ConveyorError, NotFound
 log = logging.getLogger("conveyor.service")
 
 CONSUMER = "scheduler"
-_ADVANCING = {
-    EventKind.RUN_CREATED,
-    EventKind.JOB_COMPLETED,
-    EventKind.JOB_REQUEUED,
-    EventKind.JOB_QUEUED,
-}
+_ADVANCING = SCHEDULING - {EventKind.RUN_COMPLETED}
 
 
 class SchedulerLoop:
@@ -63,12 +58,16 @@ class SchedulerLoop:
         events = await self._store.events_after(cursor, batch)
         if not events:
             return False
-        runs = list(dict.fromkeys(e.run_id for e in events if e.kind in _ADVANCING))
+        ended = set(e.run_id for e in events if e.kind == EventKind.RUN_COMPLETED)
+        # A run that ended has nothing left to decide.
+        runs = dict.fromkeys(
+            e.run_id for e in events if e.kind in _ADVANCING and e.run_id not in ended
+        )
         for run_id in runs:
             with contextlib.suppress(NotFound):
                 await self._scheduler.advance(run_id)
         # A run that ended may free its concurrency group for a run waiting behind it.
-        for run_id in dict.fromkeys(e.run_id for e in events if e.kind == EventKind.RUN_COMPLETED):
+        for run_id in ended:
             with contextlib.suppress(NotFound):
                 await self._scheduler.release(run_id)
         # Another scheduler may have moved the cursor meanwhile: its work and ours overlap

@@ -326,7 +326,7 @@ class PostgresStore(PostgresJobSide, PostgresRunnerSide, PostgresServiceSide, St
     # -- outbox -------------------------------------------------------------------------------
 
     async def events_after(self, cursor: int, limit: int = 100) -> list[OutboxEvent]:
-        self._signal.looked()
+        self._signals.outbox.looked()
         found = await self._all(
             f"SELECT {rows.EVENT_COLUMNS} FROM outbox WHERE id > %s ORDER BY id LIMIT %s",
             (cursor, max(limit, 0)),
@@ -362,22 +362,30 @@ class PostgresStore(PostgresJobSide, PostgresRunnerSide, PostgresServiceSide, St
         return await self._transact(body)
 
     async def wait_for_event(self, timeout: float) -> None:
+        self._ensure_listening()
+        await self._signals.outbox.wait(timeout)
+
+    async def wait_for_queued(self, timeout: float) -> None:
+        self._ensure_listening()
+        await self._signals.queue.wait(timeout)
+
+    def _ensure_listening(self) -> None:
         if self._pool.closed:
             raise StoreError("the store is closed")
         if self._listener is None or self._listener.done():
             self._listener = asyncio.get_running_loop().create_task(self._listen())
-        await self._signal.wait(timeout)
 
     async def _listen(self) -> None:
         """Wake waiters on every NOTIFY; when the connection fails, waiters fall back to polling."""
         try:
             if self._listening is None:  # listening again after a failure
                 self._listening = await _listening_connection(self._pool)
-                self._signal.notify()  # what was committed meanwhile went unheard
+                self._signals.committed("sq")  # what was committed meanwhile went unheard
             async for note in self._listening.notifies():
                 # Our own commits woke the waiters already; other schemas' are not ours.
-                if note.payload == self._notice and note.pid not in self._pool.backend_pids:
-                    self._signal.notify()
+                schema, _, flags = note.payload.rpartition("|")
+                if schema == self._notice and note.pid not in self._pool.backend_pids:
+                    self._signals.committed(flags)
         except psycopg.Error:
             await self._stop_listening()
 

@@ -26,8 +26,9 @@ transaction at a time, each after the previous one is visible, and
 `id > cursor` never skips. The price is that the append and the commit of
 state-changing transactions run one at a time; heartbeats and log appends
 write no outbox row and take no turn. The same statement calls
-`pg_notify('conveyor_outbox', <schema>)`, which PostgreSQL delivers at
-commit; listeners ignore the other schemas' notifications.
+`pg_notify('conveyor_outbox', '<schema>|<flags>')`, which PostgreSQL
+delivers at commit; the flags say whom the commit concerns (`Signals.flags`),
+and listeners ignore the other schemas' notifications.
 """
 
 from __future__ import annotations
@@ -55,7 +56,7 @@ from conveyor.engine.records import EventKind, JobRecord
 from conveyor.engine.states import LEASED, JobStatus
 from conveyor.errors import Conflict, LeaseLost, NotFound, StoreError
 from conveyor.store import rows
-from conveyor.store.signal import OutboxSignal
+from conveyor.store.signal import Signals
 
 Connection = psycopg.AsyncConnection[tuple[Any, ...]]
 Params = Sequence[Any] | Mapping[str, Any]
@@ -219,7 +220,7 @@ class PostgresBase:
         self._pool = pool
         self._clock = clock
         self._new_id = new_id
-        self._signal = OutboxSignal()
+        self._signals = Signals()
         self._append_events = _APPEND_EVENTS.format(key=lock_key("outbox", schema), channel=CHANNEL)
         self._notice = schema or ""
         """The payload of this schema's notifications."""
@@ -242,15 +243,17 @@ class PostgresBase:
                         async with conn.transaction():
                             result = await body(tx)
                             if tx.events:
+                                flags = Signals.flags([event[0] for event in tx.events])
                                 columns = [list(column) for column in zip(*tx.events, strict=True)]
-                                await conn.execute(self._append_events, [*columns, self._notice])
+                                notice = f"{self._notice}|{flags}"
+                                await conn.execute(self._append_events, [*columns, notice])
                     except _RETRIED:
                         if attempt < _ATTEMPTS:
                             continue
                         raise
             self._commits += 1
             if tx.events:
-                self._signal.notify()
+                self._signals.committed(Signals.flags([event[0] for event in tx.events]))
             return result
 
     async def _read(self, body: Callable[[Tx], Awaitable[T]]) -> T:

@@ -176,7 +176,7 @@ class PostgresRunnerSide(PostgresBase):
             "tenant": tenant_id,
             "offered": rows.dump_labels(labels),
         }
-        self._signal.looked()
+        self._signals.queue.looked()
 
         async def body(tx: Tx) -> JobRecord | None:
             row = await tx.one(_ACQUIRE_JOB, params)

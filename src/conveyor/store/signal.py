@@ -1,4 +1,6 @@
-"""The wake-up behind `Store.wait_for_event`: a generation count and the tasks waiting on it.
+"""The wake-ups behind `Store.wait_for_event` and `wait_for_queued`.
+
+Each is a generation count and the tasks waiting on it.
 
 Every committed outbox row bumps the generation (a store's own writes, and
 on PostgreSQL every NOTIFY its listener hears). `looked()` records, in the
@@ -15,7 +17,10 @@ import asyncio
 import contextlib
 import itertools
 import threading
+from collections.abc import Collection
 from contextvars import ContextVar
+
+from conveyor.engine.records import QUEUEING, SCHEDULING
 
 # (signal number, generation) of the last look this task took; one store at a time.
 _LOOKED: ContextVar[tuple[int, int] | None] = ContextVar("conveyor_outbox_looked", default=None)
@@ -70,3 +75,30 @@ class OutboxSignal:
             with self._lock:
                 self._waiters.discard(entry)
             self.looked()
+
+
+class Signals:
+    """A store's two wake-ups: `outbox` for the scheduler, `queue` for polling runners.
+
+    A commit wakes only those its events concern: most commits (an
+    acquisition, a step's start) concern neither, and a woken poll or
+    scheduler costs database round trips for nothing.
+    """
+
+    def __init__(self) -> None:
+        self.outbox = OutboxSignal()
+        self.queue = OutboxSignal()
+
+    @staticmethod
+    def flags(kinds: Collection[str]) -> str:
+        """Whom a commit of events of these kinds concerns: "s" (scheduler), "q" (queue)."""
+        return ("s" if any(k in SCHEDULING for k in kinds) else "") + (
+            "q" if any(k in QUEUEING for k in kinds) else ""
+        )
+
+    def committed(self, flags: str) -> None:
+        """Wake whom `flags` names (a commit here, or a notification from elsewhere)."""
+        if "s" in flags:
+            self.outbox.notify()
+        if "q" in flags:
+            self.queue.notify()

@@ -309,7 +309,7 @@ class SqliteStore(SqliteJobSide, SqliteRunnerSide, SqliteServiceSide, Store):
     # -- outbox -------------------------------------------------------------------------------
 
     async def events_after(self, cursor: int, limit: int = 100) -> list[OutboxEvent]:
-        self._signal.looked()
+        self._signals.outbox.looked()
         with self._read() as db:
             found = db.execute(
                 f"SELECT {rows.EVENT_COLUMNS} FROM outbox WHERE id > ? ORDER BY id LIMIT ?",
@@ -344,7 +344,10 @@ class SqliteStore(SqliteJobSide, SqliteRunnerSide, SqliteServiceSide, Store):
             return changed == 1
 
     async def wait_for_event(self, timeout: float) -> None:
-        await self._signal.wait(timeout)
+        await self._signals.outbox.wait(timeout)
+
+    async def wait_for_queued(self, timeout: float) -> None:
+        await self._signals.queue.wait(timeout)
 
     async def close(self) -> None:
         with self._lock:

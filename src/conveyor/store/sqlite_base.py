@@ -20,7 +20,7 @@ from conveyor.engine.records import EventKind, JobRecord
 from conveyor.engine.states import LEASED, JobStatus
 from conveyor.errors import Conflict, LeaseLost, NotFound, StoreError
 from conveyor.store import rows
-from conveyor.store.signal import OutboxSignal
+from conveyor.store.signal import Signals
 
 LEASED_IN = rows.in_list(LEASED)
 """`('acquired', 'running')`: the statuses in which runner writes are accepted."""
@@ -56,8 +56,8 @@ class SqliteBase:
         self._clock = clock
         self._new_id = new_id
         self._lock = threading.Lock()
-        self._signal = OutboxSignal()
-        self._emitted = False  # whether the open transaction wrote an outbox row
+        self._signals = Signals()
+        self._emitted: set[str] = set()  # the kinds of outbox rows the open transaction wrote
         self._commits = 0
 
     @property
@@ -70,7 +70,7 @@ class SqliteBase:
         """One write transaction; any exception rolls all of it back."""
         db = self._db
         with self._lock, translated():
-            self._emitted = False
+            self._emitted.clear()
             db.execute("BEGIN IMMEDIATE")
             try:
                 yield db
@@ -81,7 +81,7 @@ class SqliteBase:
                 raise
             self._commits += 1
             if self._emitted:
-                self._signal.notify()
+                self._signals.committed(Signals.flags(self._emitted))
 
     @contextmanager
     def _read(self) -> Iterator[sqlite3.Connection]:
@@ -98,7 +98,7 @@ class SqliteBase:
         now: float,
     ) -> None:
         db.execute(_INSERT_EVENT, (kind.value, run_id, job_id, rows.dump(data), now))
-        self._emitted = True
+        self._emitted.add(kind)
 
     @staticmethod
     def _refusal(
@@ -130,7 +130,7 @@ class SqliteBase:
         values = (kind.value, rows.dump(data), now, job_id, epoch)
         if not db.execute(_INSERT_FENCED_EVENT, values).rowcount:
             raise self._refusal(db, job_id, action, epoch)
-        self._emitted = True
+        self._emitted.add(kind)
 
     @staticmethod
     def _jobs_of(db: sqlite3.Connection, run_id: str) -> list[JobRecord]:

@@ -167,7 +167,7 @@ class SqliteRunnerSide(SqliteBase):
             raise ValueError(f"lease_ttl must be positive, not {lease_ttl}")
         offered = rows.dump_labels(labels)
         now = self._clock()
-        self._signal.looked()
+        self._signals.queue.looked()
         with self._write() as db:
             row = db.execute(
                 _ACQUIRE_JOB, (rows.text(runner_id), now + lease_ttl, tenant_id, offered)
