@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
 import os
 import tarfile
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import TypeVar
 
-import httpx
 import pytest
 
 from conveyor.errors import ExecutionError
 from conveyor.runner.http_artifacts import HttpArtifactStore, pack, unpack
 from conveyor.runner.http_channel import Backoff, HttpChannel
+
+T = TypeVar("T")
 
 ODD_NAMES = ["plain.txt", "dir with space/ü-ñ.txt", "deep/er/still/x.bin", "-leading-dash", "a\nb"]
 
@@ -121,50 +125,89 @@ def test_unpack_refuses_garbage(tmp_path: Path) -> None:
         unpack(io.BytesIO(b"this is not a tar stream at all" * 40), str(tmp_path))
 
 
-def store_answering(*answers: httpx.Response | None, lost: list[str]) -> HttpArtifactStore:
-    """A store whose server gives `answers` in turn (None: connection refused)."""
+Answer = tuple[int, dict[str, object]] | None
+
+
+def against(
+    answers: list[Answer], lost: list[str], call: Callable[[HttpArtifactStore], Awaitable[T]]
+) -> T:
+    """`call` with a store whose loopback server gives `answers` in turn.
+
+    None drops the connection unanswered, as a server that went away does.
+    """
     queue = list(answers)
 
-    def handle(request: httpx.Request) -> httpx.Response:
-        answer = queue.pop(0)
-        if answer is None:
-            raise httpx.ConnectError("refused", request=request)
-        request.read()
-        return answer
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1")
+                length = next(
+                    (
+                        int(h.split(":")[1])
+                        for h in head.split("\r\n")
+                        if h.lower().startswith("content-length")
+                    ),
+                    0,
+                )
+                await reader.readexactly(length)
+                answer = queue.pop(0)
+                if answer is None:
+                    return
+                payload = json.dumps(answer[1]).encode()
+                writer.write(
+                    f"HTTP/1.1 {answer[0]} X\r\nContent-Type: application/json\r\n"
+                    f"Content-Length: {len(payload)}\r\n\r\n".encode()
+                    + payload
+                )
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
 
-    channel = HttpChannel("http://conveyor.test", "t", transport=httpx.MockTransport(handle))
-    return HttpArtifactStore(
-        channel, "j", 1, on_lost=lost.append, backoff=lambda: Backoff(0.01, 0.02)
-    )
+    async def main() -> T:
+        server = await asyncio.start_server(handle, "127.0.0.1", 0)
+        channel = HttpChannel(f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}", "t")
+        store = HttpArtifactStore(
+            channel, "j", 1, on_lost=lost.append, backoff=lambda: Backoff(0.01, 0.02)
+        )
+        try:
+            return await call(store)
+        finally:
+            await channel.aclose()
+            server.close()
+            await server.wait_closed()
+
+    return asyncio.run(main())
 
 
 @pytest.mark.parametrize(
     ("answer", "message"),
     [
-        (httpx.Response(409, json={"code": "conflict", "message": "taken"}), "already exists"),
-        (httpx.Response(413, json={"code": "too_large", "message": "big"}), "larger than"),
-        (httpx.Response(409, json={"code": "lease_lost", "message": "stale"}), "lease is lost"),
+        ((409, {"code": "conflict", "message": "taken"}), "already exists"),
+        ((413, {"code": "too_large", "message": "big"}), "larger than"),
+        ((409, {"code": "lease_lost", "message": "stale"}), "lease is lost"),
     ],
 )
 def test_an_upload_the_server_refuses_fails_clearly(
-    tmp_path: Path, answer: httpx.Response, message: str
+    tmp_path: Path, answer: Answer, message: str
 ) -> None:
     make_files(tmp_path, ["a.txt"])
     lost: list[str] = []
-    store = store_answering(answer, lost=lost)
     with pytest.raises(ExecutionError, match=message):
-        asyncio.run(store.upload("bundle", str(tmp_path), ["a.txt"]))
+        against([answer], lost, lambda store: store.upload("bundle", str(tmp_path), ["a.txt"]))
     assert bool(lost) == ("lease" in message)
 
 
 def test_an_upload_waits_for_an_unreachable_server(tmp_path: Path) -> None:
     make_files(tmp_path, ["a.txt"])
-    ok = httpx.Response(201, json={"name": "bundle", "size": 10240})
-    store = store_answering(None, None, ok, lost=[])
-    assert asyncio.run(store.upload("bundle", str(tmp_path), ["a.txt"])) == len(b"a.txt" * 3)
+    ok: Answer = (201, {"name": "bundle", "size": 10240})
+    size = against(
+        [None, None, ok], [], lambda store: store.upload("bundle", str(tmp_path), ["a.txt"])
+    )
+    assert size == len(b"a.txt" * 3)
 
 
 def test_a_bad_artifact_name_fails_before_anything_is_sent(tmp_path: Path) -> None:
-    store = store_answering(lost=[])  # any request would find no answer
-    with pytest.raises(ExecutionError, match="invalid"):
-        asyncio.run(store.upload("../etc", str(tmp_path), []))
+    with pytest.raises(ExecutionError, match="invalid"):  # any request would find no answer
+        against([], [], lambda store: store.upload("../etc", str(tmp_path), []))

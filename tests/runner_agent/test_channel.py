@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import json
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
-import httpx
 import pytest
 
 from conveyor.errors import LeaseLost
@@ -16,29 +18,56 @@ from conveyor.runner.http_channel import (
     ServerUnavailable,
 )
 
+T = TypeVar("T")
 
-def answering(status: int, body: object = None, *, raw: bytes | None = None) -> HttpChannel:
-    def handle(request: httpx.Request) -> httpx.Response:
-        if raw is not None:
-            return httpx.Response(status, content=raw)
-        return httpx.Response(status, json=body)
 
-    return HttpChannel("http://conveyor.test/", "tok", transport=httpx.MockTransport(handle))
+Seen = list[tuple[str, dict[str, str], bytes]]
+
+
+def answering(
+    status: int, body: object = None, *, raw: bytes | None = None, seen: Seen | None = None
+) -> Callable[[Callable[[HttpChannel], Awaitable[T]]], T]:
+    """Run a call against a real loopback server that gives every request this answer."""
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1").split("\r\n")
+        headers = {k.lower(): v.strip() for k, _, v in (h.partition(":") for h in head[1:] if h)}
+        sent = await reader.readexactly(int(headers.get("content-length", "0")))
+        if seen is not None:
+            seen.append((head[0], headers, sent))
+        payload = raw if raw is not None else json.dumps(body).encode()
+        writer.write(
+            f"HTTP/1.1 {status} X\r\nContent-Length: {len(payload)}\r\n\r\n".encode() + payload
+        )
+        await writer.drain()
+        writer.close()
+
+    def run(call: Callable[[HttpChannel], Awaitable[T]]) -> T:
+        async def main() -> T:
+            server = await asyncio.start_server(handle, "127.0.0.1", 0)
+            port = server.sockets[0].getsockname()[1]
+            channel = HttpChannel(f"http://127.0.0.1:{port}/", "tok")
+            try:
+                return await call(channel)
+            finally:
+                await channel.aclose()
+                server.close()
+                await server.wait_closed()
+
+        return asyncio.run(main())
+
+    return run
 
 
 def test_requests_carry_the_token_and_the_contract_body() -> None:
-    seen: list[httpx.Request] = []
-
-    def handle(request: httpx.Request) -> httpx.Response:
-        seen.append(request)
-        return httpx.Response(200, json={})
-
-    channel = HttpChannel("http://conveyor.test", "s3cret", transport=httpx.MockTransport(handle))
-    asyncio.run(channel.report("job/1", 7, [{"type": "job_end", "conclusion": "failure"}]))
-    (request,) = seen
-    assert request.headers["authorization"] == "Bearer s3cret"
-    assert request.url.raw_path == b"/api/v1/jobs/job%2F1/report"
-    assert request.read() == (b'{"epoch":7,"events":[{"type":"job_end","conclusion":"failure"}]}')
+    seen: Seen = []
+    end = [{"type": "job_end", "conclusion": "failure"}]
+    answering(200, {}, seen=seen)(lambda channel: channel.report("job/1", 7, end))
+    ((request_line, headers, body),) = seen
+    assert request_line == "POST /api/v1/jobs/job%2F1/report HTTP/1.1"
+    assert headers["authorization"] == "Bearer tok"
+    assert headers["content-type"] == "application/json"
+    assert json.loads(body) == {"epoch": 7, "events": end}
 
 
 @pytest.mark.parametrize(
@@ -57,7 +86,7 @@ def test_answers_become_typed_errors(
     status: int, body: object, error: type[Exception], code: str | None
 ) -> None:
     with pytest.raises(error) as caught:
-        asyncio.run(answering(status, body).report("j", 1, [{"type": "job_start"}]))
+        answering(status, body)(lambda channel: channel.report("j", 1, [{"type": "job_start"}]))
     if code is not None:
         assert isinstance(caught.value, Refused)
         assert (caught.value.status, caught.value.code) == (status, code)
@@ -71,22 +100,24 @@ def test_an_unreachable_server_is_retryable() -> None:
 
 def test_an_answer_that_is_not_json_is_retryable() -> None:
     with pytest.raises(ServerUnavailable, match="not JSON"):
-        asyncio.run(answering(200, raw=b"<html>proxy error</html>").poll(0.0))
+        answering(200, raw=b"<html>proxy error</html>")(lambda channel: channel.poll(0.0))
 
 
 def test_a_heartbeat_answer_without_ttl_is_not_trusted() -> None:
     with pytest.raises(ServerUnavailable, match="lease_ttl"):
-        asyncio.run(answering(200, {"cancel_requested": True}).heartbeat("j", 1))
+        answering(200, {"cancel_requested": True})(lambda channel: channel.heartbeat("j", 1))
 
 
 def test_heartbeat_reads_cancel_requested() -> None:
-    beat = asyncio.run(answering(200, {"cancel_requested": True, "lease_ttl": 3}).heartbeat("j", 1))
+    answer = {"cancel_requested": True, "lease_ttl": 3}
+    beat = answering(200, answer)(lambda channel: channel.heartbeat("j", 1))
     assert (beat.cancel_requested, beat.lease_ttl) == (True, 3.0)
 
 
 def test_poll_returns_the_assignment_or_none() -> None:
-    assert asyncio.run(answering(200, {"job": None}).poll(1.0)) is None
-    assert asyncio.run(answering(200, {"job": {"job_id": "j"}}).poll(1.0)) == {"job_id": "j"}
+    assert answering(200, {"job": None})(lambda channel: channel.poll(1.0)) is None
+    job = answering(200, {"job": {"job_id": "j"}})(lambda channel: channel.poll(1.0))
+    assert job == {"job_id": "j"}
 
 
 def test_a_url_without_scheme_is_a_clear_error() -> None:

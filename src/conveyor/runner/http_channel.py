@@ -15,6 +15,7 @@ ConveyorError
 
 from __future__ import annotations
 
+import json
 import random
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -24,9 +25,11 @@ from urllib.parse import quote
 import httpx
 
 from conveyor.errors import ConveyorError, LeaseLost
+from conveyor.runner.wire import JsonClient, WireError
 
 API = "/api/v1"
 REQUEST_TIMEOUT = 30.0
+USER_AGENT = "conveyor-runner"
 POLL_SLACK = 15.0
 """How much longer than the requested wait a poll may take before it counts as lost."""
 
@@ -89,14 +92,17 @@ class Backoff:
 
 
 class HttpChannel:
-    """Runner protocol calls on one connection pool, authenticated by a bearer token."""
+    """Runner protocol calls, authenticated by a bearer token.
+
+    The JSON calls go through `wire.JsonClient` (kept connections, little CPU);
+    artifact transfers, which stream, through httpx.
+    """
 
     def __init__(
         self,
         url: str,
         token: str,
         *,
-        transport: httpx.AsyncBaseTransport | None = None,
         timeout: float = REQUEST_TIMEOUT,
     ) -> None:
         base = url.rstrip("/")
@@ -104,15 +110,25 @@ class HttpChannel:
             raise ChannelError(f"server URL {url!r} must start with http:// or https://")
         self.url = base
         self._timeout = timeout
-        self._client = httpx.AsyncClient(
-            base_url=base + API,
-            headers={"Authorization": f"Bearer {token}"},
-            transport=transport,
-            timeout=timeout,
-        )
+        self._auth = {"Authorization": f"Bearer {token}"}
+        try:
+            self._wire = JsonClient(base + API, {**self._auth, "User-Agent": USER_AGENT})
+        except ValueError as exc:
+            raise ChannelError(f"server URL {url!r}: {exc}") from None
+        self._streams: httpx.AsyncClient | None = None
 
     async def aclose(self) -> None:
-        await self._client.aclose()
+        await self._wire.aclose()
+        if self._streams is not None:
+            await self._streams.aclose()
+
+    def _stream_client(self) -> httpx.AsyncClient:
+        """The client for artifact transfers, which stream (made on first use)."""
+        if self._streams is None:
+            self._streams = httpx.AsyncClient(
+                base_url=self.url + API, headers=self._auth, timeout=self._timeout
+            )
+        return self._streams
 
     async def register(self, name: str, labels: Sequence[str]) -> tuple[str, str]:
         """Trade the registration token this channel holds for (runner id, runner token)."""
@@ -154,9 +170,13 @@ class HttpChannel:
         """Upload a tar stream as artifact `name`; -> the size the server stored."""
         path = f"{_job(job_id)}/artifacts/{quote(name, safe='')}"
         headers = {"Content-Type": "application/x-tar", "Content-Length": str(size)}
-        data = await self._call(
-            "PUT", path, params={"epoch": epoch}, content=_chunks(tar), headers=headers
-        )
+        try:
+            response = await self._stream_client().put(
+                path, params={"epoch": epoch}, content=_chunks(tar), headers=headers
+            )
+        except httpx.TransportError as exc:
+            raise ServerUnavailable(f"{self.url}: {_describe(exc)}") from None
+        data = _json_object(response.status_code, response.content, self.url, path)
         stored = data.get("size")
         return stored if isinstance(stored, int) else size
 
@@ -171,10 +191,10 @@ class HttpChannel:
         """Write artifact `name`'s tar stream into `sink`."""
         path = f"{_job(job_id)}/artifacts/{quote(name, safe='')}"
         try:
-            async with self._client.stream("GET", path) as response:
+            async with self._stream_client().stream("GET", path) as response:
                 if response.status_code != 200:
                     await response.aread()
-                    _check(response, self.url)
+                    _check(response.status_code, response.content, self.url, path)
                 async for chunk in response.aiter_bytes():
                     sink.write(chunk)
         except httpx.TransportError as exc:
@@ -187,32 +207,36 @@ class HttpChannel:
         body: dict[str, Any] | None = None,
         *,
         timeout: float | None = None,
-        **extra: Any,
     ) -> dict[str, Any]:
+        payload = None if body is None else json.dumps(body).encode()
         try:
-            response = await self._client.request(
-                method, path, json=body, timeout=timeout or self._timeout, **extra
+            answer = await self._wire.request(
+                method, path, payload, timeout=timeout or self._timeout
             )
-        except httpx.TransportError as exc:
-            raise ServerUnavailable(f"{self.url}: {_describe(exc)}") from None
-        _check(response, self.url)
-        if not response.content:
-            return {}
-        try:
-            data = response.json()
-        except ValueError:
-            raise ServerUnavailable(f"{self.url}{path}: the answer is not JSON") from None
-        if not isinstance(data, dict):
-            raise ServerUnavailable(f"{self.url}{path}: the answer is not a JSON object")
-        return data
+        except WireError as exc:
+            raise ServerUnavailable(f"{self.url}: {exc}") from None
+        return _json_object(answer.status, answer.body, self.url, path)
 
 
-def _check(response: httpx.Response, url: str) -> None:
+def _json_object(status: int, body: bytes, url: str, path: str) -> dict[str, Any]:
+    """The JSON object of a 2xx answer; the error any other answer stands for."""
+    _check(status, body, url, path)
+    if not body:
+        return {}
+    try:
+        data = json.loads(body)
+    except ValueError:
+        raise ServerUnavailable(f"{url}{path}: the answer is not JSON") from None
+    if not isinstance(data, dict):
+        raise ServerUnavailable(f"{url}{path}: the answer is not a JSON object")
+    return data
+
+
+def _check(status: int, body: bytes, url: str, path: str) -> None:
     """Raise the error a non-2xx answer stands for."""
-    status = response.status_code
     if status < 300:
         return
-    code, message = _error_body(response)
+    code, message = _error_body(body, path)
     if status == 409 and code == "lease_lost":
         raise LeaseLost(message)
     if status >= 500 or status in (408, 429):
@@ -220,16 +244,16 @@ def _check(response: httpx.Response, url: str) -> None:
     raise Refused(status, code, message)
 
 
-def _error_body(response: httpx.Response) -> tuple[str, str]:
+def _error_body(body: bytes, path: str) -> tuple[str, str]:
     try:
-        data = response.json()
+        data = json.loads(body)
     except ValueError:
         data = None
     if isinstance(data, dict):
         code, message = data.get("code"), data.get("message")
         if isinstance(code, str):
             return code, str(message or code)
-    return "http_error", f"{response.request.method} {response.request.url.path} failed"
+    return "http_error", f"{API}{path} failed"
 
 
 def _describe(exc: httpx.TransportError) -> str:
