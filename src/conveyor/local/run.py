@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import json
 import os
+import re
 import signal
 import subprocess
 import tempfile
@@ -161,7 +162,14 @@ def _inputs(workflow: Workflow, options: RunOptions, payload: Mapping[str, Any])
 
 
 def _git_head(repo: str) -> tuple[str, str]:
-    """(commit sha, branch) of the checkout; empty strings outside git."""
+    """(commit sha, branch) of the checkout; empty strings outside git.
+
+    Read from the files under .git (starting `git` costs more than the rest of
+    a one-step run's set-up); `git rev-parse` answers whatever they do not.
+    """
+    head = _read_head(repo)
+    if head is not None:
+        return head
     try:
         out = subprocess.run(
             ["git", "rev-parse", "HEAD", "--abbrev-ref", "HEAD"],
@@ -176,6 +184,44 @@ def _git_head(repo: str) -> tuple[str, str]:
     if out.returncode != 0 or len(lines) < 2:
         return "", ""
     return lines[0], "" if lines[1] == "HEAD" else lines[1]
+
+
+_SHA = re.compile(r"[0-9a-f]{40}")
+
+
+def _read_head(repo: str) -> tuple[str, str] | None:
+    """HEAD of a plain `.git` directory (a loose or packed branch, or detached); else None."""
+    git = os.path.join(repo, ".git")
+    try:
+        with open(os.path.join(git, "HEAD"), encoding="utf-8") as f:
+            head = f.read().strip()
+        if _SHA.fullmatch(head):
+            return head, ""
+        if not head.startswith("ref: refs/heads/"):
+            return None
+        ref = head.removeprefix("ref: ")
+        sha = _loose_ref(git, ref) or _packed_ref(git, ref)
+    except (OSError, UnicodeDecodeError):
+        return None
+    return (sha, ref.removeprefix("refs/heads/")) if sha else None
+
+
+def _loose_ref(git: str, ref: str) -> str | None:
+    try:
+        with open(os.path.join(git, *ref.split("/")), encoding="utf-8") as f:
+            sha = f.read().strip()
+    except FileNotFoundError:
+        return None
+    return sha if _SHA.fullmatch(sha) else None
+
+
+def _packed_ref(git: str, ref: str) -> str | None:
+    with open(os.path.join(git, "packed-refs"), encoding="utf-8") as f:
+        for line in f:
+            sha, _, name = line.strip().partition(" ")
+            if name == ref and _SHA.fullmatch(sha):
+                return sha
+    return None
 
 
 def _repository_name(payload: Mapping[str, Any], repo: str) -> str:
