@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Sequence
 
@@ -26,6 +25,8 @@ def hash_files(workspace: str, patterns: Sequence[str]) -> str:
                 matched.append(full)
     if not matched:
         return ""
+    import hashlib  # only when a workflow calls hashFiles
+
     outer = hashlib.sha256()
     for path in sorted(matched):
         inner = hashlib.sha256()

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import time
-import uuid
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -21,16 +20,12 @@ if TYPE_CHECKING:
     from conveyor.engine.store import Store
 
 
-def _random_id() -> str:
-    return uuid.uuid4().hex
-
-
 async def open_store(
     url: str | None,
     *,
     data_dir: str,
     clock: Callable[[], float] = time.time,
-    new_id: Callable[[], str] = _random_id,
+    new_id: Callable[[], str] | None = None,
 ) -> Store:
     """Open (creating and migrating as needed) the store that `url` names.
 
@@ -38,7 +33,13 @@ async def open_store(
     - `sqlite:///relative/path`, `sqlite:////absolute/path`, `sqlite:///:memory:`;
     - `postgresql://…` or `postgres://…`: PostgreSQL; a `schema=NAME` query
       parameter keeps Conveyor's tables in that schema (created if missing).
+
+    Ids come from `new_id`, random ones (`rows.new_id`) by default.
     """
+    if new_id is None:
+        from conveyor.store import rows
+
+        new_id = rows.new_id
     if not url:
         os.makedirs(data_dir, exist_ok=True)
         return await _sqlite(os.path.join(data_dir, "conveyor.db"), clock, new_id)

@@ -7,7 +7,6 @@ so that parsing goes on), and converts it to the model's plain value.
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Collection, Mapping
 from types import MappingProxyType
 from typing import TypeVar
@@ -78,6 +77,8 @@ class ParseContext:
             if key.text in allowed:
                 continue
             message = f"unknown key {quoted(key.text)} in {where}"
+            import difflib  # only for a key that is wrong
+
             close = difflib.get_close_matches(key.text, list(allowed), n=1)
             if close:
                 message += f" (did you mean '{close[0]}'?)"
