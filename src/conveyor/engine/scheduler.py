@@ -38,7 +38,11 @@ class RunContext:
 
 @dataclass(frozen=True)
 class Progress:
-    """The run's jobs after an `advance`, and whether the run has concluded."""
+    """The run's jobs as an `advance` last read them, and whether the run has concluded.
+
+    When the advance queued a job, the rows are those read before its decisions
+    (reading them again would only show the run going on).
+    """
 
     rows: Sequence[JobRecord]
     concluded: bool
@@ -72,16 +76,18 @@ class Scheduler:
         except ConveyorError as exc:
             return await self._abandon(run, rows, f"cannot plan the run: {exc}")
         view = _RunView(ctx, rows)
-        changed = False
+        decided = queued = False
         for planned in view.ctx.plan:
             pending = [r for r in view.rows_of(planned.key) if r.status == JobStatus.PENDING]
             if not pending or not view.ready(planned):
                 continue
             with contextlib.suppress(Conflict):  # another scheduler decided first
-                await self._decide(view, planned, pending[0])
-            changed = True
-        changed = await self._fail_fast(view) or changed
-        if changed:
+                queued = await self._decide(view, planned, pending[0]) or queued
+            decided = True
+        cancelled = await self._fail_fast(view)
+        if queued and not cancelled:  # a job waits for a runner: the run goes on
+            return Progress(rows, False)
+        if decided or cancelled:
             rows = await self._store.list_jobs(run_id)
         if not rows or not all(is_terminal(r.status) for r in rows):
             return Progress(rows, False)
@@ -125,23 +131,25 @@ class Scheduler:
             return Progress(rows, True)
         return Progress(rows, False)
 
-    async def _decide(self, view: _RunView, planned: PlannedJob, row: JobRecord) -> None:
+    async def _decide(self, view: _RunView, planned: PlannedJob, row: JobRecord) -> bool:
+        """Carry over, skip, fail or queue the pending job; -> whether it was queued."""
         carry = row.spec.get("carry")
         if isinstance(carry, Mapping):  # it succeeded in the previous attempt: not run again
             outputs = {str(k): str(v) for k, v in (carry.get("outputs") or {}).items()}
             await self._store.carry_over_job(row.id, Conclusion(carry["conclusion"]), outputs)
-            return
+            return False
         try:
             if not view.should_run(planned):
                 await self._store.skip_job(row.id, "condition not met")
-                return
+                return False
             instances = view.instances(planned)
             if not self._match_labels:
                 instances = [replace(i, labels=()) for i in instances]
         except (ConveyorError, MatrixError) as exc:
             await self._store.fail_pending(row.id, str(exc))
-            return
+            return False
         await self._store.queue_job(row.id, instances)
+        return True
 
     async def _fail_fast(self, view: _RunView) -> bool:
         """A failed matrix instance cancels its unfinished siblings (unless fail-fast: false)."""

@@ -305,11 +305,14 @@ class PostgresRunnerSide(PostgresBase):
         async def body(tx: Tx) -> int | None:
             # Lock the job row for update first: a FOR SHARE lock taken by a
             # step's fence would need upgrading for the job's own updates later.
-            run_id = await self._fence(tx, job_id, epoch, "report on", lock="UPDATE")
+            # A report that starts the job locks it with that very update.
+            run_id = None
+            if not events or not isinstance(events[0], JobStarted):
+                run_id = await self._fence(tx, job_id, epoch, "report on", lock="UPDATE")
             last = None
             for event in events:
                 if isinstance(event, JobStarted):
-                    await self._start_job(tx, job_id, epoch)
+                    run_id = (await self._start_job(tx, job_id, epoch)).run_id
                 elif isinstance(event, StepStarted):
                     step = (event.step_index, event.step_id, event.name, event.at)
                     await self._start_step(tx, job_id, epoch, *step, run_id=run_id)
