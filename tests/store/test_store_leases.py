@@ -48,7 +48,15 @@ async def test_acquire_takes_the_oldest_queued_job_and_leases_it(kit: Kit) -> No
     assert (got.status, got.lease_owner, got.lease_epoch) == (JobStatus.ACQUIRED, "runner-7", 1)
     assert got.lease_expires_at == kit.clock.now + TTL
     event = (await kit.events())[-1]
-    assert (event.kind, event.job_id, event.data["epoch"]) == ("job.acquired", first.id, 1)
+    assert (event.kind, event.run_id, event.job_id) == ("job.acquired", first.run_id, first.id)
+    assert event.data == {
+        "key": first.key,
+        "status": "acquired",
+        "conclusion": None,
+        "runner": "runner-7",
+        "epoch": 1,
+    }
+    assert event.created_at == kit.clock.now
 
 
 async def test_acquire_can_be_limited_to_a_tenant(kit: Kit) -> None:

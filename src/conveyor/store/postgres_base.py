@@ -221,7 +221,8 @@ class PostgresBase:
         self._clock = clock
         self._new_id = new_id
         self._signals = Signals()
-        self._append_events = _APPEND_EVENTS.format(key=lock_key("outbox", schema), channel=CHANNEL)
+        self._outbox_lock = lock_key("outbox", schema)
+        self._append_events = _APPEND_EVENTS.format(key=self._outbox_lock, channel=CHANNEL)
         self._notice = schema or ""
         """The payload of this schema's notifications."""
         self._commits = 0
@@ -255,6 +256,23 @@ class PostgresBase:
             if tx.events:
                 self._signals.committed(Signals.flags([event[0] for event in tx.events]))
             return result
+
+    async def _statement(self, query: str, params: Params) -> tuple[Any, ...] | None:
+        """One writing statement as its own transaction (autocommit), again after a deadlock."""
+        attempt = 0
+        while True:
+            attempt += 1
+            with translated():
+                async with self._pool.connection() as conn:
+                    try:
+                        row = await Tx(conn).one(query, params)
+                    except _RETRIED:
+                        if attempt < _ATTEMPTS:
+                            continue
+                        raise
+            if row is not None:
+                self._commits += 1
+            return row
 
     async def _read(self, body: Callable[[Tx], Awaitable[T]]) -> T:
         """Run `body`'s statements outside a transaction (each sees the latest commits)."""

@@ -39,7 +39,12 @@ _J = rows.JOB_COLUMNS
 
 # Labels are JSON text; elements compare as their (deterministic) JSON spelling,
 # which never needs the \u0000 that PostgreSQL text cannot take back.
+# One statement, so one round trip and its own transaction: the acquisition and
+# its outbox row, appended after the outbox lock as every append is (see
+# postgres_base). An acquisition concerns neither the scheduler nor polling
+# runners, so it notifies nobody.
 _ACQUIRE_JOB = f"""
+    WITH picked AS (
     UPDATE jobs SET status = 'acquired', lease_owner = %(owner)s,
         lease_epoch = lease_epoch + 1, lease_expires_at = %(expires)s
     WHERE id = (
@@ -58,6 +63,19 @@ _ACQUIRE_JOB = f"""
         FOR UPDATE SKIP LOCKED
     ) AND status IN {rows.in_list(allowed_from(JobStatus.ACQUIRED))}
     RETURNING {_J}
+    ),
+    turn AS MATERIALIZED (SELECT pg_advisory_xact_lock(%(outbox_lock)s) FROM picked),
+    appended AS (
+        INSERT INTO outbox (kind, run_id, job_id, data, created_at)
+        SELECT %(kind)s, picked.run_id, picked.id,
+            json_build_object(
+                'key', picked.key, 'status', picked.status, 'conclusion', picked.conclusion,
+                'runner', picked.lease_owner, 'epoch', picked.lease_epoch
+            )::text,
+            %(now)s
+        FROM picked, turn
+    )
+    SELECT {_J} FROM picked
 """
 _START_JOB = f"""
     UPDATE jobs SET status = 'running', started_at = %s
@@ -175,19 +193,13 @@ class PostgresRunnerSide(PostgresBase):
             "expires": now + lease_ttl,
             "tenant": tenant_id,
             "offered": rows.dump_labels(labels),
+            "outbox_lock": self._outbox_lock,
+            "kind": EventKind.JOB_ACQUIRED.value,
+            "now": now,
         }
         self._signals.queue.looked()
-
-        async def body(tx: Tx) -> JobRecord | None:
-            row = await tx.one(_ACQUIRE_JOB, params)
-            if row is None:
-                return None
-            job = rows.job(row)
-            data = {**rows.job_event(job), "runner": job.lease_owner, "epoch": job.lease_epoch}
-            tx.emit(EventKind.JOB_ACQUIRED, job.run_id, job.id, data, now)
-            return job
-
-        return await self._transact(body)
+        row = await self._statement(_ACQUIRE_JOB, params)
+        return None if row is None else rows.job(row)
 
     async def start_job(self, job_id: str, epoch: int) -> JobRecord:
         return await self._transact(lambda tx: self._start_job(tx, job_id, epoch))
