@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Callable, Collection, Sequence
+from typing import Any
 
 import psycopg
 
@@ -42,22 +43,29 @@ _RUN = f"""
     SELECT {rows.RUN_COLUMNS} FROM workflow_runs
     WHERE id = %(id)s AND (%(tenant)s::text IS NULL OR tenant_id = %(tenant)s::text)
 """
+# Nothing when the tenant does not exist or the idempotency key is taken; the
+# run number, unless given, is the workflow's next (its creators take turns).
 _INSERT_RUN = f"""
     INSERT INTO workflow_runs (id, tenant_id, repository_id, workflow_path, workflow_name,
         event, payload, ref, sha, inputs, status, attempt, run_number, idempotency_key,
         created_at, workflow_id, concurrency_group)
-    VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, 'queued', %s, %s, %s, %s, %s, %s)
+    SELECT %(id)s, %(tenant)s, %(repository)s, %(path)s, %(name)s, %(event)s, %(payload)s,
+        %(ref)s, %(sha)s, %(inputs)s, 'queued', %(attempt)s,
+        COALESCE(%(number)s::integer, (
+            SELECT COALESCE(MAX(run_number), 0) + 1 FROM workflow_runs
+            WHERE tenant_id = %(tenant)s AND repository_id IS NOT DISTINCT FROM %(repository)s
+              AND workflow_path = %(path)s
+        )),
+        %(key)s, %(now)s, %(workflow)s, %(group)s
+    WHERE EXISTS (SELECT 1 FROM tenants WHERE id = %(tenant)s)
     ON CONFLICT (tenant_id, idempotency_key) DO NOTHING
     RETURNING {rows.RUN_COLUMNS}
 """
-_INSERT_JOB = """
+_INSERT_JOB = f"""
     INSERT INTO jobs (id, run_id, tenant_id, key, name, needs, labels, matrix, spec, status,
         created_at)
     VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, 'pending', %s)
-"""
-_NEXT_RUN_NUMBER = """
-    SELECT COALESCE(MAX(run_number), 0) + 1 FROM workflow_runs
-    WHERE tenant_id = %s AND repository_id IS NOT DISTINCT FROM %s AND workflow_path = %s
+    RETURNING {rows.JOB_COLUMNS}
 """
 _SET_GROUP = f"""
     UPDATE workflow_runs SET concurrency_group = %s WHERE id = %s RETURNING {rows.RUN_COLUMNS}
@@ -186,58 +194,63 @@ class PostgresStore(PostgresJobSide, PostgresRunnerSide, PostgresServiceSide, St
         async def body(tx: Tx) -> tuple[RunRecord, list[JobRecord]]:
             if run.idempotency_key is not None and (found := await existing(tx)) is not None:
                 return found
-            if not await self._exists(tx, "tenants", run.tenant_id):
-                raise NotFound(f"tenant {run.tenant_id!r} not found")
-            number = run.run_number
-            if number is None:  # one creator at a time per workflow, so numbers are unique
+            if run.run_number is None:
+                # One creator at a time per workflow, so numbers are unique. A statement
+                # of its own: the insert's snapshot must come after the lock is granted.
                 numbering = f"run-number\n{run.tenant_id}\n{run.repository_id}\n{run.workflow_path}"
                 await tx.run("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (numbering,))
-                row = await tx.one(
-                    _NEXT_RUN_NUMBER, (run.tenant_id, run.repository_id, run.workflow_path)
-                )
-                assert row is not None
-                number = row[0]
             run_id = self._new_id()
             row = await tx.one(
                 _INSERT_RUN,
-                (
-                    run_id,
-                    run.tenant_id,
-                    run.repository_id,
-                    rows.text(run.workflow_path),
-                    rows.text(run.workflow_name),
-                    rows.text(run.event),
-                    payload,
-                    run.ref,
-                    run.sha,
-                    inputs,
-                    run.attempt,
-                    number,
-                    run.idempotency_key,
-                    now,
-                    run.workflow_id,
-                    run.concurrency_group,
-                ),
+                {
+                    "id": run_id,
+                    "tenant": run.tenant_id,
+                    "repository": run.repository_id,
+                    "path": rows.text(run.workflow_path),
+                    "name": rows.text(run.workflow_name),
+                    "event": rows.text(run.event),
+                    "payload": payload,
+                    "ref": run.ref,
+                    "sha": run.sha,
+                    "inputs": inputs,
+                    "attempt": run.attempt,
+                    "number": run.run_number,
+                    "key": run.idempotency_key,
+                    "now": now,
+                    "workflow": run.workflow_id,
+                    "group": run.concurrency_group,
+                },
             )
-            if row is None:  # a concurrent creation with the same key committed first
-                found = await existing(tx)
-                assert found is not None
+            if row is None:  # a concurrent creation with the same key committed first, or
+                found = await existing(tx) if run.idempotency_key is not None else None
+                if found is None:  # no such tenant
+                    raise NotFound(f"tenant {run.tenant_id!r} not found")
                 return found
-            if job_values:
-                await tx.conn.cursor().executemany(
-                    _INSERT_JOB,
-                    [
-                        (self._new_id(), run_id, run.tenant_id, *values, now)
-                        for values in job_values
-                    ],
-                )
+            created = await self._insert_jobs(
+                tx, [(self._new_id(), run_id, run.tenant_id, *v, now) for v in job_values]
+            )
             tx.emit(EventKind.RUN_CREATED, run_id, None, {"jobs": len(jobs)}, now)
             if group_of is not None:
                 row = await tx.one(_SET_GROUP, (group_of(rows.run(row)), run_id))
                 assert row is not None  # inserted above, in this transaction
-            return rows.run(row), await self._jobs_of(tx, run_id)
+            return rows.run(row), created
 
         return await self._transact(body)
+
+    @staticmethod
+    async def _insert_jobs(tx: Tx, values: list[tuple[Any, ...]]) -> list[JobRecord]:
+        """Insert job rows in this order; -> their records, in the same order."""
+        if not values:
+            return []
+        cursor = tx.conn.cursor()
+        await cursor.executemany(_INSERT_JOB, values, returning=True)
+        created = []
+        while True:
+            row = await cursor.fetchone()
+            assert row is not None  # every insert returns its row
+            created.append(rows.job(row))
+            if not cursor.nextset():
+                return created
 
     async def get_run(self, run_id: str, *, tenant_id: str | None = None) -> RunRecord:
         row = await self._one(_RUN, {"id": run_id, "tenant": tenant_id})
