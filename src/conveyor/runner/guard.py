@@ -12,7 +12,8 @@ escapes it (the agent's own kill of the process group still applies).
 
 Commands on stdin, one a line:
     watch <marker> <deadline>   kill at time.monotonic() == deadline unless renewed
-    kill <marker>               kill its processes now (the job ended or was abandoned)
+    kill <marker>               kill its processes (the job ended or was abandoned),
+                                within KILL_DELAY seconds
 
 `Guard` is the agent's end of it.
 """
@@ -31,32 +32,52 @@ import time
 MARKER_ENV = "CONVEYOR_JOB_MARKER"
 ROUNDS = 20
 """Scans per kill: a process forked between a scan and its kill is found by the next one."""
+KILL_DELAY = 0.1
+"""How long the kills of ended jobs are gathered before one scan does them all."""
 
 logger = logging.getLogger("conveyor.runner")
 
 
-def marked(marker: str, proc: str = "/proc") -> list[int]:
-    """The ids of the processes whose environment holds `CONVEYOR_JOB_MARKER=<marker>`."""
-    needle = f"{MARKER_ENV}={marker}".encode()
+def marked(*markers: str, proc: str = "/proc") -> list[int]:
+    """The ids of the processes whose environment holds `CONVEYOR_JOB_MARKER=<m>`
+    for one of `markers`."""
+    if not markers:
+        return []
+    needles = [f"{MARKER_ENV}={marker}\0".encode() for marker in markers]
     found = []
     for entry in os.listdir(proc):
         if not entry.isdigit():
             continue
-        try:
-            with open(os.path.join(proc, entry, "environ"), "rb") as f:
-                variables = f.read().split(b"\0")
-        except OSError:  # gone, or not ours
-            continue
-        if needle in variables:
+        environ = _environ(os.path.join(proc, entry, "environ"))
+        if environ and any(environ.startswith(n) or b"\0" + n in environ for n in needles):
             found.append(int(entry))
     return found
 
 
-def kill_marked(marker: str) -> int:
-    """SIGKILL every marked process, again until none is left; -> how many were killed."""
+def _environ(path: str) -> bytes:
+    """A process's environment, each variable NUL-terminated; empty when it is gone or
+    not ours."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return b""
+    try:
+        chunks = []
+        while chunk := os.read(fd, 1 << 16):
+            chunks.append(chunk)
+    except OSError:
+        return b""
+    finally:
+        os.close(fd)
+    return b"".join(chunks) + b"\0" if chunks else b""
+
+
+def kill_marked(*markers: str) -> int:
+    """SIGKILL every process marked with one of `markers`, again until none is left;
+    -> how many were killed."""
     killed: set[int] = set()
     for _ in range(ROUNDS):
-        pids = [pid for pid in marked(marker) if pid != os.getpid()]
+        pids = [pid for pid in marked(*markers) if pid != os.getpid()]
         if not pids:
             break
         for pid in pids:
@@ -70,18 +91,29 @@ def kill_marked(marker: str) -> int:
 
 
 def serve(fd: int = 0) -> None:
-    """Obey commands from `fd` until it closes, then kill everything still watched."""
+    """Obey commands from `fd` until it closes, then kill everything still watched.
+
+    The kills of jobs that ended are gathered for up to KILL_DELAY seconds and
+    done in one scan of the processes: a runner ending many short jobs would
+    otherwise read every process's environment once per job.
+    """
     deadlines: dict[str, float] = {}
+    ended: set[str] = set()
+    kill_at: float | None = None
     pending = b""
     while True:
-        timeout = None
-        if deadlines:
-            timeout = max(0.0, min(deadlines.values()) - time.monotonic())
+        due = [*deadlines.values(), *([kill_at] if kill_at is not None else [])]
+        timeout = max(0.0, min(due) - time.monotonic()) if due else None
         ready, _, _ = select.select([fd], [], [], timeout)
+        now = time.monotonic()
         for marker, deadline in list(deadlines.items()):
-            if time.monotonic() >= deadline:
+            if now >= deadline:
                 del deadlines[marker]
                 kill_marked(marker)
+        if kill_at is not None and now >= kill_at:
+            kill_marked(*ended)
+            ended.clear()
+            kill_at = None
         if not ready:
             continue
         data = os.read(fd, 65536)
@@ -90,18 +122,23 @@ def serve(fd: int = 0) -> None:
         pending += data
         *lines, pending = pending.split(b"\n")
         for line in lines:
-            _obey(line.decode(errors="replace").split(), deadlines)
-    for marker in deadlines:
-        kill_marked(marker)
+            finished = _obey(line.decode(errors="replace").split(), deadlines)
+            if finished is not None:
+                ended.add(finished)
+                kill_at = kill_at or time.monotonic() + KILL_DELAY
+    if deadlines or ended:
+        kill_marked(*deadlines, *ended)
 
 
-def _obey(words: list[str], deadlines: dict[str, float]) -> None:
+def _obey(words: list[str], deadlines: dict[str, float]) -> str | None:
+    """Carry out one command; -> the marker whose processes are to be killed, if any."""
     if len(words) == 3 and words[0] == "watch":
         with contextlib.suppress(ValueError):
             deadlines[words[1]] = float(words[2])
     elif len(words) == 2 and words[0] == "kill":
         deadlines.pop(words[1], None)
-        kill_marked(words[1])
+        return words[1]
+    return None
 
 
 class Guard:

@@ -1,0 +1,81 @@
+"""The lease guard: finding a job's processes by their marker, and killing them when told."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+from conveyor.runner.guard import MARKER_ENV, Guard, marked
+
+
+def fake_proc(tmp_path: Path, environs: dict[str, bytes]) -> str:
+    for name, environ in environs.items():
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "environ").write_bytes(environ)
+    return str(tmp_path)
+
+
+def test_a_marker_is_found_wherever_it_sits_in_the_environment(tmp_path: Path) -> None:
+    proc = fake_proc(
+        tmp_path,
+        {
+            "10": f"{MARKER_ENV}=aa\0PATH=/bin\0".encode(),  # first
+            "11": f"HOME=/root\0{MARKER_ENV}=aa\0".encode(),  # last
+            "12": f"HOME=/root\0{MARKER_ENV}=aa".encode(),  # last, without its NUL
+            "13": f"HOME=/root\0{MARKER_ENV}=aab\0".encode(),  # another marker it starts
+            "14": f"X{MARKER_ENV}=aa\0".encode(),  # another variable it ends
+            "15": f"NOTE={MARKER_ENV}=aa\0".encode(),  # a value that mentions it
+            "16": f"{MARKER_ENV}=bb\0".encode(),
+            "self": f"{MARKER_ENV}=aa\0".encode(),  # not a process
+        },
+    )
+    (tmp_path / "17").mkdir()  # gone, or not ours: no environ to read
+    assert sorted(marked("aa", proc=proc)) == [10, 11, 12]
+    assert sorted(marked("aa", "bb", proc=proc)) == [10, 11, 12, 16]
+    assert marked(proc=proc) == []
+
+
+def start_marked(marker: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        ["sleep", "60"], env={**os.environ, MARKER_ENV: marker}, start_new_session=True
+    )
+
+
+def test_the_ended_jobs_processes_are_killed_together_and_soon() -> None:
+    async def main() -> None:
+        guard = await Guard.start()
+        first, second, bystander = start_marked("e1"), start_marked("e2"), start_marked("e3")
+        try:
+            guard.watch("e3", time.monotonic() + 60)
+            started = time.monotonic()
+            guard.kill("e1")
+            guard.kill("e2")
+            for victim in (first, second):
+                await asyncio.to_thread(victim.wait, 5)
+                assert victim.returncode == -signal.SIGKILL
+            assert time.monotonic() - started < 2.0
+            assert bystander.poll() is None
+        finally:
+            bystander.kill()
+            bystander.wait()
+            await guard.close()
+
+    asyncio.run(main())
+
+
+def test_closing_the_guard_kills_what_it_was_told_to_and_what_it_watches() -> None:
+    async def main() -> None:
+        guard = await Guard.start()
+        ended, watched = start_marked("c1"), start_marked("c2")
+        guard.watch("c2", time.monotonic() + 600)
+        guard.kill("c1")
+        await guard.close()  # at once, before the gathered kill was due
+        for victim in (ended, watched):
+            await asyncio.to_thread(victim.wait, 5)
+            assert victim.returncode == -signal.SIGKILL
+
+    asyncio.run(main())
