@@ -271,3 +271,10 @@ async def test_cancel_run_keeps_the_reason_given(kit: Kit) -> None:
     reason = "superseded by a newer run in concurrency group 'deploy'"
     changed = await kit.store.cancel_run(run.id, reason=reason)
     assert [(j.id, j.reason) for j in changed] == [(waiting.id, reason), (leased.id, reason)]
+
+
+async def test_a_run_with_more_jobs_than_one_insert_takes_keeps_their_order(kit: Kit) -> None:
+    jobs = [NewJob(f"job-{n:04d}", f"Job {n}", (), ()) for n in range(1200)]
+    run, created = await kit.store.create_run(kit.new_run(), jobs)
+    assert [job.key for job in created] == [job.key for job in jobs]
+    assert await kit.store.list_jobs(run.id) == created
