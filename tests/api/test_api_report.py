@@ -120,3 +120,17 @@ def test_a_malformed_report_is_422_and_writes_nothing(live: Live) -> None:
         assert (answer.status_code, answer.json()["code"]) == (422, "invalid"), events
     assert live.call(live.store.list_steps(job["job_id"])) == []
     assert live.call(live.store.get_job(job["job_id"])).status == JobStatus.ACQUIRED
+
+
+def test_a_numbered_report_sent_again_is_answered_and_applied_once(live: Live) -> None:
+    token, job = live.leased_job()
+    base, epoch = f"/api/v1/jobs/{job['job_id']}", job["epoch"]
+    body = {"epoch": epoch, "seq": 1, "events": [{"type": "job_start"}, *_step(0)]}
+    first = _post(live, token, f"{base}/report", body)
+    again = _post(live, token, f"{base}/report", body)
+    assert (first.status_code, again.status_code) == (200, 200)
+    assert first.json() == again.json() == {"last_seq": 2}
+    assert len(live.call(live.store.read_log(job["job_id"]))) == 2
+    for seq in (0, -1, 2**31, "one"):
+        answer = _post(live, token, f"{base}/report", {**body, "seq": seq})
+        assert (answer.status_code, answer.json()["code"]) == (422, "invalid"), seq

@@ -36,6 +36,8 @@ class ProtocolServer:
     calls: list[Call] = field(default_factory=list)
     refused: int = 0
     """How many connections met a closed door."""
+    unanswered: int = 0
+    """How many of the next requests are received (and recorded) but never answered."""
     cancel_requested: bool = False
     lease_ttl: float = 10.0
     _server: asyncio.AbstractServer | None = None
@@ -90,6 +92,9 @@ class ProtocolServer:
                     return  # drop the connection unanswered
                 method, path, body = request
                 status, answer = self._answer(method, path, body)
+                if self.unanswered > 0:
+                    self.unanswered -= 1
+                    return  # the answer is lost on the way
                 payload = json.dumps(answer).encode()
                 writer.write(
                     f"HTTP/1.1 {status} X\r\nContent-Type: application/json\r\n"

@@ -72,7 +72,11 @@ def test_a_lone_line_waits_about_100_ms() -> None:
         await asyncio.sleep(0.2)
         (report,) = server.reports()
         assert 0.09 <= report.at - start < 0.2
-        assert report.body == {"epoch": 1, "events": [{"type": "logs", "lines": [[None, "hello"]]}]}
+        assert report.body == {
+            "epoch": 1,
+            "seq": 1,
+            "events": [{"type": "logs", "lines": [[None, "hello"]]}],
+        }
         await reporter.complete(DONE)
 
     run(test)
@@ -212,3 +216,28 @@ def test_a_lost_lease_stops_everything_at_once() -> None:
     assert server.events() == ["job_start", "step_start 0", "logs"]
     assert len(lost) == 1
     assert "stale epoch" in lost[0]
+
+
+def test_a_report_whose_answer_was_lost_goes_again_with_its_number() -> None:
+    async def test(server: ProtocolServer) -> None:
+        server.unanswered = 1
+        reporter = HttpReporter(server.channel(), "j", 1, backoff=quick)
+        reporter.job_started()
+        reporter.log(None, "once")
+        assert await asyncio.wait_for(reporter.complete(DONE), 5.0)
+
+    server = run(test)
+    first, again = server.reports()
+    assert first.body == again.body  # the same report, the same number: applied once
+    assert first.body["seq"] == 1
+
+
+def test_reports_are_numbered_in_order() -> None:
+    async def test(server: ProtocolServer) -> None:
+        reporter = HttpReporter(server.channel(), "j", 1)
+        for n in range(250):
+            reporter.log(0, f"line {n}")
+        assert await reporter.complete(DONE)
+
+    server = run(test)
+    assert [c.body["seq"] for c in server.reports()] == [1, 2, 3]

@@ -236,3 +236,39 @@ async def test_a_pending_dependant_keeps_the_run_open(kit: Kit) -> None:
     await _end(kit, await _running(kit, build), FAIL)
     assert (await kit.store.get_run(run.id)).status is RunStatus.IN_PROGRESS
     assert "run.completed" not in await kit.kinds()
+
+
+async def test_a_numbered_report_sent_again_is_applied_once(kit: Kit) -> None:
+    job = await kit.acquired()
+    first = [JobStarted(), *step(0, LINES, BUILT)]
+    assert await kit.store.apply_report(job.id, job.lease_epoch, first, seq=1) == 3
+    mark = len(await kit.events())
+    # the runner lost the answer and sends the same report again: it is answered, not applied
+    assert await kit.store.apply_report(job.id, job.lease_epoch, first, seq=1) == 3
+    assert len(await kit.store.read_log(job.id)) == len(LINES)
+    assert len(await kit.events()) == mark
+    lines: list[ReportEvent] = [LogLines([(None, "more")])]
+    assert await kit.store.apply_report(job.id, job.lease_epoch, lines, seq=2) == 4
+    assert await kit.store.apply_report(job.id, job.lease_epoch, lines, seq=2) == 4
+    assert len(await kit.store.read_log(job.id)) == len(LINES) + 1
+
+
+async def test_the_last_report_sent_again_after_the_job_ended_is_answered(kit: Kit) -> None:
+    job = await kit.acquired()
+    ending = [JobStarted(), JobEnded(JobStatus.COMPLETED, OK, {})]
+    await kit.store.apply_report(job.id, job.lease_epoch, ending, seq=1)
+    assert await kit.store.apply_report(job.id, job.lease_epoch, ending, seq=1) == 0
+    with pytest.raises(LeaseLost):  # a new report after the end is refused as ever
+        await kit.store.apply_report(job.id, job.lease_epoch, [LogLines(LINES)], seq=2)
+
+
+async def test_report_numbers_start_again_with_each_lease(kit: Kit) -> None:
+    job = await kit.acquired()
+    await kit.store.apply_report(job.id, job.lease_epoch, [LogLines(LINES)], seq=5)
+    kit.clock.advance(120)
+    assert [j.id for j in await kit.store.reap_expired(3)] == [job.id]
+    again = await kit.store.acquire_job("runner-2", [], 60)
+    assert again is not None and again.lease_epoch == job.lease_epoch + 1
+    with pytest.raises(LeaseLost):  # the old lease's number means nothing to the new one
+        await kit.store.apply_report(job.id, job.lease_epoch, [LogLines(LINES)], seq=6)
+    assert await kit.store.apply_report(again.id, again.lease_epoch, [JobStarted()], seq=1) is None

@@ -132,6 +132,8 @@ class ReportIn(EpochIn):
     """What happened to a job since the last report, in order; applied all or nothing."""
 
     events: list[ReportEventIn] = Field(min_length=1, max_length=10_000)
+    seq: int | None = Field(default=None, ge=1, le=2**31 - 1)
+    """The report's number within the lease (1, 2, …): a report sent again is applied once."""
 
 
 class ReportOut(BaseModel):

@@ -250,9 +250,14 @@ class Store(Protocol):
         ...
 
     async def apply_report(
-        self, job_id: str, epoch: int, events: Sequence[ReportEvent]
+        self, job_id: str, epoch: int, events: Sequence[ReportEvent], *, seq: int | None = None
     ) -> int | None:
         """A runner's batch of events, applied in order in one transaction.
+
+        With `seq`, the report's number within the lease (1, 2, …): a report
+        numbered no higher than the last applied one was applied already (the
+        runner sent it again after losing the answer); it is answered with the
+        job's last log seq and changes nothing.
 
         Each event has the checks, rows and outbox events of its own call
         (`start_job`, `start_step`, `append_log`, `finish_step`, `finish_job`);

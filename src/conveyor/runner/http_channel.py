@@ -155,12 +155,19 @@ class HttpChannel:
         return Heartbeat(bool(data.get("cancel_requested")), float(ttl))
 
     async def report(
-        self, job_id: str, epoch: int, events: Sequence[Mapping[str, Any]]
+        self,
+        job_id: str,
+        epoch: int,
+        events: Sequence[Mapping[str, Any]],
+        *,
+        seq: int | None = None,
     ) -> int | None:
-        """Send a batch of the job's events; -> the seq of its last log line, if it had any."""
-        data = await self._call(
-            "POST", f"{_job(job_id)}/report", {"epoch": epoch, "events": list(events)}
-        )
+        """Send a batch of the job's events, numbered `seq` within the lease (the same
+        number when it is sent again); -> the seq of its last log line, if it had any."""
+        body: dict[str, Any] = {"epoch": epoch, "events": list(events)}
+        if seq is not None:
+            body["seq"] = seq
+        data = await self._call("POST", f"{_job(job_id)}/report", body)
         last = data.get("last_seq")
         return last if isinstance(last, int) else None
 

@@ -8,8 +8,10 @@ lines wait, or at once when the job ends; so a short job takes one call from
 its start to its end, and a long one reports at least every 100 ms while it
 prints. Step times travel with the events, so the wait does not move them.
 
-While the server is unreachable the sender retries with backoff and the
-queue keeps growing, up to a bound: past it the oldest lines go, and a
+Reports are numbered within the lease, and one sent again (the answer was
+lost) carries its number again, so the server applies it once. While the
+server is unreachable the sender retries with backoff and the queue keeps
+growing, up to a bound: past it the oldest lines go, and a
 marker line says how many. A 409 lease_lost ends the reporter at once: the
 queue is dropped, `cancel` is set, `on_lost` is told, and nothing more is
 sent.
@@ -84,6 +86,8 @@ class HttpReporter:
         self._closing = False
         self._ended = False
         self._completed = False
+        self._reports = 0
+        """How many reports have been sent (each is numbered: the server applies it once)."""
 
     @property
     def ended(self) -> bool:
@@ -187,7 +191,8 @@ class HttpReporter:
             batch = await self._next_batch()
             if batch is None:
                 return
-            delivered = await self._deliver(batch)
+            self._reports += 1
+            delivered = await self._deliver(batch, self._reports)
             if batch[-1]["type"] == "job_end":
                 self._completed = delivered
 
@@ -242,7 +247,7 @@ class HttpReporter:
             self._oldest = now if lines >= self._batch_lines else self._oldest
         return batch
 
-    async def _deliver(self, batch: list[dict[str, Any]]) -> bool:
+    async def _deliver(self, batch: list[dict[str, Any]], seq: int) -> bool:
         """Send until the server answers; -> whether it accepted."""
         what = f"a report of {len(batch)} event(s)"
         backoff = self._backoff()
@@ -250,7 +255,7 @@ class HttpReporter:
         while True:
             attempts += 1
             try:
-                await self._channel.report(self._job_id, self._epoch, batch)
+                await self._channel.report(self._job_id, self._epoch, batch, seq=seq)
             except ServerUnavailable as exc:
                 if attempts == 1:
                     logger.warning("job %s: %s; sending %s again later", self._job_id, exc, what)

@@ -46,7 +46,7 @@ _J = rows.JOB_COLUMNS
 _ACQUIRE_JOB = f"""
     WITH picked AS (
     UPDATE jobs SET status = 'acquired', lease_owner = %(owner)s,
-        lease_epoch = lease_epoch + 1, lease_expires_at = %(expires)s
+        lease_epoch = lease_epoch + 1, lease_expires_at = %(expires)s, report_seq = 0
     WHERE id = (
         SELECT candidate.id FROM jobs AS candidate
         WHERE candidate.status = 'queued'
@@ -77,10 +77,21 @@ _ACQUIRE_JOB = f"""
     )
     SELECT {_J} FROM picked
 """
+# A numbered report takes its turn: only one numbered above the last applied goes
+# in. The update also locks the job for the rest of the report.
+_CLAIM_REPORT = f"""
+    UPDATE jobs SET report_seq = %s
+    WHERE id = %s AND lease_epoch = %s AND status IN {LEASED_IN} AND report_seq < %s
+    RETURNING run_id
+"""
+_REPORTED = "SELECT lease_epoch, report_seq, log_seq FROM jobs WHERE id = %s"
+# With a report number, the start claims it too (see _CLAIM_REPORT).
 _START_JOB = f"""
-    UPDATE jobs SET status = 'running', started_at = %s
-    WHERE id = %s AND lease_epoch = %s
+    UPDATE jobs SET status = 'running', started_at = %(now)s,
+        report_seq = COALESCE(%(seq)s::integer, report_seq)
+    WHERE id = %(id)s AND lease_epoch = %(epoch)s
       AND status IN {rows.in_list(allowed_from(JobStatus.RUNNING) & LEASED)}
+      AND report_seq < COALESCE(%(seq)s::integer, report_seq + 1)
     RETURNING {_J}
 """
 _START_RUN = """
@@ -202,13 +213,22 @@ class PostgresRunnerSide(PostgresBase):
         return None if row is None else rows.job(row)
 
     async def start_job(self, job_id: str, epoch: int) -> JobRecord:
-        return await self._transact(lambda tx: self._start_job(tx, job_id, epoch))
+        async def body(tx: Tx) -> JobRecord:
+            job = await self._start_job(tx, job_id, epoch)
+            if job is None:
+                raise await self._refusal(tx, job_id, "start", epoch)
+            return job
 
-    async def _start_job(self, tx: Tx, job_id: str, epoch: int) -> JobRecord:
+        return await self._transact(body)
+
+    async def _start_job(
+        self, tx: Tx, job_id: str, epoch: int, seq: int | None = None
+    ) -> JobRecord | None:
+        """The started job; None when no row matched (nothing was written)."""
         now = self._clock()
-        row = await tx.one(_START_JOB, (now, job_id, epoch))
+        row = await tx.one(_START_JOB, {"now": now, "seq": seq, "id": job_id, "epoch": epoch})
         if row is None:
-            raise await self._refusal(tx, job_id, "start", epoch)
+            return None
         job = rows.job(row)
         tx.emit(EventKind.JOB_STARTED, job.run_id, job.id, rows.job_event(job), now)
         if await tx.run(_START_RUN, (now, job.run_id)):
@@ -310,21 +330,33 @@ class PostgresRunnerSide(PostgresBase):
         return await self._transact(lambda tx: self._append_log(tx, job_id, epoch, lines))
 
     async def apply_report(
-        self, job_id: str, epoch: int, events: Sequence[ReportEvent]
+        self, job_id: str, epoch: int, events: Sequence[ReportEvent], *, seq: int | None = None
     ) -> int | None:
         rows.check_report(events, _FINISH_STEP, _FINISH_JOB)
 
         async def body(tx: Tx) -> int | None:
             # Lock the job row for update first: a FOR SHARE lock taken by a
             # step's fence would need upgrading for the job's own updates later.
-            # A report that starts the job locks it with that very update.
-            run_id = None
-            if not events or not isinstance(events[0], JobStarted):
+            # A report that starts the job locks it (and claims its number) with
+            # that very start; another numbered report, by claiming its number.
+            rest: Sequence[ReportEvent] = events
+            if events and isinstance(events[0], JobStarted):
+                started = await self._start_job(tx, job_id, epoch, seq)
+                if started is None:
+                    return await self._answered_before(tx, job_id, epoch, seq, "start")
+                run_id, rest = started.run_id, events[1:]
+            elif seq is not None:
+                claimed = await tx.one(_CLAIM_REPORT, (seq, job_id, epoch, seq))
+                if claimed is None:
+                    return await self._answered_before(tx, job_id, epoch, seq, "report on")
+                run_id = claimed[0]
+            else:
                 run_id = await self._fence(tx, job_id, epoch, "report on", lock="UPDATE")
             last = None
-            for event in events:
+            for event in rest:
                 if isinstance(event, JobStarted):
-                    run_id = (await self._start_job(tx, job_id, epoch)).run_id
+                    if await self._start_job(tx, job_id, epoch) is None:
+                        raise await self._refusal(tx, job_id, "start", epoch)
                 elif isinstance(event, StepStarted):
                     step = (event.step_index, event.step_id, event.name, event.at)
                     await self._start_step(tx, job_id, epoch, *step, run_id=run_id)
@@ -338,6 +370,17 @@ class PostgresRunnerSide(PostgresBase):
             return last
 
         return await self._transact(body)
+
+    async def _answered_before(
+        self, tx: Tx, job_id: str, epoch: int, seq: int | None, action: str
+    ) -> int:
+        """The answer to report `seq` if it was applied already (its last log seq); else
+        the refusal of the report's first write."""
+        if seq is not None:
+            reported = await tx.one(_REPORTED, (job_id,))
+            if reported is not None and rows.applied_before(reported, epoch, seq):
+                return int(reported[2])
+        raise await self._refusal(tx, job_id, action, epoch)
 
     async def _start_step(
         self,

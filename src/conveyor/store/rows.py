@@ -318,6 +318,12 @@ def job_end_statement(by_status: Mapping[JobStatus, str], end: JobEnded) -> str:
     return statement
 
 
+def applied_before(reported: tuple[Any, ...], epoch: int, seq: int) -> bool:
+    """Whether report `seq` of lease `epoch` was applied already, by the job's
+    (lease_epoch, report_seq, log_seq): it is then answered, not applied again."""
+    return bool(reported[0] == epoch and reported[1] >= seq)
+
+
 def check_report(
     events: Sequence[ReportEvent],
     step_ends: Mapping[StepStatus, str],

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from conveyor.errors import StoreError
-from conveyor.store.migrations import m0001_initial, m0002_service
+from conveyor.store.migrations import m0001_initial, m0002_service, m0003_report_seq
 
 
 @dataclass(frozen=True)
@@ -30,6 +30,7 @@ class Migration:
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, m0001_initial.NAME, m0001_initial.SQLITE, m0001_initial.POSTGRES),
     Migration(2, m0002_service.NAME, m0002_service.SQLITE, m0002_service.POSTGRES),
+    Migration(3, m0003_report_seq.NAME, m0003_report_seq.SQLITE, m0003_report_seq.POSTGRES),
 )
 LATEST: int = MIGRATIONS[-1].version
 

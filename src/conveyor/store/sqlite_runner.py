@@ -41,7 +41,7 @@ _J = rows.JOB_COLUMNS
 # A job matches when none of its labels is missing from the runner's.
 _ACQUIRE_JOB = f"""
     UPDATE jobs SET status = 'acquired', lease_owner = ?1, lease_epoch = lease_epoch + 1,
-        lease_expires_at = ?2
+        lease_expires_at = ?2, report_seq = 0
     WHERE id = (
         SELECT candidate.id FROM jobs AS candidate
         WHERE candidate.status = 'queued'
@@ -55,10 +55,20 @@ _ACQUIRE_JOB = f"""
     ) AND status IN {rows.in_list(allowed_from(JobStatus.ACQUIRED))}
     RETURNING {_J}
 """
+# A numbered report takes its turn: only one numbered above the last applied goes in.
+_CLAIM_REPORT = f"""
+    UPDATE jobs SET report_seq = ?
+    WHERE id = ? AND lease_epoch = ? AND status IN {LEASED_IN} AND report_seq < ?
+    RETURNING run_id
+"""
+_REPORTED = "SELECT lease_epoch, report_seq, log_seq FROM jobs WHERE id = ?"
+# With a report number, the start claims it too (see _CLAIM_REPORT).
 _START_JOB = f"""
-    UPDATE jobs SET status = 'running', started_at = ?
-    WHERE id = ? AND lease_epoch = ?
+    UPDATE jobs SET status = 'running', started_at = :now,
+        report_seq = COALESCE(:seq, report_seq)
+    WHERE id = :id AND lease_epoch = :epoch
       AND status IN {rows.in_list(allowed_from(JobStatus.RUNNING) & LEASED)}
+      AND report_seq < COALESCE(:seq, report_seq + 1)
     RETURNING {_J}
 """
 _START_RUN = """
@@ -181,13 +191,20 @@ class SqliteRunnerSide(SqliteBase):
 
     async def start_job(self, job_id: str, epoch: int) -> JobRecord:
         with self._write() as db:
-            return self._start_job(db, job_id, epoch)
+            job = self._start_job(db, job_id, epoch)
+            if job is None:
+                raise self._refusal(db, job_id, "start", epoch)
+            return job
 
-    def _start_job(self, db: sqlite3.Connection, job_id: str, epoch: int) -> JobRecord:
+    def _start_job(
+        self, db: sqlite3.Connection, job_id: str, epoch: int, seq: int | None = None
+    ) -> JobRecord | None:
+        """The started job; None when no row matched (nothing was written)."""
         now = self._clock()
-        row = db.execute(_START_JOB, (now, job_id, epoch)).fetchone()
+        values = {"now": now, "seq": seq, "id": job_id, "epoch": epoch}
+        row = db.execute(_START_JOB, values).fetchone()
         if row is None:
-            raise self._refusal(db, job_id, "start", epoch)
+            return None
         job = rows.job(row)
         self._emit(db, EventKind.JOB_STARTED, job.run_id, job.id, rows.job_event(job), now)
         if db.execute(_START_RUN, (now, job.run_id)).rowcount:
@@ -279,14 +296,23 @@ class SqliteRunnerSide(SqliteBase):
             return self._append_log(db, job_id, epoch, lines)
 
     async def apply_report(
-        self, job_id: str, epoch: int, events: Sequence[ReportEvent]
+        self, job_id: str, epoch: int, events: Sequence[ReportEvent], *, seq: int | None = None
     ) -> int | None:
         rows.check_report(events, _FINISH_STEP, _FINISH_JOB)
         last = None
         with self._write() as db:
-            for event in events:
+            # A report that starts the job claims its number with the start.
+            rest: Sequence[ReportEvent] = events
+            if events and isinstance(events[0], JobStarted):
+                if self._start_job(db, job_id, epoch, seq) is None:
+                    return self._answered_before(db, job_id, epoch, seq, "start")
+                rest = events[1:]
+            elif seq is not None and not self._claim(db, job_id, epoch, seq):
+                return self._answered_before(db, job_id, epoch, seq, "report on")
+            for event in rest:
                 if isinstance(event, JobStarted):
-                    self._start_job(db, job_id, epoch)
+                    if self._start_job(db, job_id, epoch) is None:
+                        raise self._refusal(db, job_id, "start", epoch)
                 elif isinstance(event, StepStarted):
                     self._start_step(
                         db, job_id, epoch, event.step_index, event.step_id, event.name, event.at
@@ -298,6 +324,22 @@ class SqliteRunnerSide(SqliteBase):
                 else:
                     self._finish_job(db, job_id, epoch, event)
         return last
+
+    @staticmethod
+    def _claim(db: sqlite3.Connection, job_id: str, epoch: int, seq: int) -> bool:
+        """Take report number `seq` for the lease; False when it is not above the last."""
+        return db.execute(_CLAIM_REPORT, (seq, job_id, epoch, seq)).fetchone() is not None
+
+    def _answered_before(
+        self, db: sqlite3.Connection, job_id: str, epoch: int, seq: int | None, action: str
+    ) -> int:
+        """The answer to report `seq` if it was applied already (its last log seq); else
+        the refusal of the report's first write."""
+        if seq is not None:
+            reported = db.execute(_REPORTED, (job_id,)).fetchone()
+            if reported is not None and rows.applied_before(reported, epoch, seq):
+                return int(reported[2])
+        raise self._refusal(db, job_id, action, epoch)
 
     def _start_step(
         self,

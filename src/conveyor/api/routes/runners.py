@@ -224,7 +224,7 @@ async def report(job_id: str, body: ReportIn, request: Request, principal: Runne
     """
     svc = await _leased(request, principal, job_id)
     events = [_event(event) for event in body.events]
-    last = await svc.store.apply_report(job_id, body.epoch, events)
+    last = await svc.store.apply_report(job_id, body.epoch, events, seq=body.seq)
     if any(isinstance(event, JobEnded) for event in events):
         svc.wake_scheduler()
     return ReportOut(last_seq=last)
