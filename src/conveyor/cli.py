@@ -101,7 +101,13 @@ def _build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """The process's entry point (it sets the garbage collector up for the process, see _settled)."""
     gc.disable()
-    args = _build_parser().parse_args(argv)
+    try:
+        return _command(_build_parser().parse_args(argv))
+    finally:
+        gc.enable()  # however the command ended
+
+
+def _command(args: argparse.Namespace) -> int:
     if args.command == "validate":
         from conveyor.workflow.validate_cli import validate_paths
 

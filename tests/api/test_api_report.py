@@ -134,3 +134,22 @@ def test_a_numbered_report_sent_again_is_answered_and_applied_once(live: Live) -
     for seq in (0, -1, 2**31, "one"):
         answer = _post(live, token, f"{base}/report", {**body, "seq": seq})
         assert (answer.status_code, answer.json()["code"]) == (422, "invalid"), seq
+
+
+def test_nothing_may_follow_the_job_end_and_times_must_be_numbers(live: Live) -> None:
+    token, job = live.leased_job()
+    base, epoch = f"/api/v1/jobs/{job['job_id']}", job["epoch"]
+    after_end = [{"type": "job_end", "conclusion": "success"}, *_step(0)]
+    answer = _post(live, token, f"{base}/report", {"epoch": epoch, "events": after_end})
+    assert (answer.status_code, answer.json()["code"]) == (422, "invalid")
+    for value in (b"NaN", b"Infinity", b"-Infinity"):
+        raw = b'{"epoch": %d, "events": [{"type": "step_start", "index": 0, "at": %s}]}' % (
+            epoch,
+            value,
+        )
+        with live.client(token) as http:
+            answer = http.post(
+                f"{base}/report", content=raw, headers={"Content-Type": "application/json"}
+            )
+        assert (answer.status_code, answer.json()["code"]) == (422, "invalid"), value
+    assert live.call(live.store.list_steps(job["job_id"])) == []

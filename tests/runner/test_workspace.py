@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import stat
+import time
 from pathlib import Path
 
 from conveyor.runner.shell import resolve_shell, write_script
@@ -80,9 +82,7 @@ def test_a_bound_workspace_is_never_emptied(tmp_path: Path) -> None:
     assert (source / "keep.txt").read_text() == "the user's file\n"
 
 
-def test_a_tree_whose_temp_became_a_symlink_is_dropped_without_following_it(
-    tmp_path: Path,
-) -> None:
+def test_a_temp_that_became_a_symlink_is_removed_without_following_it(tmp_path: Path) -> None:
     outside = tmp_path / "outside"
     outside.mkdir()
     (outside / "precious.txt").write_text("not the runner's to delete")
@@ -92,8 +92,66 @@ def test_a_tree_whose_temp_became_a_symlink_is_dropped_without_following_it(
     dirs.temp.symlink_to(outside)
     slots.release(dirs)
     assert (outside / "precious.txt").read_text() == "not the runner's to delete"
-    assert not dirs.root.exists()
-    assert slots.acquire(None, bind=False).root != dirs.root
+    again = slots.acquire(None, bind=False)
+    assert again.temp.is_dir() and not again.temp.is_symlink()
+    assert list(again.temp.iterdir()) == []
+
+
+def test_a_link_planted_for_the_next_repository_is_not_its_workspace(tmp_path: Path) -> None:
+    spy = tmp_path / "spy"
+    spy.mkdir()
+    slots = Slots(str(tmp_path / "jobs"))
+    first = slots.acquire(None, bind=False, name="acme/tool")
+    (first.workspace.parent / "victim").symlink_to(spy)
+    slots.release(first)
+    second = slots.acquire(None, bind=False, name="corp/victim")
+    assert second.root == first.root
+    assert second.workspace.is_dir() and not second.workspace.is_symlink()
+    (second.workspace / "secret.txt").write_text("corp's code")
+    assert list(spy.iterdir()) == []
+
+
+def test_a_hard_link_to_an_env_file_does_not_catch_the_next_jobs_values(tmp_path: Path) -> None:
+    slots = Slots(str(tmp_path / "jobs"))
+    first = slots.acquire(None, bind=False)
+    env = step_files(first)["GITHUB_ENV"]
+    script = write_script(str(first.files), "true\n", resolve_shell("bash"))
+    os.link(env, tmp_path / "spy-env")
+    os.link(script, tmp_path / "spy-script")
+    slots.release(first)
+    second = slots.acquire(None, bind=False)
+    assert second.root == first.root
+    Path(step_files(second)["GITHUB_ENV"]).write_text("TOKEN=topsecret\n")
+    write_script(str(second.files), "echo $SECRET\n", resolve_shell("bash"))
+    assert "topsecret" not in (tmp_path / "spy-env").read_text()
+    assert "SECRET" not in (tmp_path / "spy-script").read_text()  # it keeps the first job's own
+
+
+def test_what_a_job_left_beside_its_directories_is_removed_and_modes_restored(
+    tmp_path: Path,
+) -> None:
+    slots = Slots(str(tmp_path / "jobs"))
+    dirs = slots.acquire(None, bind=False)
+    (dirs.temp.parent / "leak.txt").write_text("from $RUNNER_TEMP/..")
+    os.chmod(dirs.temp, 0o777)
+    slots.release(dirs)
+    again = slots.acquire(None, bind=False)
+    assert sorted(p.name for p in again.root.iterdir()) == [
+        "files",
+        "temp",
+        "tool-cache",
+        "workspace",
+    ]
+    assert stat.S_IMODE(again.temp.stat().st_mode) == 0o700
+
+
+def test_a_tree_waits_before_it_serves_again(tmp_path: Path) -> None:
+    slots = Slots(str(tmp_path / "jobs"), reuse_after=0.3)
+    first = slots.acquire(None, bind=False)
+    slots.release(first)
+    assert slots.acquire(None, bind=False).root != first.root  # too soon: a new tree
+    time.sleep(0.35)
+    assert slots.acquire(None, bind=False).root == first.root
 
 
 def test_links_and_odd_files_among_the_env_files_are_removed_not_followed(tmp_path: Path) -> None:

@@ -183,3 +183,21 @@ def test_nobody_listening_is_a_wire_error() -> None:
 def test_only_http_urls_are_taken() -> None:
     with pytest.raises(ValueError, match="not an http"):
         JsonClient("ftp://example.com", {})
+
+
+def test_interim_answers_are_skipped() -> None:
+    early = b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </x>\r\n\r\n"
+    answers, connections = against(answering(early + ok(b'{"a":1}'), ok(b"{}")), two_calls)
+    assert [(a.status, a.body) for a in answers] == [(200, b'{"a":1}'), (200, b"{}")]
+    assert connections == 1
+
+
+def test_a_switch_of_protocols_is_a_wire_error() -> None:
+    switch = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n"
+    with pytest.raises(WireError, match="switched protocols"):
+        against(answering(switch), lambda c: c.request("GET", "/x", None, timeout=5))
+
+
+def test_a_header_with_a_line_break_is_refused() -> None:
+    with pytest.raises(ValueError, match="line break"):
+        JsonClient("http://127.0.0.1:1", {"Authorization": "Bearer t\r\nX-Evil: 1"})

@@ -272,3 +272,11 @@ async def test_report_numbers_start_again_with_each_lease(kit: Kit) -> None:
     with pytest.raises(LeaseLost):  # the old lease's number means nothing to the new one
         await kit.store.apply_report(job.id, job.lease_epoch, [LogLines(LINES)], seq=6)
     assert await kit.store.apply_report(again.id, again.lease_epoch, [JobStarted()], seq=1) is None
+
+
+async def test_a_report_saying_anything_after_the_jobs_end_is_refused(kit: Kit) -> None:
+    job = await kit.running()
+    events: list[ReportEvent] = [JobEnded(JobStatus.COMPLETED, OK, {}), LogLines(LINES)]
+    with pytest.raises(ValueError, match="after the job's end"):
+        await kit.store.apply_report(job.id, job.lease_epoch, events)
+    assert (await kit.store.get_job(job.id)).status is JobStatus.RUNNING

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from tests.store.conftest import Kit, new_run
+from tests.store.conftest import POSTGRES_URL, Kit, new_run
 
 from conveyor.engine.store import Store
 from conveyor.store.sqlite import SqliteStore
@@ -156,4 +156,22 @@ async def test_commits_in_another_schema_wake_nobody(place_of: object, clock: Cl
     await writer.create_run(new_run(), [])
     assert await waiter >= QUIET
     await writer.close()
+    await listener.close()
+
+
+async def test_a_notification_without_flags_wakes_both(place_of: object, clock: Clock) -> None:
+    """A server from before the flags notifies with the schema alone: anyone may care."""
+    import psycopg
+
+    place: Place = place_of("postgres")  # type: ignore[operator]
+    listener = await place.open(clock)
+    await listener.events_after(0)
+    assert await listener.acquire_job("r", [], 60) is None
+    scheduler = asyncio.create_task(timed(listener, 30))
+    poll = asyncio.create_task(queue_timed(listener, 30))
+    await asyncio.sleep(0.1)
+    with psycopg.connect(POSTGRES_URL, autocommit=True) as raw:
+        raw.execute("SELECT pg_notify('conveyor_outbox', %s)", (place.schema or "",))
+    assert await asyncio.wait_for(scheduler, 5) < 5
+    assert await asyncio.wait_for(poll, 5) < 5
     await listener.close()

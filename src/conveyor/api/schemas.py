@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
 from conveyor.engine.records import (
     ArtifactRecord,
@@ -96,7 +96,7 @@ class StepStartEvent(BaseModel):
     index: int = Field(ge=0, le=100_000)
     step_id: str | None = None
     name: str = ""
-    at: float | None = None
+    at: float | None = Field(default=None, allow_inf_nan=False)
 
 
 class LogsEvent(BaseModel):
@@ -112,7 +112,7 @@ class StepEndEvent(BaseModel):
     outcome: Outcome
     conclusion: Outcome
     outputs: dict[str, str] = Field(default_factory=dict)
-    at: float | None = None
+    at: float | None = Field(default=None, allow_inf_nan=False)
 
 
 class JobEndEvent(BaseModel):
@@ -134,6 +134,13 @@ class ReportIn(EpochIn):
     events: list[ReportEventIn] = Field(min_length=1, max_length=10_000)
     seq: int | None = Field(default=None, ge=1, le=2**31 - 1)
     """The report's number within the lease (1, 2, …): a report sent again is applied once."""
+
+    @model_validator(mode="after")
+    def _ends_last(self) -> ReportIn:
+        ends = [n for n, event in enumerate(self.events) if event.type == "job_end"]
+        if ends and ends[0] != len(self.events) - 1:
+            raise ValueError("nothing may follow the job_end event")
+        return self
 
 
 class ReportOut(BaseModel):

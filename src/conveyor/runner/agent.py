@@ -44,6 +44,9 @@ from conveyor.runner.workspace import Slots
 POLL_WAIT = 50.0
 CREDENTIALS = "runner.json"
 GRACE = 60.0
+REUSE_AFTER = 1.0
+"""Seconds before a job's directory tree serves another job: time enough for the lease
+guard to kill what the job left running (it does within guard.KILL_DELAY)."""
 _ARCH = {"x86_64": "x64", "amd64": "x64", "aarch64": "arm64", "arm64": "arm64", "i686": "x86"}
 _HOSTED = {"linux": "ubuntu-latest", "darwin": "macos-latest"}
 
@@ -234,7 +237,7 @@ class _Agent:
             shutil.rmtree(os.path.join(jobs_dir, leftover), ignore_errors=True)
         channel = HttpChannel(self.url, token)
         guard = await Guard.start()
-        slots = Slots(jobs_dir)
+        slots = Slots(jobs_dir, reuse_after=REUSE_AFTER)
         try:
             logger.info(
                 "runner %s: waiting for jobs from %s (labels: %s, %d at a time)",

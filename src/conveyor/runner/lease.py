@@ -156,6 +156,9 @@ class LeaseJob:
         except Exception as exc:  # a bug in a step must not take the runner down
             logger.error("job %s: the executor failed", self.job_id, exc_info=True)
             outcome = JobOutcome("failure", {}, reason=f"the runner failed: {exc}")
+        # What the steps left running goes now, not after the report: the job's
+        # directory tree goes back to the pool (see workspace.Slots).
+        self._guard.kill(self._marker)
         if self._stop_reason and outcome.conclusion == "cancelled":
             outcome = replace(outcome, reason=self._stop_reason)
         await self._complete(outcome)

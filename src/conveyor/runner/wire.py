@@ -66,7 +66,12 @@ class JsonClient:
         self._port = parts.port or (443 if parts.scheme == "https" else 80)
         self._tls = parts.scheme == "https"
         self._prefix = parts.path.rstrip("/")
-        fixed = {"Host": parts.netloc, "Accept": "application/json", **headers}
+        host = f"[{self._host}]" if ":" in self._host else self._host
+        if parts.port is not None:
+            host += f":{parts.port}"
+        fixed = {"Host": host, "Accept": "application/json", **headers}
+        if any(c in "\r\n" for item in fixed.items() for text in item for c in text):
+            raise ValueError("a header name or value holds a line break")
         self._head = "".join(f"{name}: {value}\r\n" for name, value in fixed.items())
         self._idle: list[_Connection] = []
         self._ssl: ssl.SSLContext | None = None
@@ -126,8 +131,12 @@ class JsonClient:
         conn.writer.write(head.encode("latin-1") + b"\r\n" + (body or b""))
         await conn.writer.drain()
         status, headers = _parse_head(await conn.reader.readuntil(b"\r\n\r\n"))
+        while 100 <= status < 200:  # interim answers (100 Continue, 103 Early Hints)
+            if status == 101:
+                raise WireError("the server switched protocols")
+            status, headers = _parse_head(await conn.reader.readuntil(b"\r\n\r\n"))
         keep = headers.get("connection", "").lower() != "close"
-        if method == "HEAD" or status in (204, 304) or 100 <= status < 200:
+        if method == "HEAD" or status in (204, 304):
             return Answer(status, b""), keep
         if "chunked" in headers.get("transfer-encoding", "").lower():
             return Answer(status, await _chunked(conn.reader)), keep

@@ -7,6 +7,8 @@ import os
 import shutil
 import stat
 import tempfile
+import time
+from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,8 +22,6 @@ class JobDirs:
     temp: Path
     files: Path
     tool_cache: Path
-    bound: bool
-    """The workspace is the user's own directory (`--bind`): never emptied."""
 
 
 class Slots:
@@ -29,16 +29,21 @@ class Slots:
 
     Creating a file or a directory is the dearest thing a short job does on
     some filesystems (ext4 spent up to 0.6 ms per inode here under churn,
-    truncating an existing file 0.01 ms), so a tree outlives its job: on
-    release its workspace and RUNNER_TEMP are emptied, its env files and
-    scripts truncated, and the next job gets it. Nothing of one job reaches the
-    next; a tree that cannot be fully emptied, or whose directories a job
-    replaced, is dropped instead of reused.
+    truncating an existing file 0.01 ms), so a tree outlives its job. On
+    release everything the job left is removed, except the env files and step
+    scripts, which are truncated (they may hold rendered secrets). A released
+    tree is handed out again only `reuse_after` seconds later, once the job's
+    stray processes are gone (the runner's lease guard kills them within that
+    time), and only if it is still exactly as it was left: real directories,
+    nothing in them, env files that are plain files of ours with one link.
+    Anything else, and the tree is dropped.
     """
 
-    def __init__(self, parent: str | None) -> None:
+    def __init__(self, parent: str | None, *, reuse_after: float = 0.0) -> None:
         self._parent = parent
-        self._free: list[Path] = []
+        self._reuse_after = reuse_after
+        self._free: deque[tuple[float, Path]] = deque()
+        """Released trees with the monotonic time of their release, oldest first."""
 
     def acquire(self, source_dir: str | None, *, bind: bool, name: str = "") -> JobDirs:
         """A tree for one job; its workspace is a copy of `source_dir`.
@@ -48,86 +53,119 @@ class Slots:
         Without a `source_dir` the workspace starts empty, named after the
         repository `name` ("owner/repo") as GitHub's runner names it.
         """
-        root = self._free.pop() if self._free else self._new_root()
+        root = self._reused() or self._new_root()
         temp, files, tool_cache = root / "temp", root / "files", root / "tool-cache"
-        for d in (temp, files, tool_cache):
-            d.mkdir(exist_ok=True)
+        for d in (temp, files, tool_cache, root / "workspace"):
+            d.mkdir(mode=0o700, exist_ok=True)
         if source_dir is None:
             base = name.rsplit("/", 1)[-1]
             workspace = root / "workspace" / (base if base not in ("", ".", "..") else "workspace")
-            _only_child(workspace)
-            workspace.mkdir(parents=True, exist_ok=True)
+            workspace.mkdir()
         elif bind:
             workspace = Path(source_dir)
         else:
             workspace = root / "workspace" / Path(source_dir).name
-            _only_child(workspace)
             copy_checkout(source_dir, str(workspace))
-        return JobDirs(
-            root, workspace, temp, files, tool_cache, bound=bind and source_dir is not None
-        )
-
-    def _new_root(self) -> Path:
-        if self._parent is not None:
-            os.makedirs(self._parent, exist_ok=True)
-        return Path(tempfile.mkdtemp(prefix="job-", dir=self._parent))
+        return JobDirs(root, workspace, temp, files, tool_cache)
 
     def release(self, dirs: JobDirs) -> None:
-        """Empty the tree for the next job, or drop it when it cannot be emptied."""
-        if _reusable(dirs):
-            self._free.append(dirs.root)
+        """Empty the tree, to be reused later; or drop it when it cannot be emptied."""
+        if _emptied(dirs.root):
+            self._free.append((time.monotonic(), dirs.root))
         else:
             shutil.rmtree(dirs.root, ignore_errors=True)
 
     def close(self) -> None:
         """Remove the kept trees."""
         while self._free:
-            shutil.rmtree(self._free.pop(), ignore_errors=True)
+            shutil.rmtree(self._free.popleft()[1], ignore_errors=True)
+
+    def _reused(self) -> Path | None:
+        now = time.monotonic()
+        while self._free and now - self._free[0][0] >= self._reuse_after:
+            _, root = self._free.popleft()
+            if _as_left(root):
+                return root
+            shutil.rmtree(root, ignore_errors=True)
+        return None
+
+    def _new_root(self) -> Path:
+        if self._parent is not None:
+            os.makedirs(self._parent, exist_ok=True)
+        return Path(tempfile.mkdtemp(prefix="job-", dir=self._parent))
 
 
-def _only_child(path: Path) -> None:
-    """Remove what else the parent of `path` holds (an earlier job's repository)."""
+_KEPT = ("files", "temp", "tool-cache", "workspace")
+"""What a tree holds between jobs (only `files` holds anything: empty files)."""
+
+
+def _emptied(root: Path) -> bool:
+    """Remove what a job left in its tree (never following a link); -> whether it is empty."""
     try:
-        entries = [e.path for e in os.scandir(path.parent) if e.name != path.name]
-    except FileNotFoundError:
-        return
-    for entry in entries:
-        _remove(entry)
-
-
-def _reusable(dirs: JobDirs) -> bool:
-    """Empty `dirs` for the next job; -> whether it is now as good as new."""
-    real = [dirs.temp, dirs.files, dirs.tool_cache]
-    if not dirs.bound:
-        real += [dirs.workspace.parent, dirs.workspace]
-    if not all(_is_real_dir(d) for d in real):
+        for entry in _entries(str(root)):
+            if entry.name not in _KEPT or not entry.is_dir(follow_symlinks=False):
+                _remove(entry.path)
+            elif entry.name == "files":
+                for file in _entries(entry.path):
+                    if not _truncated(file.path):
+                        _remove(file.path)
+            else:
+                for inner in _entries(entry.path):
+                    _remove(inner.path)
+    except OSError:
         return False
-    emptied = (
-        [dirs.temp, dirs.tool_cache] if dirs.bound else [dirs.temp, dirs.tool_cache, dirs.workspace]
-    )
+    return _as_left(root)
+
+
+def _entries(path: str) -> list[os.DirEntry[str]]:
+    with os.scandir(path) as entries:
+        return list(entries)
+
+
+def _as_left(root: Path) -> bool:
+    """Whether the tree is as `_emptied` leaves it: nothing in it but empty files of ours."""
     try:
-        with os.scandir(dirs.files) as entries:
-            for entry in list(entries):
-                if entry.is_file(follow_symlinks=False):
-                    os.truncate(entry.path, 0)  # scripts may hold rendered secrets
-                else:
-                    _remove(entry.path)
-        for d in emptied:
-            for name in os.listdir(d):
-                _remove(os.path.join(d, name))
-        with os.scandir(dirs.files) as entries:
-            if not all(entry.is_file(follow_symlinks=False) for entry in entries):
+        if not _real_dir(root) or not set(os.listdir(root)) <= set(_KEPT):
+            return False
+        for name in _KEPT:
+            path = root / name
+            if not os.path.lexists(path):
+                continue
+            if not _real_dir(path):
                 return False
-        return not any(os.listdir(d) for d in emptied)
+            os.chmod(path, 0o700)
+            for entry in _entries(str(path)):
+                info = entry.stat(follow_symlinks=False)
+                plain = stat.S_ISREG(info.st_mode) and info.st_nlink == 1 and info.st_size == 0
+                if name != "files" or not plain or info.st_uid != os.getuid():
+                    return False
     except OSError:
         return False
+    return True
 
 
-def _is_real_dir(path: Path) -> bool:
+def _truncated(path: str) -> bool:
+    """Empty a file of the tree in place if it is a plain file of ours with one link."""
     try:
-        return stat.S_ISDIR(os.lstat(path).st_mode)
+        fd = os.open(path, os.O_WRONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     except OSError:
         return False
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or info.st_nlink != 1 or info.st_uid != os.getuid():
+            return False
+        os.ftruncate(fd, 0)
+        os.fchmod(fd, 0o600)
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+
+
+def _real_dir(path: Path) -> bool:
+    info = os.lstat(path)
+    return stat.S_ISDIR(info.st_mode) and info.st_uid == os.getuid()
 
 
 def _remove(path: str) -> None:

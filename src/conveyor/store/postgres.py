@@ -397,7 +397,9 @@ class PostgresStore(PostgresJobSide, PostgresRunnerSide, PostgresServiceSide, St
                 self._signals.committed("sq")  # what was committed meanwhile went unheard
             async for note in self._listening.notifies():
                 # Our own commits woke the waiters already; other schemas' are not ours.
-                schema, _, flags = note.payload.rpartition("|")
+                schema, bar, flags = note.payload.rpartition("|")
+                if not bar:  # a server from before the flags: it may concern anyone
+                    schema, flags = note.payload, "sq"
                 if schema == self._notice and note.pid not in self._pool.backend_pids:
                     self._signals.committed(flags)
         except psycopg.Error:

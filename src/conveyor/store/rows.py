@@ -329,7 +329,11 @@ def check_report(
     step_ends: Mapping[StepStatus, str],
     job_ends: Mapping[JobStatus, str],
 ) -> None:
-    """Refuse a report asking for an end no step or job has, before anything is written."""
+    """Refuse a report asking for an end no step or job has, or saying anything after the
+    job's end, before anything is written."""
+    ended = [n for n, event in enumerate(events) if isinstance(event, JobEnded)]
+    if ended and ended[0] != len(events) - 1:
+        raise ValueError("a report says nothing after the job's end")
     for event in events:
         if isinstance(event, StepEnded):
             event.finish.statement(step_ends)
