@@ -7,7 +7,8 @@ from pathlib import Path
 
 from tests.service.cluster import cluster, jobs_of, wait_run
 
-# `a` appends to a ledger each time it really runs; `b` fails on the first attempt only.
+# `a` appends to a ledger each time it really runs and uploads an artifact; `b` uploads
+# its log whatever happens, and fails on the first attempt only; `c` needs a's artifact.
 WORKFLOW = """
     on: workflow_dispatch
     jobs:
@@ -20,15 +21,26 @@ WORKFLOW = """
             run: |
               echo "a ran in attempt ${{{{ github.run_attempt }}}}" >> "{ledger}"
               echo "token=from-a-${{{{ github.run_attempt }}}}" >> "$GITHUB_OUTPUT"
+              echo "built in attempt ${{{{ github.run_attempt }}}}" > built.txt
+          - uses: actions/upload-artifact@v4
+            with: {{name: built, path: built.txt}}
       b:
         runs-on: ubuntu-latest
         steps:
+          - run: echo "b's log" > log.txt
           - run: test "${{{{ github.run_attempt }}}}" != 1
+          - if: always()
+            uses: actions/upload-artifact@v4
+            with: {{name: b-log, path: log.txt}}
       c:
         needs: [a, b]
         runs-on: ubuntu-latest
         steps:
-          - run: echo "c saw ${{{{ needs.a.outputs.token }}}}" >> "{ledger}"
+          - uses: actions/download-artifact@v4
+            with: {{name: built}}
+          - run: |
+              echo "c saw ${{{{ needs.a.outputs.token }}}}" >> "{ledger}"
+              echo "c read $(cat built.txt)" >> "{ledger}"
 """
 
 
@@ -63,8 +75,15 @@ def test_rerun_failed_jobs_carries_over_the_jobs_that_succeeded(
             "b": "success",
             "c": "success",
         }
-        # `a` did not run again; `c` saw the output `a` wrote in the first attempt.
-        assert ledger.read_text().splitlines() == ["a ran in attempt 1", "c saw from-a-1"]
+        # `a` did not run again; `c` saw the output and the artifact of a's first attempt,
+        # and `b` uploaded its log again (its first attempt's is not carried over).
+        assert ledger.read_text().splitlines() == [
+            "a ran in attempt 1",
+            "c saw from-a-1",
+            "c read built in attempt 1",
+        ]
+        artifacts = api.get(f"/api/v1/runs/{second_id}/artifacts").json()["items"]
+        assert sorted(a["name"] for a in artifacts) == ["b-log", "built"]
         assert by_key["a"]["outputs"] == {"token": "from-a-1"}
         assert by_key["a"]["reason"] == "carried over from the previous attempt"
         assert by_key["a"]["started_at"] is None and by_key["b"]["started_at"] is not None

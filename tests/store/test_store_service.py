@@ -253,6 +253,27 @@ async def test_artifacts_are_named_once_per_run(kit: Kit) -> None:
     assert (await store.get_artifact(other.id, "huge")).size == big
 
 
+async def test_a_rerun_of_failed_jobs_keeps_the_artifacts_of_the_jobs_it_carries(
+    kit: Kit,
+) -> None:
+    store = kit.store
+    first, _ = await kit.run()
+    await store.add_artifact(first.id, "dist", 10, "/a/dist.tar", job_key="build")
+    await store.add_artifact(first.id, "logs", 20, "/a/logs.tar", job_key="test")
+    await store.add_artifact(first.id, "docs", 30, "/a/docs.tar", job_key="build")
+    second, _ = await store.create_run(
+        kit.new_run(attempt=2, carried_from=first.id, carried_jobs=("build",)), []
+    )
+    kept = await store.list_artifacts(second.id)
+    assert [(a.run_id, a.name, a.size, a.path, a.job_key) for a in kept] == [
+        (second.id, "dist", 10, "/a/dist.tar", "build"),
+        (second.id, "docs", 30, "/a/docs.tar", "build"),
+    ]
+    # the job that runs again uploads its own anew
+    await store.add_artifact(second.id, "logs", 21, "/b/logs.tar", job_key="test")
+    assert len(await store.list_artifacts(first.id)) == 3
+
+
 async def test_responses_are_remembered_once_per_request(kit: Kit) -> None:
     store = kit.store
     body = '{"run_id": "r1", "note": "' + UNICODE + '"}'

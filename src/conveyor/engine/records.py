@@ -72,6 +72,10 @@ class NewRun:
     idempotency_key: str | None = None
     workflow_id: str | None = None
     concurrency_group: str | None = None
+    carried_from: str | None = None
+    """The run whose failed jobs this one re-runs: the artifacts that its `carried_jobs`
+    uploaded there belong to this run too."""
+    carried_jobs: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -246,3 +250,5 @@ class ArtifactRecord:
     size: int
     path: str
     created_at: float
+    job_key: str | None = None
+    """The key of the job that uploaded it (None for artifacts older than that record)."""

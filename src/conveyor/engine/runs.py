@@ -171,6 +171,7 @@ class RunService:
         jobs = _new_jobs(loaded.plan)
         if failed_only:
             jobs = await self._carrying_over(run, loaded.plan, jobs)
+        carried = tuple(job.key for job in jobs if "carry" in job.spec)
         new_run = NewRun(
             workflow_path=run.workflow_path,
             workflow_name=run.workflow_name,
@@ -184,6 +185,8 @@ class RunService:
             attempt=run.attempt + 1,
             run_number=run.run_number,
             workflow_id=run.workflow_id,
+            carried_from=run.id if carried else None,
+            carried_jobs=carried,
         )
         created, _ = await self._store.create_run(new_run, jobs, group_of=self._group_of(loaded))
         self._remember(created.id, loaded)

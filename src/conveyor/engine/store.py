@@ -394,8 +394,10 @@ class Store(Protocol):
 
     # -- artifacts and idempotent responses ------------------------------------------------
 
-    async def add_artifact(self, run_id: str, name: str, size: int, path: str) -> None:
-        """Record an uploaded artifact; a name the run already has is a Conflict."""
+    async def add_artifact(
+        self, run_id: str, name: str, size: int, path: str, *, job_key: str | None = None
+    ) -> None:
+        """Record an artifact job `job_key` uploaded; a name the run already has is a Conflict."""
         ...
 
     async def list_artifacts(self, run_id: str) -> list[ArtifactRecord]:

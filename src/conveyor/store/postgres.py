@@ -61,6 +61,13 @@ _INSERT_RUN = f"""
     ON CONFLICT (tenant_id, idempotency_key) DO NOTHING
     RETURNING {rows.RUN_COLUMNS}
 """
+# The artifacts that carried-over jobs uploaded in the attempt a re-run continues.
+_CARRY_ARTIFACTS = """
+    INSERT INTO artifacts (id, run_id, name, path, size, created_at, job_key)
+    SELECT md5(random()::text || clock_timestamp()::text || name), %s, name, path, size,
+        created_at, job_key
+    FROM artifacts WHERE run_id = %s AND job_key = ANY(%s)
+"""
 _INSERT_JOBS = """
     INSERT INTO jobs (id, run_id, tenant_id, key, name, needs, labels, matrix, spec, status,
         created_at)
@@ -232,6 +239,9 @@ class PostgresStore(PostgresJobSide, PostgresRunnerSide, PostgresServiceSide, St
             created = await self._insert_jobs(
                 tx, [(self._new_id(), run_id, run.tenant_id, *v, now) for v in job_values]
             )
+            if run.carried_from is not None and run.carried_jobs:
+                carried = (run_id, run.carried_from, list(run.carried_jobs))
+                await tx.run(_CARRY_ARTIFACTS, carried)
             tx.emit(EventKind.RUN_CREATED, run_id, None, {"jobs": len(jobs)}, now)
             if group_of is not None:
                 row = await tx.one(_SET_GROUP, (group_of(rows.run(row)), run_id))

@@ -264,15 +264,17 @@ class PostgresServiceSide(PostgresBase):
 
     # -- artifacts and remembered responses ------------------------------------------------
 
-    async def add_artifact(self, run_id: str, name: str, size: int, path: str) -> None:
-        values = (self._new_id(), run_id, name, path, size, self._clock())
+    async def add_artifact(
+        self, run_id: str, name: str, size: int, path: str, *, job_key: str | None = None
+    ) -> None:
+        values = (self._new_id(), run_id, name, path, size, self._clock(), job_key)
 
         async def body(tx: Tx) -> None:
             if not await self._exists(tx, "workflow_runs", run_id):
                 raise NotFound(f"run {run_id!r} not found")
             if not await tx.run(
-                "INSERT INTO artifacts (id, run_id, name, path, size, created_at) "
-                "VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (run_id, name) DO NOTHING",
+                "INSERT INTO artifacts (id, run_id, name, path, size, created_at, job_key) "
+                "VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (run_id, name) DO NOTHING",
                 values,
             ):
                 raise Conflict(f"run {run_id!r} already has an artifact {name!r}")

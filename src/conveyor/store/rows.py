@@ -52,7 +52,7 @@ REPOSITORY_COLUMNS = "id, tenant_id, name, url, created_at"
 WORKFLOW_COLUMNS = (
     "id, tenant_id, repository_id, path, name, source, enabled, created_at, updated_at"
 )
-ARTIFACT_COLUMNS = "run_id, name, size, path, created_at"
+ARTIFACT_COLUMNS = "run_id, name, size, path, created_at, job_key"
 
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 _DIGEST = re.compile("[0-9a-f]{64}")
@@ -257,7 +257,9 @@ def workflow(row: tuple[Any, ...]) -> WorkflowRecord:
 
 
 def artifact(row: tuple[Any, ...]) -> ArtifactRecord:
-    return ArtifactRecord(run_id=row[0], name=row[1], size=row[2], path=row[3], created_at=row[4])
+    return ArtifactRecord(
+        run_id=row[0], name=row[1], size=row[2], path=row[3], created_at=row[4], job_key=row[5]
+    )
 
 
 def run_listing(

@@ -14,7 +14,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from conveyor.errors import StoreError
-from conveyor.store.migrations import m0001_initial, m0002_service, m0003_report_seq
+from conveyor.store.migrations import (
+    m0001_initial,
+    m0002_service,
+    m0003_report_seq,
+    m0004_artifact_job,
+)
 
 
 @dataclass(frozen=True)
@@ -31,6 +36,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, m0001_initial.NAME, m0001_initial.SQLITE, m0001_initial.POSTGRES),
     Migration(2, m0002_service.NAME, m0002_service.SQLITE, m0002_service.POSTGRES),
     Migration(3, m0003_report_seq.NAME, m0003_report_seq.SQLITE, m0003_report_seq.POSTGRES),
+    Migration(4, m0004_artifact_job.NAME, m0004_artifact_job.SQLITE, m0004_artifact_job.POSTGRES),
 )
 LATEST: int = MIGRATIONS[-1].version
 

@@ -48,6 +48,12 @@ _INSERT_RUN = """
         created_at, workflow_id, concurrency_group)
     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?)
 """
+# The artifacts that carried-over jobs uploaded in the attempt a re-run continues.
+_CARRY_ARTIFACTS = """
+    INSERT INTO artifacts (id, run_id, name, path, size, created_at, job_key)
+    SELECT lower(hex(randomblob(16))), ?1, name, path, size, created_at, job_key
+    FROM artifacts WHERE run_id = ?2 AND job_key IN (SELECT value FROM json_each(?3))
+"""
 _INSERT_JOB = """
     INSERT INTO jobs (id, run_id, tenant_id, key, name, needs, labels, matrix, spec, status,
         created_at)
@@ -215,6 +221,9 @@ class SqliteStore(SqliteJobSide, SqliteRunnerSide, SqliteServiceSide, Store):
                 _INSERT_JOB,
                 [(self._new_id(), run_id, run.tenant_id, *values, now) for values in job_values],
             )
+            if run.carried_from is not None and run.carried_jobs:
+                carried = rows.dump_labels(run.carried_jobs)
+                db.execute(_CARRY_ARTIFACTS, (run_id, run.carried_from, carried))
             self._emit(db, EventKind.RUN_CREATED, run_id, None, {"jobs": len(jobs)}, now)
             row = db.execute(
                 f"SELECT {rows.RUN_COLUMNS} FROM workflow_runs WHERE id = ?", (run_id,)

@@ -252,13 +252,15 @@ class SqliteServiceSide(SqliteBase):
 
     # -- artifacts and remembered responses ------------------------------------------------
 
-    async def add_artifact(self, run_id: str, name: str, size: int, path: str) -> None:
-        values = (self._new_id(), run_id, name, path, size, self._clock())
+    async def add_artifact(
+        self, run_id: str, name: str, size: int, path: str, *, job_key: str | None = None
+    ) -> None:
+        values = (self._new_id(), run_id, name, path, size, self._clock(), job_key)
         with self._write() as db:
             _require_run(db, run_id)
             if not db.execute(
-                "INSERT INTO artifacts (id, run_id, name, path, size, created_at) "
-                "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (run_id, name) DO NOTHING",
+                "INSERT INTO artifacts (id, run_id, name, path, size, created_at, job_key) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (run_id, name) DO NOTHING",
                 values,
             ).rowcount:
                 raise Conflict(f"run {run_id!r} already has an artifact {name!r}")

@@ -124,7 +124,7 @@ async def upload(
         await asyncio.to_thread(check_archive, temp)
         await _lease_held(svc, principal, job_id, epoch)
         final = os.path.join(directory, name + ".tar")
-        await svc.store.add_artifact(job.run_id, name, size, final)
+        await svc.store.add_artifact(job.run_id, name, size, final, job_key=job.key)
         os.replace(temp, final)
     finally:
         with contextlib.suppress(FileNotFoundError):
