@@ -100,7 +100,8 @@ _KEPT = ("files", "temp", "tool-cache", "workspace")
 
 
 def _emptied(root: Path) -> bool:
-    """Remove what a job left in its tree (never following a link); -> whether it is empty."""
+    """Remove what a job left in its tree (never following a link); -> whether that went
+    through (`_as_left` checks the result when the tree is wanted again)."""
     try:
         for entry in _entries(str(root)):
             if entry.name not in _KEPT or not entry.is_dir(follow_symlinks=False):
@@ -114,7 +115,7 @@ def _emptied(root: Path) -> bool:
                     _remove(inner.path)
     except OSError:
         return False
-    return _as_left(root)
+    return True  # checked again before the tree serves another job
 
 
 def _entries(path: str) -> list[os.DirEntry[str]]:
