@@ -243,8 +243,8 @@ class HttpReporter:
             self._queue.popleft()
         self._lines -= lines
         self._chars -= chars
-        if self._queue:
-            self._oldest = now if lines >= self._batch_lines else self._oldest
+        if self._queue and lines >= self._batch_lines:
+            self._oldest = now  # the rest waits its interval; left by a size cap, it is due
         return batch
 
     async def _deliver(self, batch: list[dict[str, Any]], seq: int) -> bool:

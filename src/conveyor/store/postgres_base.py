@@ -237,6 +237,7 @@ class PostgresBase:
         attempt = 0
         while True:
             attempt += 1
+            flags = ""
             with translated():
                 async with self._pool.connection() as conn:
                     tx = Tx(conn)
@@ -253,8 +254,8 @@ class PostgresBase:
                             continue
                         raise
             self._commits += 1
-            if tx.events:
-                self._signals.committed(Signals.flags([event[0] for event in tx.events]))
+            if flags:
+                self._signals.committed(flags)
             return result
 
     async def _statement(self, query: str, params: Params) -> tuple[Any, ...] | None:
