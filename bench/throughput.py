@@ -88,11 +88,36 @@ def busy_seconds() -> float:
     return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
 
 
-def process_seconds(pid: int) -> float:
-    """CPU seconds used by one process (user + system)."""
+def process_seconds(pid: int, *, children: bool = False) -> float:
+    """CPU seconds used by one process (user + system), and with `children` by the
+    children it has waited for (a runner's steps)."""
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    ticks = int(fields[11]) + int(fields[12])
+    if children:
+        ticks += int(fields[13]) + int(fields[14])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def runners_seconds(agents: list[Runner]) -> float:
+    """CPU seconds used by the runner processes and the steps they have run."""
+    return sum(process_seconds(a.proc.pid, children=True) for a in agents if a.proc)
+
+
+def database_seconds() -> float:
+    """CPU seconds used so far by the PostgreSQL processes that are alive now."""
+    total = 0.0
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat") as f:
+                if f.read(64).split(" ", 2)[1] != "(postgres)":
+                    continue
+            total += process_seconds(int(entry.name))
+        except (OSError, IndexError):
+            continue  # gone meanwhile
+    return total
 
 
 def transaction_counts(database: str) -> tuple[int, int]:
@@ -152,6 +177,8 @@ def measure(backend: str, runners: int, jobs: int, samples: int) -> None:
 
             assert server.proc is not None
             server_before, busy_before = process_seconds(server.proc.pid), busy_seconds()
+            runners_before = runners_seconds(agents)
+            database_before = database_seconds() if url else 0.0
             started = time.monotonic()
             threads = [threading.Thread(target=submit, args=(jobs // 4,)) for _ in range(4)]
             for t in threads:
@@ -162,6 +189,9 @@ def measure(backend: str, runners: int, jobs: int, samples: int) -> None:
             elapsed = time.monotonic() - started
             server_cpu = process_seconds(server.proc.pid) - server_before
             machine_cpu = busy_seconds() - busy_before
+            runners_cpu = runners_seconds(agents)
+            runners_cpu -= runners_before
+            database_cpu = database_seconds() - database_before if url else 0.0
             counts_after = transaction_counts(database) if url else (0, 0)
             writes = counts_after[0] - counts_before[0] - 1
             commits = counts_after[1] - counts_before[1]
@@ -169,10 +199,12 @@ def measure(backend: str, runners: int, jobs: int, samples: int) -> None:
             f"[{backend}] {runners} runners, {len(run_ids)} one-step jobs: "
             f"{len(run_ids) / elapsed:.1f} jobs/s ({elapsed:.2f} s)"
         )
+        per_job = 1000 / len(run_ids)
         print(
-            f"[{backend}] CPU per job: {machine_cpu / len(run_ids) * 1000:.1f} ms on the machine, "
-            f"{server_cpu / len(run_ids) * 1000:.1f} ms of it in the server "
-            f"({os.cpu_count()} cores)"
+            f"[{backend}] CPU per job: {machine_cpu * per_job:.1f} ms on the machine "
+            f"({os.cpu_count()} cores); of it the server {server_cpu * per_job:.1f} ms, "
+            f"the runners and their steps {runners_cpu * per_job:.1f} ms"
+            + (f", PostgreSQL {database_cpu * per_job:.1f} ms" if url else "")
         )
         print(
             f"[{backend}] dispatch to first step: p50 {percentile(latencies, 0.5) * 1000:.1f} ms, "

@@ -17,7 +17,7 @@ import subprocess
 import tarfile
 import threading
 from collections.abc import Coroutine, Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from functools import cache
 from pathlib import Path
 from typing import Any, TypeVar
@@ -30,7 +30,7 @@ from psycopg import sql
 
 from conveyor.api import Services, Settings, create_app
 from conveyor.api.deps import hash_token
-from conveyor.engine.records import JobInstance, JobRecord, RepositoryRecord
+from conveyor.engine.records import RepositoryRecord
 from conveyor.engine.runs import RunService, RunSettings
 from conveyor.engine.sources import RepositoryMirror
 from conveyor.engine.store import Store
@@ -74,13 +74,12 @@ jobs:
 
 @dataclass
 class Live:
-    """The running server: its URL, its store, and what the fake scheduler was told."""
+    """The running server (with no scheduler): its URL, its loop, its store and settings."""
 
     url: str
     loop: asyncio.AbstractEventLoop
     store: Store
     settings: Settings
-    wakes: list[float] = field(default_factory=list)
 
     def call(self, coro: Coroutine[Any, Any, T]) -> T:
         """Run `coro` on the server's event loop and return its result."""
@@ -110,19 +109,6 @@ class Live:
         assert answer.status_code == 202, answer.text
         return str(answer.json()["run_id"])
 
-    def queue_roots(self, run_id: str, labels: tuple[str, ...] = ("linux",)) -> list[JobRecord]:
-        """Queue the run's jobs that need nothing on `labels`, as the scheduler would."""
-
-        async def queue() -> list[JobRecord]:
-            queued: list[JobRecord] = []
-            for job in await self.store.list_jobs(run_id):
-                if not job.needs:
-                    instance = JobInstance(job.name, None, labels=labels)
-                    queued += await self.store.queue_job(job.id, [instance])
-            return queued
-
-        return self.call(queue())
-
     def register_runner(self, labels: list[str], token: str = REGISTRATION) -> tuple[str, str]:
         with self.client(token) as http:
             answer = http.post("/api/v1/runners/register", json={"name": "r", "labels": labels})
@@ -133,12 +119,12 @@ class Live:
     def leased_job(
         self, labels: tuple[str, ...] = ("linux",), *, start: bool = False
     ) -> tuple[str, dict[str, Any]]:
-        """A dispatched run whose `build` job a fresh runner acquired (and started, if asked).
+        """A dispatched run whose `build` job (queued as the run was created) a fresh runner
+        acquired (and started, if asked).
 
         -> (runner token, ASSIGNMENT)
         """
-        run_id = self.dispatch(self.register_workflow())
-        self.queue_roots(run_id, labels)
+        self.dispatch(self.register_workflow())
         _, token = self.register_runner(list(labels))
         with self.client(token) as http:
             answer = http.post("/api/v1/runners/poll", json={"wait": 0})
@@ -164,8 +150,7 @@ async def _seed_tokens(store: Store) -> None:
         await store.create_token(tenant, kind, hash_token(token))
 
 
-def _services(store: Store, settings: Settings, tmp: Path, wakes: list[float]) -> Services:
-    loop = asyncio.get_running_loop()
+def _services(store: Store, settings: Settings, tmp: Path) -> Services:
     mirror = RepositoryMirror(str(tmp / "mirrors"))
     runs = RunService(
         store,
@@ -186,7 +171,6 @@ def _services(store: Store, settings: Settings, tmp: Path, wakes: list[float]) -
         rerun=runs.rerun,
         assignment_for=runs.assignment_for,
         read_workflow=read_workflow,
-        wake_scheduler=lambda: wakes.append(loop.time()),
     )
 
 
@@ -260,12 +244,11 @@ def live(tmp_path: Path, settings: Settings, database: str | None) -> Iterator[L
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, name="api-server", daemon=True)
     thread.start()
-    wakes: list[float] = []
 
     async def start() -> tuple[Store, uvicorn.Server, asyncio.Task[None]]:
         store = await _open_store(database, tmp_path)
         await _seed_tokens(store)
-        app = create_app(_services(store, settings, tmp_path, wakes))
+        app = create_app(_services(store, settings, tmp_path))
         # Port 0: uvicorn binds a free port itself (its sockets get TCP_NODELAY, which a
         # socket made here with proto 0 would not: every response would wait 40 ms).
         config = uvicorn.Config(
@@ -279,7 +262,7 @@ def live(tmp_path: Path, settings: Settings, database: str | None) -> Iterator[L
 
     store, server, task = asyncio.run_coroutine_threadsafe(start(), loop).result(timeout=30)
     host, port = server.servers[0].sockets[0].getsockname()[:2]
-    live = Live(f"http://{host}:{port}", loop, store, settings, wakes)
+    live = Live(f"http://{host}:{port}", loop, store, settings)
     try:
         yield live
     finally:

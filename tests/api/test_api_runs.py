@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import pytest
+
+from conveyor.engine.records import scheduler_work
 from tests.api.conftest import Live
 
 
@@ -56,22 +59,23 @@ def test_get_run_and_its_jobs(live: Live) -> None:
     assert run["workflow_name"] == "CI"
     assert run["attempt"] == 1 and run["run_number"] == 1
     assert [j["key"] for j in jobs] == ["build", "test"]
+    assert [j["status"] for j in jobs] == ["queued", "pending"]  # the root at once
     assert jobs[1]["needs"] == ["build"]
     assert job["steps"] == [] and job["status"] == "pending"
     assert "spec" not in job and "secrets" not in job
 
 
-def test_cancel_cancels_queued_jobs_and_wakes_the_scheduler(live: Live) -> None:
-    run_id = live.dispatch(live.register_workflow())
-    live.queue_roots(run_id)
-    wakes = len(live.wakes)
+def test_cancel_cancels_queued_jobs_and_leaves_the_scheduler_to_conclude(live: Live) -> None:
+    run_id = live.dispatch(live.register_workflow())  # `build` is queued at once
+    seen = live.call(live.store.events_after(0, limit=1000))[-1].id
     with live.client() as http:
         answer = http.post(f"/api/v1/runs/{run_id}/cancel")
         jobs = http.get(f"/api/v1/runs/{run_id}/jobs").json()["items"]
     assert answer.status_code == 202
     assert answer.json()["id"] == run_id
     assert {j["status"] for j in jobs} == {"cancelled"}
-    assert len(live.wakes) == wakes + 1
+    events = live.call(live.store.events_after(seen))
+    assert scheduler_work((e.kind, e.run_id, e.data) for e in events).advance == [run_id]
 
 
 def test_cancel_of_a_completed_run_is_409(live: Live) -> None:
@@ -101,3 +105,62 @@ def test_rerun_starts_a_new_attempt(live: Live) -> None:
     assert new["attempt"] == 2
     assert new["inputs"] == {"count": 7, "debug": False}
     assert new["status"] == "queued"
+
+
+ROOTS_YAML = """\
+on: workflow_dispatch
+jobs:
+  build:
+    name: build ${{ matrix.os }} (${{ github.run_number }})
+    strategy:
+      matrix:
+        os: [linux, mac]
+    runs-on: ${{ matrix.os }}
+    steps:
+      - run: echo build
+  lint:
+    runs-on: [linux, x64]
+    steps:
+      - run: echo lint
+  test:
+    needs: [build, lint]
+    runs-on: linux
+    steps:
+      - run: echo test
+"""
+
+
+def test_dispatch_queues_the_root_jobs_as_the_scheduler_would(live: Live) -> None:
+    run_id = live.dispatch(live.register_workflow(ROOTS_YAML))
+    with live.client() as http:
+        jobs = http.get(f"/api/v1/runs/{run_id}/jobs").json()["items"]
+    assert [(j["key"], j["name"], j["status"], j["labels"], j["matrix"]) for j in jobs] == [
+        ("build", "build linux (1)", "queued", ["linux"], {"os": "linux"}),
+        ("build", "build mac (1)", "queued", ["mac"], {"os": "mac"}),
+        ("lint", "lint", "queued", ["linux", "x64"], None),
+        ("test", "test", "pending", [], None),  # labels come when it is queued
+    ]
+
+
+@pytest.mark.parametrize(
+    "header, job",
+    [
+        ("", "    if: ${{ inputs.never }}\n"),  # a root that is skipped
+        ("concurrency: deploy\n", ""),  # a run that may have to wait for its group
+        ("", "    strategy:\n      matrix: ${{ fromJSON('[1]') }}\n"),  # a matrix that fails
+    ],
+)
+def test_what_only_the_scheduler_decides_leaves_every_job_pending(
+    live: Live, header: str, job: str
+) -> None:
+    source = (
+        "on:\n  workflow_dispatch:\n    inputs:\n      never: {type: boolean}\n"
+        + header
+        + "jobs:\n  build:\n    runs-on: linux\n"
+        + job
+        + "    steps:\n      - run: echo build\n"
+    )
+    run_id = live.dispatch(live.register_workflow(source))
+    with live.client() as http:
+        jobs = http.get(f"/api/v1/runs/{run_id}/jobs").json()["items"]
+    assert [j["status"] for j in jobs] == ["pending"]

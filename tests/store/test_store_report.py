@@ -217,7 +217,7 @@ async def test_the_last_job_to_end_concludes_the_run(
     assert done.completed_at == kit.clock.now
     events = await kit.events()
     assert [e.kind for e in events[-2:]] == ["job.completed", "run.completed"]
-    assert events[-1].data == {"status": "completed", "conclusion": expected.value}
+    assert events[-1].data == {"status": "completed", "conclusion": expected.value, "group": None}
     assert (events[-1].run_id, events[-1].job_id) == (run.id, None)
     with pytest.raises(Conflict):  # what the scheduler then meets, and ignores
         await kit.store.complete_run(run.id, expected)
@@ -280,3 +280,36 @@ async def test_a_report_saying_anything_after_the_jobs_end_is_refused(kit: Kit) 
     with pytest.raises(ValueError, match="after the job's end"):
         await kit.store.apply_report(job.id, job.lease_epoch, events)
     assert (await kit.store.get_job(job.id)).status is JobStatus.RUNNING
+
+
+async def test_a_whole_step_in_a_retry_rewrites_the_earlier_attempts_row(kit: Kit) -> None:
+    job = await kit.running()
+    first = StepFinish(StepStatus.FAILED, FAIL, FAIL, {"try": "1"}, "t", "Test")
+    await kit.store.apply_report(job.id, job.lease_epoch, step(0, [(0, "try 1")], first))
+    kit.clock.advance(61)
+    await kit.store.reap_expired(max_retries=1)
+    retry = await kit.store.acquire_job("runner-2", [], 60)
+    assert retry is not None and retry.lease_epoch == job.lease_epoch + 1
+    second = StepFinish(StepStatus.COMPLETED, OK, OK, {"try": "2"}, "t", "")
+    events = [JobStarted(), *step(0, [(0, "try 2")], second)]
+    await kit.store.apply_report(retry.id, retry.lease_epoch, events)
+    (recorded,) = await kit.store.list_steps(job.id)
+    assert (recorded.status, recorded.outputs, recorded.epoch) == (
+        StepStatus.COMPLETED,
+        {"try": "2"},
+        retry.lease_epoch,
+    )
+    assert recorded.name == "step 0"  # the start's name, as the end gave none
+    assert recorded.started_at == recorded.completed_at == kit.clock.now
+
+
+async def test_a_whole_step_for_a_step_already_running_is_refused(kit: Kit) -> None:
+    job = await kit.running()
+    await kit.store.start_step(job.id, job.lease_epoch, 0, None, "Build")
+    mark = len(await kit.events())
+    with pytest.raises(Conflict, match="cannot start step 0"):
+        await kit.store.apply_report(job.id, job.lease_epoch, step(0, LINES, BUILT))
+    (recorded,) = await kit.store.list_steps(job.id)
+    assert recorded.status is StepStatus.RUNNING
+    assert await kit.store.read_log(job.id) == []
+    assert len(await kit.events()) == mark

@@ -105,7 +105,9 @@ async def test_a_run_completes_only_when_every_job_is_terminal(kit: Kit) -> None
         Conclusion.SKIPPED,
         kit.clock.now,
     )
-    assert (await kit.events())[-1].kind == "run.completed"
+    ended = (await kit.events())[-1]
+    assert ended.kind == "run.completed"
+    assert ended.data == {"status": "completed", "conclusion": "skipped", "group": None}
     with pytest.raises(Conflict, match="already completed"):
         await kit.store.complete_run(run.id, Conclusion.FAILURE)
     with pytest.raises(Conflict, match="already completed"):
@@ -278,3 +280,74 @@ async def test_a_run_with_more_jobs_than_one_insert_takes_keeps_their_order(kit:
     run, created = await kit.store.create_run(kit.new_run(), jobs)
     assert [job.key for job in created] == [job.key for job in jobs]
     assert await kit.store.list_jobs(run.id) == created
+
+
+async def test_queue_now_creates_the_jobs_it_names_queued_a_row_per_instance(kit: Kit) -> None:
+    seen = []
+
+    def queue_now(run: RunRecord) -> dict[str, list[JobInstance]]:
+        seen.append(run)
+        return {
+            "build": [
+                JobInstance(f"build {os} #{run.run_number}", {"os": os}, {"n": i}, (os,))
+                for i, os in enumerate(("linux", "mac"))
+            ],
+            "lint": [JobInstance("Lint", None)],
+        }
+
+    jobs = [
+        NewJob("build", "build", (), ("any",)),
+        NewJob("lint", "lint", (), ("linux", "x64")),
+        NewJob("test", "test", ("build",), ()),
+    ]
+    run, created = await kit.store.create_run(
+        kit.new_run(), jobs, group_of=lambda r: f"g-{r.run_number}", queue_now=queue_now
+    )
+    assert [r.id for r in seen] == [run.id] and seen[0].concurrency_group == "g-1"
+    assert [(j.key, j.name, j.status, j.labels, j.matrix, j.spec) for j in created] == [
+        ("build", "build linux #1", JobStatus.QUEUED, ("linux",), {"os": "linux"}, {"n": 0}),
+        ("build", "build mac #1", JobStatus.QUEUED, ("mac",), {"os": "mac"}, {"n": 1}),
+        ("lint", "Lint", JobStatus.QUEUED, ("linux", "x64"), None, {}),
+        ("test", "test", JobStatus.PENDING, (), None, {}),
+    ]
+    assert [j.queued_at for j in created] == [kit.clock.now] * 3 + [None]
+    assert await kit.store.list_jobs(run.id) == created
+    events = await kit.events()
+    assert [(e.kind, e.job_id) for e in events] == [
+        ("run.created", None),
+        *[("job.queued", job.id) for job in created[:3]],
+    ]
+    assert events[0].data == {"jobs": 3, "scheduled": True}
+    # A runner can take them at once, each with its own labels.
+    taken = await kit.store.acquire_job("runner-1", ["mac"], 60)
+    assert taken is not None and taken.id == created[1].id
+
+
+async def test_queue_now_answering_none_leaves_every_job_pending(kit: Kit) -> None:
+    _, created = await kit.store.create_run(
+        kit.new_run(), [NewJob("a", "A", (), ())], queue_now=lambda run: None
+    )
+    assert [j.status for j in created] == [JobStatus.PENDING]
+    events = await kit.events()
+    assert [e.kind for e in events] == ["run.created"]
+    assert events[0].data == {"jobs": 1, "scheduled": False}
+
+
+async def test_a_failing_queue_now_creates_nothing(kit: Kit) -> None:
+    def queue_now(run: RunRecord) -> dict[str, list[JobInstance]]:
+        raise ExpressionError("bad matrix")
+
+    with pytest.raises(ExpressionError, match="bad matrix"):
+        await kit.store.create_run(kit.new_run(), [NewJob("a", "A", (), ())], queue_now=queue_now)
+    with pytest.raises(ValueError, match="without an instance"):
+        await kit.store.create_run(
+            kit.new_run(), [NewJob("a", "A", (), ())], queue_now=lambda run: {"a": []}
+        )
+    assert await kit.events() == []
+    assert await kit.store.list_runs("default") == []
+
+
+async def test_run_completed_names_the_group_the_run_held(kit: Kit) -> None:
+    run, _ = await kit.store.create_run(kit.new_run(), [], group_of=lambda r: "deploy")
+    await kit.store.complete_run(run.id, Conclusion.SUCCESS)
+    assert (await kit.events())[-1].data["group"] == "deploy"

@@ -11,6 +11,9 @@ from typing import TYPE_CHECKING
 
 from tests.store.conftest import POSTGRES_URL, Kit, new_run
 
+from conveyor.engine.records import JobInstance, NewJob
+from conveyor.engine.reports import JobEnded, JobStarted
+from conveyor.engine.states import Conclusion, JobStatus, RunStatus
 from conveyor.engine.store import Store
 from conveyor.store.sqlite import SqliteStore
 
@@ -92,6 +95,32 @@ async def test_writes_without_events_wake_nobody(kit: Kit) -> None:
     await kit.store.renew_lease(job.id, job.lease_epoch, 60)
     await kit.store.append_log(job.id, job.lease_epoch, [(0, "line")])
     assert await waiter >= QUIET
+
+
+async def test_commits_that_leave_the_scheduler_nothing_do_not_wake_it(kit: Kit) -> None:
+    """A run whose creation queued its roots, and a job's end that concluded its run
+    (holding no concurrency group), leave it nothing to decide; a creation without
+    queued roots does."""
+    await kit.store.events_after(0)
+    scheduler = asyncio.create_task(timed(kit.store, QUIET))
+    poll = asyncio.create_task(queue_timed(kit.store, 30))
+    await asyncio.sleep(0)
+    roots = {"build": [JobInstance("build", None)]}
+    await kit.store.create_run(
+        new_run(), [NewJob("build", "build", (), ())], queue_now=lambda r: roots
+    )
+    assert await poll < 5  # but a runner has a job to take
+    job = await kit.store.acquire_job("r", [], 60)
+    assert job is not None
+    ended = [JobStarted(), JobEnded(JobStatus.COMPLETED, Conclusion.SUCCESS, {})]
+    await kit.store.apply_report(job.id, job.lease_epoch, ended)
+    assert await scheduler >= QUIET
+    assert (await kit.store.get_run(job.run_id)).status is RunStatus.COMPLETED
+
+    waiter = asyncio.create_task(timed(kit.store, 30))
+    await asyncio.sleep(0)
+    await kit.store.create_run(new_run(), [NewJob("build", "build", (), ())])
+    assert await waiter < 5
 
 
 async def test_every_waiter_is_woken(kit: Kit) -> None:

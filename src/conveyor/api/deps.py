@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, ClassVar, Protocol
@@ -139,8 +139,6 @@ class Services:
     rerun: Rerun
     assignment_for: AssignmentFor
     read_workflow: ReadWorkflow
-    wake_scheduler: Callable[[], None]
-    """Tell the scheduler that a job ended or a run changed (it also polls the outbox)."""
 
 
 @dataclass(frozen=True)

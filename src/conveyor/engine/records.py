@@ -7,10 +7,10 @@ is the only thing that changes state. Timestamps are seconds since the epoch
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Any, NamedTuple
 
 from conveyor.engine.states import Conclusion, JobStatus, RunStatus, StepStatus
 from conveyor.workflow.model import EMPTY
@@ -32,16 +32,40 @@ class EventKind(StrEnum):
     STEP_COMPLETED = "step.completed"
 
 
-SCHEDULING = frozenset(
-    {
-        EventKind.RUN_CREATED,
-        EventKind.RUN_COMPLETED,
-        EventKind.JOB_REQUEUED,
-        EventKind.JOB_COMPLETED,
-    }
-)
-"""The events the scheduler acts on: a commit with one of them wakes it. A queued
-job needs nothing more from it; a run's creation and a job's end decide what runs next."""
+_ADVANCING = frozenset({EventKind.RUN_CREATED, EventKind.JOB_REQUEUED, EventKind.JOB_COMPLETED})
+
+
+class SchedulerWork(NamedTuple):
+    """What some committed events leave the scheduler to do."""
+
+    advance: list[str]
+    """Runs with decisions due: created, or a job of theirs ended or went back to the queue."""
+    release: list[str]
+    """Runs that ended holding a concurrency group, which a newer run may be waiting for."""
+
+
+def scheduler_work(events: Iterable[tuple[str, str, Mapping[str, Any]]]) -> SchedulerWork:
+    """What events, as (kind, run id, data), leave the scheduler to do.
+
+    Nothing for a run that ended among them (a job's end that concluded its run
+    comes with `run.completed`), nor for a run whose creation queued its root
+    jobs (`"scheduled": true`), until one of those ends. A commit that leaves
+    nothing to do does not wake the scheduler; its events wait for the next batch.
+    """
+    events = list(events)
+    ended = {run_id: data for kind, run_id, data in events if kind == EventKind.RUN_COMPLETED}
+    advance = dict.fromkeys(
+        run_id
+        for kind, run_id, data in events
+        if kind in _ADVANCING
+        and run_id not in ended
+        and not (kind == EventKind.RUN_CREATED and data.get("scheduled") is True)
+    )
+    # Events written before `group` was part of them do not say: look.
+    release = [run_id for run_id, data in ended.items() if data.get("group", "") is not None]
+    return SchedulerWork(list(advance), release)
+
+
 QUEUEING = frozenset({EventKind.JOB_QUEUED, EventKind.JOB_REQUEUED})
 """The events that may make a job available: a commit with one of them wakes polling runners."""
 

@@ -20,10 +20,16 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from conveyor.engine.contexts import ref_for_event
-from conveyor.engine.records import JobRecord, NewJob, NewRun, RunRecord
+from conveyor.engine.records import JobInstance, JobRecord, NewJob, NewRun, RunRecord
 from conveyor.engine.runplan import PlannedJob, group_members
 from conveyor.engine.runsource import LoadedRun, event_of, event_sha, github_of, load_run_sources
-from conveyor.engine.scheduler import RunContext, call_secrets, job_contexts, unfinished_in_group
+from conveyor.engine.scheduler import (
+    RunContext,
+    call_secrets,
+    job_contexts,
+    queued_at_creation,
+    unfinished_in_group,
+)
 from conveyor.engine.sources import RepositoryMirror
 from conveyor.engine.states import Conclusion, RunStatus
 from conveyor.engine.store import Store
@@ -53,16 +59,16 @@ class RunService:
         store: Store,
         mirror: RepositoryMirror,
         settings: RunSettings,
-        *,
-        wake: Callable[[], None] = lambda: None,
     ) -> None:
         self._store = store
         self._mirror = mirror
         self._settings = settings
-        self._wake = wake
         # Derived from immutable inputs (a commit, a registered source): safe to cache.
         # Most recently used last; bounded, as a server creates runs without end.
         self._loaded: OrderedDict[str, LoadedRun] = OrderedDict()
+        # Runs as this server created them: what an assignment reads of a run (its
+        # identity, commit, event and inputs) never changes after the creation.
+        self._created: OrderedDict[str, RunRecord] = OrderedDict()
         self._lock = asyncio.Lock()
 
     # -- creating runs ------------------------------------------------------------
@@ -106,11 +112,13 @@ class RunService:
             workflow_id=workflow.id,
         )
         run, _ = await self._store.create_run(
-            new_run, _new_jobs(loaded.plan), group_of=self._group_of(loaded)
+            new_run,
+            _new_jobs(loaded.plan),
+            group_of=self._group_of(loaded),
+            queue_now=self._queue_now(loaded),
         )
-        self._remember(run.id, loaded)
+        self._remember(run, loaded)
         await self._enter_group(run, loaded)
-        self._wake()
         return run
 
     async def trigger(
@@ -188,10 +196,14 @@ class RunService:
             carried_from=run.id if carried else None,
             carried_jobs=carried,
         )
-        created, _ = await self._store.create_run(new_run, jobs, group_of=self._group_of(loaded))
-        self._remember(created.id, loaded)
+        created, _ = await self._store.create_run(
+            new_run,
+            jobs,
+            group_of=self._group_of(loaded),
+            queue_now=None if carried else self._queue_now(loaded),
+        )
+        self._remember(created, loaded)
         await self._enter_group(created, loaded)
-        self._wake()
         return created
 
     async def _carrying_over(
@@ -226,6 +238,22 @@ class RunService:
         await self._mirror.sync(repository.url)
         sha = await self._mirror.resolve(repository.url, "HEAD")
         return await self._mirror.show(repository.url, sha, path)
+
+    def _queue_now(
+        self, loaded: LoadedRun
+    ) -> Callable[[RunRecord], Mapping[str, Sequence[JobInstance]] | None] | None:
+        """How a new run's creation queues its root jobs, saving the scheduler a pass.
+
+        Not for a run that may have to wait for its concurrency group, nor for
+        one that carries jobs over: whether their jobs start is the scheduler's call.
+        """
+        if loaded.workflow.concurrency is not None:
+            return None
+
+        def queue_now(run: RunRecord) -> Mapping[str, Sequence[JobInstance]] | None:
+            return queued_at_creation(self._context(run, loaded))
+
+        return queue_now
 
     # -- concurrency groups ---------------------------------------------------------
 
@@ -277,7 +305,9 @@ class RunService:
     # -- what the scheduler and runners need --------------------------------------
 
     async def context_of(self, run: RunRecord) -> RunContext:
-        loaded = await self._loaded_for(run)
+        return self._context(run, await self._loaded_for(run))
+
+    def _context(self, run: RunRecord, loaded: LoadedRun) -> RunContext:
         return RunContext(
             plan=loaded.plan,
             github=github_of(run, loaded, self._settings.server_url),
@@ -288,9 +318,9 @@ class RunService:
 
     async def assignment_for(self, job: JobRecord) -> dict[str, Any]:
         """The ASSIGNMENT a runner gets with its lease (docs/runner-protocol.md)."""
-        run = await self._store.get_run(job.run_id)
+        run = self._created.get(job.run_id) or await self._store.get_run(job.run_id)
         loaded = await self._loaded_for(run)
-        ctx = await self.context_of(run)
+        ctx = self._context(run, loaded)
         planned = next(p for p in loaded.plan if p.key == job.key)
         return {
             "job_id": job.id,
@@ -335,13 +365,16 @@ class RunService:
                 workflow = await self._store.get_workflow(run.tenant_id, run.workflow_id)
                 repo = await self._repository(run.tenant_id, run.repository_id)
                 loaded = await load_run_sources(self._mirror, workflow, repo, run.sha or "")
-                self._remember(run.id, loaded)
+                self._loaded[run.id] = loaded
+                _bound(self._loaded)
         return loaded
 
-    def _remember(self, run_id: str, loaded: LoadedRun) -> None:
-        self._loaded.setdefault(run_id, loaded)
-        while len(self._loaded) > LOADED_RUNS:
-            self._loaded.popitem(last=False)
+    def _remember(self, run: RunRecord, loaded: LoadedRun) -> None:
+        """A run this server created, and its sources."""
+        self._loaded.setdefault(run.id, loaded)
+        self._created.setdefault(run.id, run)
+        _bound(self._loaded)
+        _bound(self._created)
 
     async def _repository(self, tenant_id: str, repository_id: str | None) -> Any:
         if repository_id is None:
@@ -372,6 +405,11 @@ def carried_over(
                 carried.discard(key)
                 changed = True
     return carried
+
+
+def _bound(cache: OrderedDict[str, Any]) -> None:
+    while len(cache) > LOADED_RUNS:
+        cache.popitem(last=False)
 
 
 def _new_jobs(plan: Sequence[PlannedJob]) -> list[NewJob]:

@@ -169,6 +169,28 @@ class Scheduler:
         return changed
 
 
+def queued_at_creation(ctx: RunContext) -> dict[str, list[JobInstance]] | None:
+    """The instances of the run's root jobs, when creating the run may queue them all.
+
+    What `advance` would decide first for a new run, made before the run's
+    creation commits. None when a root job is not simply queued (its `if:`
+    skips it, or its matrix or labels fail): those decisions, and what follows
+    from them, stay the scheduler's.
+    """
+    view = _RunView(ctx, ())
+    roots: dict[str, list[JobInstance]] = {}
+    for planned in ctx.plan:
+        if not view.ready(planned):  # it needs another job
+            continue
+        try:
+            if not view.should_run(planned):
+                return None
+            roots[planned.key] = view.instances(planned)
+        except (ConveyorError, MatrixError):
+            return None
+    return roots
+
+
 _UNFINISHED = (RunStatus.QUEUED, RunStatus.IN_PROGRESS)
 _PAGE = 50
 

@@ -64,6 +64,7 @@ class Store(Protocol):
         jobs: Sequence[NewJob],
         *,
         group_of: Callable[[RunRecord], str | None] | None = None,
+        queue_now: Callable[[RunRecord], Mapping[str, Sequence[JobInstance]] | None] | None = None,
     ) -> tuple[RunRecord, list[JobRecord]]:
         """Create a QUEUED run and its PENDING jobs; outbox `run.created`.
 
@@ -74,6 +75,13 @@ class Store(Protocol):
         computes the run's concurrency group from the new run (its id and
         number known) in the same transaction, replacing `run.concurrency_group`;
         what it raises rolls the creation back.
+
+        `queue_now`, when given, is then asked which jobs to queue at once, by
+        key, as the instances `queue_job` would take.
+        Those jobs are created QUEUED, a row per instance, each with outbox
+        `job.queued`, and `run.created` says `"scheduled": true`: the creation
+        made every decision the run's start called for. When it answers None,
+        every job is created PENDING for the scheduler.
         """
         ...
 
@@ -286,8 +294,8 @@ class Store(Protocol):
         ...
 
     async def wait_for_event(self, timeout: float) -> None:
-        """Return when an event the scheduler acts on (`SCHEDULING`) may have been
-        committed, or after `timeout` seconds.
+        """Return when events that leave the scheduler work (`scheduler_work`) may have
+        been committed, or after `timeout` seconds.
 
         Returns at once if one was committed since this task last called
         `events_after` on this store, so a consumer that finds nothing and

@@ -16,7 +16,7 @@ import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
-from conveyor.engine.records import SCHEDULING, EventKind, WorkflowRecord
+from conveyor.engine.records import WorkflowRecord, scheduler_work
 from conveyor.engine.scheduler import Scheduler
 from conveyor.engine.store import Store
 from conveyor.errors import ConveyorError, NotFound
@@ -24,7 +24,6 @@ from conveyor.errors import ConveyorError, NotFound
 log = logging.getLogger("conveyor.service")
 
 CONSUMER = "scheduler"
-_ADVANCING = SCHEDULING - {EventKind.RUN_COMPLETED}
 
 
 class SchedulerLoop:
@@ -34,7 +33,6 @@ class SchedulerLoop:
         self._store = store
         self._scheduler = scheduler
         self._poll = poll
-        self.kick = asyncio.Event()
 
     async def run_forever(self) -> None:
         while True:
@@ -43,14 +41,8 @@ class SchedulerLoop:
             except ConveyorError as exc:
                 log.warning("scheduler: %s", exc)
                 busy = False
-            if busy:
-                continue
-            self.kick.clear()
-            waiter = asyncio.ensure_future(self._store.wait_for_event(self._poll))
-            kicked = asyncio.ensure_future(self.kick.wait())
-            await asyncio.wait({waiter, kicked}, return_when=asyncio.FIRST_COMPLETED)
-            for task in (waiter, kicked):
-                task.cancel()
+            if not busy:  # woken by the commits that leave it work (the store's signals)
+                await self._store.wait_for_event(self._poll)
 
     async def step(self, batch: int = 200) -> bool:
         """Handle one batch of events; -> True when there may be more."""
@@ -58,16 +50,12 @@ class SchedulerLoop:
         events = await self._store.events_after(cursor, batch)
         if not events:
             return False
-        ended = set(e.run_id for e in events if e.kind == EventKind.RUN_COMPLETED)
-        # A run that ended has nothing left to decide.
-        runs = dict.fromkeys(
-            e.run_id for e in events if e.kind in _ADVANCING and e.run_id not in ended
-        )
-        for run_id in runs:
+        work = scheduler_work((e.kind, e.run_id, e.data) for e in events)
+        for run_id in work.advance:
             with contextlib.suppress(NotFound):
                 await self._scheduler.advance(run_id)
         # A run that ended may free its concurrency group for a run waiting behind it.
-        for run_id in ended:
+        for run_id in work.release:
             with contextlib.suppress(NotFound):
                 await self._scheduler.release(run_id)
         # Another scheduler may have moved the cursor meanwhile: its work and ours overlap

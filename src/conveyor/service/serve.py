@@ -104,7 +104,6 @@ class Server:
                 heartbeat_interval=options.heartbeat_interval,
                 secrets=dict(options.secrets),
             ),
-            wake=self._wake,
         )
         self.scheduler_loop = SchedulerLoop(store, Scheduler(store, self.runs.context_of))
         self.reaper = Reaper(store, interval=options.reap_interval, max_retries=options.max_retries)
@@ -125,12 +124,8 @@ class Server:
                 rerun=self.runs.rerun,
                 assignment_for=self.runs.assignment_for,
                 read_workflow=self.runs.read_workflow,
-                wake_scheduler=self._wake,
             )
         )
-
-    def _wake(self) -> None:
-        self.scheduler_loop.kick.set()
 
     async def _start_scheduled(self, tenant: str, workflow: WorkflowRecord, cron: str) -> object:
         return await self.runs.start_run(tenant, workflow, "schedule", {"schedule": cron}, {})

@@ -16,12 +16,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
 import psycopg
 
-from conveyor.engine.records import EventKind, JobRecord, NewJob, NewRun, OutboxEvent, RunRecord
+from conveyor.engine.records import (
+    EventKind,
+    JobInstance,
+    JobRecord,
+    NewJob,
+    NewRun,
+    OutboxEvent,
+    RunRecord,
+)
 from conveyor.engine.states import Conclusion, JobStatus, RunStatus, allowed_from, is_terminal
 from conveyor.engine.store import Store
 from conveyor.errors import Conflict, NotFound, StoreError
@@ -70,13 +78,13 @@ _CARRY_ARTIFACTS = """
 """
 _INSERT_JOBS = """
     INSERT INTO jobs (id, run_id, tenant_id, key, name, needs, labels, matrix, spec, status,
-        created_at)
+        created_at, queued_at)
     VALUES {values}
     RETURNING {columns}
 """
-_JOB_VALUES = "(%s, %s, %s, %s, %s, %s, %s, %s, %s, 'pending', %s)"
+_JOB_VALUES = "(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
 _JOBS_PER_INSERT = 1000
-"""Rows per INSERT: ten parameters a row, and PostgreSQL takes at most 65 535."""
+"""Rows per INSERT: twelve parameters a row, and PostgreSQL takes at most 65 535."""
 _SET_GROUP = f"""
     UPDATE workflow_runs SET concurrency_group = %s WHERE id = %s RETURNING {rows.RUN_COLUMNS}
 """
@@ -174,23 +182,13 @@ class PostgresStore(PostgresJobSide, PostgresRunnerSide, PostgresServiceSide, St
         jobs: Sequence[NewJob],
         *,
         group_of: Callable[[RunRecord], str | None] | None = None,
+        queue_now: Callable[[RunRecord], Mapping[str, Sequence[JobInstance]] | None] | None = None,
     ) -> tuple[RunRecord, list[JobRecord]]:
         keys = [job.key for job in jobs]
         if len(set(keys)) != len(keys):
             duplicates = sorted({key for key in keys if keys.count(key) > 1})
             raise ValueError(f"duplicate job keys: {', '.join(duplicates)}")
         payload, inputs = rows.dump(run.payload), rows.dump(run.inputs)
-        job_values = [
-            (
-                job.key,
-                rows.text(job.name),
-                rows.dump_labels(job.needs),
-                rows.dump_labels(job.labels),
-                rows.dump_optional(job.matrix),
-                rows.dump(job.spec),
-            )
-            for job in jobs
-        ]
         now = self._clock()
 
         async def existing(tx: Tx) -> tuple[RunRecord, list[JobRecord]] | None:
@@ -236,17 +234,26 @@ class PostgresStore(PostgresJobSide, PostgresRunnerSide, PostgresServiceSide, St
                 if found is None:  # no such tenant
                     raise NotFound(f"tenant {run.tenant_id!r} not found")
                 return found
+            if group_of is not None:
+                row = await tx.one(_SET_GROUP, (group_of(rows.run(row)), run_id))
+                assert row is not None  # inserted above, in this transaction
+            record = rows.run(row)
+            queued = None if queue_now is None else queue_now(record)
             created = await self._insert_jobs(
-                tx, [(self._new_id(), run_id, run.tenant_id, *v, now) for v in job_values]
+                tx,
+                [
+                    (self._new_id(), run_id, run.tenant_id, *values)
+                    for values in rows.new_job_rows(jobs, queued, now)
+                ],
             )
             if run.carried_from is not None and run.carried_jobs:
                 carried = (run_id, run.carried_from, list(run.carried_jobs))
                 await tx.run(_CARRY_ARTIFACTS, carried)
-            tx.emit(EventKind.RUN_CREATED, run_id, None, {"jobs": len(jobs)}, now)
-            if group_of is not None:
-                row = await tx.one(_SET_GROUP, (group_of(rows.run(row)), run_id))
-                assert row is not None  # inserted above, in this transaction
-            return rows.run(row), created
+            tx.emit(EventKind.RUN_CREATED, run_id, None, rows.run_created(jobs, queued), now)
+            for job in created:
+                if job.status == JobStatus.QUEUED:
+                    tx.emit(EventKind.JOB_QUEUED, run_id, job.id, rows.job_event(job), now)
+            return record, created
 
         return await self._transact(body)
 
@@ -315,7 +322,7 @@ class PostgresStore(PostgresJobSide, PostgresRunnerSide, PostgresServiceSide, St
                     raise Conflict(f"run {run_id!r} is already completed")
                 raise Conflict(f"run {run_id!r} still has unfinished jobs")
             record = rows.run(row)
-            data = {"status": record.status.value, "conclusion": conclusion.value}
+            data = rows.run_completed(record.status, conclusion, record.concurrency_group)
             tx.emit(EventKind.RUN_COMPLETED, run_id, None, data, now)
             return record
 

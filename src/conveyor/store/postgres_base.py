@@ -27,8 +27,9 @@ transaction at a time, each after the previous one is visible, and
 state-changing transactions run one at a time; heartbeats and log appends
 write no outbox row and take no turn. The same statement calls
 `pg_notify('conveyor_outbox', '<schema>|<flags>')`, which PostgreSQL
-delivers at commit; the flags say whom the commit concerns (`Signals.flags`),
-and listeners ignore the other schemas' notifications.
+delivers at commit; the flags say whom the commit concerns (`Signals.flags`;
+a commit that concerns nobody notifies nobody), and listeners ignore the
+other schemas' notifications.
 """
 
 from __future__ import annotations
@@ -76,7 +77,7 @@ _APPEND_EVENTS = """
             WITH ORDINALITY AS e (kind, run_id, job_id, data, created_at, n)
         ORDER BY e.n
     )
-    SELECT pg_notify('{channel}', %s)
+    SELECT pg_notify('{channel}', %s) WHERE %s <> ''
 """
 _JOBS_OF_RUN = f"SELECT {rows.JOB_COLUMNS} FROM jobs WHERE run_id = %s ORDER BY seq"
 
@@ -183,6 +184,8 @@ class Tx:
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
         self.events: list[tuple[str, str, str | None, str, float]] = []
+        self.emitted: list[tuple[str, str, Mapping[str, Any]]] = []
+        """The same events as (kind, run id, data), to tell whom the commit concerns."""
 
     async def one(self, query: str, params: Params = ()) -> tuple[Any, ...] | None:
         cursor = await self.conn.execute(query, params)
@@ -205,6 +208,7 @@ class Tx:
         now: float,
     ) -> None:
         self.events.append((kind.value, run_id, job_id, rows.dump(data), now))
+        self.emitted.append((kind.value, run_id, data))
 
 
 class PostgresBase:
@@ -245,10 +249,11 @@ class PostgresBase:
                         async with conn.transaction():
                             result = await body(tx)
                             if tx.events:
-                                flags = Signals.flags([event[0] for event in tx.events])
+                                flags = Signals.flags(tx.emitted)
                                 columns = [list(column) for column in zip(*tx.events, strict=True)]
                                 notice = f"{self._notice}|{flags}"
-                                await conn.execute(self._append_events, [*columns, notice])
+                                params = [*columns, notice, flags]
+                                await conn.execute(self._append_events, params)
                     except _RETRIED:
                         if attempt < _ATTEMPTS:
                             continue

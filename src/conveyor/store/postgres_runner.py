@@ -94,9 +94,15 @@ _START_JOB = f"""
       AND report_seq < COALESCE(%(seq)s::integer, report_seq + 1)
     RETURNING {_J}
 """
-_START_RUN = """
-    UPDATE workflow_runs SET status = 'in_progress', started_at = %s
-    WHERE id = %s AND status = 'queued'
+# The job's run starts with its first job; the last column says whether it did now.
+_START_JOB_AND_RUN = f"""
+    WITH started AS ({_START_JOB}),
+    run AS (
+        UPDATE workflow_runs SET status = 'in_progress', started_at = %(now)s
+        WHERE id = (SELECT run_id FROM started) AND status = 'queued'
+        RETURNING id
+    )
+    SELECT started.*, EXISTS (SELECT 1 FROM run) FROM started
 """
 _RENEW_LEASE = f"""
     UPDATE jobs SET lease_expires_at = %s
@@ -128,7 +134,7 @@ _CONCLUDE_RUN = f"""
           SELECT 1 FROM jobs WHERE jobs.run_id = %(run)s
             AND jobs.status NOT IN {rows.in_list(s for s in JobStatus if is_terminal(s))}
       )
-    RETURNING status, conclusion
+    RETURNING status, conclusion, concurrency_group
 """
 
 # The status a step row has for the attempt writing now: rows of older attempts are pending.
@@ -140,6 +146,21 @@ _START_STEP = f"""
         epoch = excluded.epoch, step_id = excluded.step_id, name = excluded.name,
         status = excluded.status, outcome = NULL, conclusion = NULL, outputs = '{{}}',
         started_at = excluded.started_at, completed_at = NULL
+    WHERE {_CURRENT} IN {rows.in_list(allowed_from(StepStatus.RUNNING))}
+"""
+
+# A step started and ended in one report: from where its start may happen, straight
+# to its end (`status`, one that follows running: rows.whole_steps checks).
+_RUN_STEP = f"""
+    INSERT INTO steps (job_id, step_index, epoch, step_id, name, status, outcome, conclusion,
+        outputs, started_at, completed_at)
+    VALUES (%(job_id)s, %(index)s, %(epoch)s, %(step_id)s, %(name)s, %(status)s, %(outcome)s,
+        %(conclusion)s, %(outputs)s, %(started)s, %(ended)s)
+    ON CONFLICT (job_id, step_index) DO UPDATE SET
+        epoch = excluded.epoch, step_id = excluded.step_id, name = excluded.name,
+        status = excluded.status, outcome = excluded.outcome, conclusion = excluded.conclusion,
+        outputs = excluded.outputs, started_at = excluded.started_at,
+        completed_at = excluded.completed_at
     WHERE {_CURRENT} IN {rows.in_list(allowed_from(StepStatus.RUNNING))}
 """
 
@@ -226,12 +247,14 @@ class PostgresRunnerSide(PostgresBase):
     ) -> JobRecord | None:
         """The started job; None when no row matched (nothing was written)."""
         now = self._clock()
-        row = await tx.one(_START_JOB, {"now": now, "seq": seq, "id": job_id, "epoch": epoch})
+        params = {"now": now, "seq": seq, "id": job_id, "epoch": epoch}
+        row = await tx.one(_START_JOB_AND_RUN, params)
         if row is None:
             return None
-        job = rows.job(row)
+        *columns, run_started = row
+        job = rows.job(tuple(columns))
         tx.emit(EventKind.JOB_STARTED, job.run_id, job.id, rows.job_event(job), now)
-        if await tx.run(_START_RUN, (now, job.run_id)):
+        if run_started:
             tx.emit(EventKind.RUN_STARTED, job.run_id, None, {"status": "in_progress"}, now)
         return job
 
@@ -279,7 +302,7 @@ class PostgresRunnerSide(PostgresBase):
         tx.emit(EventKind.JOB_COMPLETED, job.run_id, job.id, data, now)
         concluded = await tx.one(_CONCLUDE_RUN, {"now": now, "run": job.run_id})
         if concluded is not None:
-            data = {"status": concluded[0], "conclusion": concluded[1]}
+            data = rows.run_completed(*concluded)
             tx.emit(EventKind.RUN_COMPLETED, job.run_id, None, data, now)
         return job
 
@@ -353,18 +376,25 @@ class PostgresRunnerSide(PostgresBase):
             else:
                 run_id = await self._fence(tx, job_id, epoch, "report on", lock="UPDATE")
             last = None
-            for event in rest:
+            whole = rows.whole_steps(rest)  # each written with its end, in one statement
+            starts = set(whole.values())
+            for n, event in enumerate(rest):
                 if isinstance(event, JobStarted):
                     if await self._start_job(tx, job_id, epoch) is None:
                         raise await self._refusal(tx, job_id, "start", epoch)
                 elif isinstance(event, StepStarted):
-                    step = (event.step_index, event.step_id, event.name, event.at)
-                    await self._start_step(tx, job_id, epoch, *step, run_id=run_id)
+                    if n not in starts:
+                        step = (event.step_index, event.step_id, event.name, event.at)
+                        await self._start_step(tx, job_id, epoch, *step, run_id=run_id)
                 elif isinstance(event, LogLines):
                     last = await self._append_log(tx, job_id, epoch, event.lines)
                 elif isinstance(event, StepEnded):
-                    step_end = (event.step_index, event.finish, event.at)
-                    await self._finish_step(tx, job_id, epoch, *step_end, run_id=run_id)
+                    start = rest[whole[n]] if n in whole else None
+                    if isinstance(start, StepStarted):
+                        await self._run_step(tx, job_id, epoch, start, event, run_id)
+                    else:
+                        step_end = (event.step_index, event.finish, event.at)
+                        await self._finish_step(tx, job_id, epoch, *step_end, run_id=run_id)
                 else:
                     await self._finish_job(tx, job_id, epoch, event)
             return last
@@ -403,6 +433,40 @@ class PostgresRunnerSide(PostgresBase):
         if not await tx.run(_START_STEP, values):
             raise await _step_refusal(tx, job_id, index, epoch, "start")
         tx.emit(EventKind.STEP_STARTED, run_id, job_id, data, now)
+
+    async def _run_step(
+        self, tx: Tx, job_id: str, epoch: int, start: StepStarted, end: StepEnded, run_id: str
+    ) -> None:
+        """A step that started and ended within one report: both transitions in one write."""
+        now = self._clock()
+        started_at, ended_at = rows.not_after(start.at, now), rows.not_after(end.at, now)
+        finish = end.finish
+        values = {
+            "job_id": job_id,
+            "index": end.step_index,
+            "epoch": epoch,
+            # What the end says of the step wins, as when the two are written apart.
+            "step_id": rows.optional_text(finish.step_id or start.step_id),
+            "name": rows.text(finish.name or start.name),
+            "status": finish.status.value,
+            "outcome": None if finish.outcome is None else finish.outcome.value,
+            "conclusion": None if finish.conclusion is None else finish.conclusion.value,
+            "outputs": rows.dump(finish.outputs),
+            "started": started_at,
+            "ended": ended_at,
+        }
+        if not await tx.run(_RUN_STEP, values):
+            raise await _step_refusal(tx, job_id, end.step_index, epoch, "start")
+        index, conclusion = end.step_index, values["conclusion"]
+        tx.emit(
+            EventKind.STEP_STARTED,
+            run_id,
+            job_id,
+            {"index": index, "status": "running"},
+            started_at,
+        )
+        data = {"index": index, "status": finish.status.value, "conclusion": conclusion}
+        tx.emit(EventKind.STEP_COMPLETED, run_id, job_id, data, ended_at)
 
     async def _finish_step(
         self,

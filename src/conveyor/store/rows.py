@@ -16,8 +16,10 @@ from typing import Any
 
 from conveyor.engine.records import (
     ArtifactRecord,
+    JobInstance,
     JobRecord,
     LogLine,
+    NewJob,
     OutboxEvent,
     RepositoryRecord,
     RunnerRecord,
@@ -27,8 +29,8 @@ from conveyor.engine.records import (
     TokenRecord,
     WorkflowRecord,
 )
-from conveyor.engine.reports import JobEnded, ReportEvent, StepEnded
-from conveyor.engine.states import Conclusion, JobStatus, RunStatus, StepStatus
+from conveyor.engine.reports import JobEnded, LogLines, ReportEvent, StepEnded, StepStarted
+from conveyor.engine.states import Conclusion, JobStatus, RunStatus, StepStatus, allowed_from
 
 RUN_COLUMNS = (
     "id, tenant_id, workflow_path, workflow_name, event, payload, ref, sha, inputs, status, "
@@ -113,6 +115,50 @@ def dump_optional(value: Any) -> str | None:
 
 def dump_labels(labels: Iterable[str]) -> str:
     return _ENCODER.encode(list(labels))
+
+
+def new_job_rows(
+    jobs: Sequence[NewJob], queued: Mapping[str, Sequence[JobInstance]] | None, now: float
+) -> list[tuple[Any, ...]]:
+    """A new run's job rows: key, name, needs, labels, matrix, spec, status, created_at
+    and queued_at.
+
+    A job `queued` names is QUEUED at once, a row per instance (as `queue_job`
+    makes them); the others are PENDING.
+    """
+    out: list[tuple[Any, ...]] = []
+    for job in jobs:
+        needs = dump_labels(job.needs)
+        instances = None if queued is None else queued.get(job.key)
+        if instances is None:
+            labels, matrix, spec = (
+                dump_labels(job.labels),
+                dump_optional(job.matrix),
+                dump(job.spec),
+            )
+            out.append((job.key, text(job.name), needs, labels, matrix, spec, "pending", now, None))
+            continue
+        if not instances:
+            raise ValueError(f"job {job.key!r} is to be queued without an instance")
+        for instance in instances:
+            labels = dump_labels(job.labels if instance.labels is None else instance.labels)
+            matrix, spec = dump_optional(instance.matrix), dump(instance.spec)
+            out.append(
+                (job.key, text(instance.name), needs, labels, matrix, spec, "queued", now, now)
+            )
+    return out
+
+
+def run_created(jobs: Sequence[NewJob], queued: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The data of `run.created`: how many jobs, and whether the creation queued the roots
+    (the scheduler has nothing to decide for the run until one of them ends)."""
+    return {"jobs": len(jobs), "scheduled": queued is not None}
+
+
+def run_completed(status: str, conclusion: str, group: str | None) -> dict[str, Any]:
+    """The data of `run.completed`; the group tells the scheduler whether a run may be
+    waiting for this one to end."""
+    return {"status": str(status), "conclusion": str(conclusion), "group": group}
 
 
 def in_list(statuses: Iterable[str]) -> str:
@@ -324,6 +370,26 @@ def applied_before(reported: tuple[Any, ...], epoch: int, seq: int) -> bool:
     """Whether report `seq` of lease `epoch` was applied already, by the job's
     (lease_epoch, report_seq, log_seq): it is then answered, not applied again."""
     return bool(reported[0] == epoch and reported[1] >= seq)
+
+
+def whole_steps(events: Sequence[ReportEvent]) -> dict[int, int]:
+    """The steps a report starts and ends, with only log lines between (a short step's
+    usual report), which a backend may write at once: the end's position -> the start's."""
+    whole: dict[int, int] = {}
+    started: tuple[int, StepStarted] | None = None
+    for n, event in enumerate(events):
+        if isinstance(event, StepStarted):
+            started = (n, event)
+            continue
+        if isinstance(event, LogLines):
+            continue
+        if isinstance(event, StepEnded) and started is not None:
+            position, start = started
+            ends_running = StepStatus.RUNNING in allowed_from(event.finish.status)
+            if start.step_index == event.step_index and ends_running:
+                whole[n] = position
+        started = None
+    return whole
 
 
 def check_report(

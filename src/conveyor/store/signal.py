@@ -17,10 +17,11 @@ import asyncio
 import contextlib
 import itertools
 import threading
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from contextvars import ContextVar
+from typing import Any
 
-from conveyor.engine.records import QUEUEING, SCHEDULING
+from conveyor.engine.records import QUEUEING, scheduler_work
 
 # (signal number, generation) of the last look this task took; one store at a time.
 _LOOKED: ContextVar[tuple[int, int] | None] = ContextVar("conveyor_outbox_looked", default=None)
@@ -90,11 +91,12 @@ class Signals:
         self.queue = OutboxSignal()
 
     @staticmethod
-    def flags(kinds: Collection[str]) -> str:
-        """Whom a commit of events of these kinds concerns: "s" (scheduler), "q" (queue)."""
-        return ("s" if any(k in SCHEDULING for k in kinds) else "") + (
-            "q" if any(k in QUEUEING for k in kinds) else ""
-        )
+    def flags(events: Collection[tuple[str, str, Mapping[str, Any]]]) -> str:
+        """Whom a commit of these events, as (kind, run id, data), concerns: "s" (the
+        scheduler, when it leaves it work), "q" (polling runners)."""
+        scheduler = any(scheduler_work(events))
+        queue = any(kind in QUEUEING for kind, _, _ in events)
+        return ("s" if scheduler else "") + ("q" if queue else "")
 
     def committed(self, flags: str) -> None:
         """Wake whom `flags` names (a commit here, or a notification from elsewhere)."""

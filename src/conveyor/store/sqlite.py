@@ -14,10 +14,11 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import time
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 
 from conveyor.engine.records import (
     EventKind,
+    JobInstance,
     JobRecord,
     NewJob,
     NewRun,
@@ -56,8 +57,8 @@ _CARRY_ARTIFACTS = """
 """
 _INSERT_JOB = """
     INSERT INTO jobs (id, run_id, tenant_id, key, name, needs, labels, matrix, spec, status,
-        created_at)
-    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?)
+        created_at, queued_at)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 """
 _SET_GROUP = f"""
     UPDATE workflow_runs SET concurrency_group = ? WHERE id = ? RETURNING {rows.RUN_COLUMNS}
@@ -156,23 +157,13 @@ class SqliteStore(SqliteJobSide, SqliteRunnerSide, SqliteServiceSide, Store):
         jobs: Sequence[NewJob],
         *,
         group_of: Callable[[RunRecord], str | None] | None = None,
+        queue_now: Callable[[RunRecord], Mapping[str, Sequence[JobInstance]] | None] | None = None,
     ) -> tuple[RunRecord, list[JobRecord]]:
         keys = [job.key for job in jobs]
         if len(set(keys)) != len(keys):
             duplicates = sorted({key for key in keys if keys.count(key) > 1})
             raise ValueError(f"duplicate job keys: {', '.join(duplicates)}")
         payload, inputs = rows.dump(run.payload), rows.dump(run.inputs)
-        job_values = [
-            (
-                job.key,
-                rows.text(job.name),
-                rows.dump_labels(job.needs),
-                rows.dump_labels(job.labels),
-                rows.dump_optional(job.matrix),
-                rows.dump(job.spec),
-            )
-            for job in jobs
-        ]
         now = self._clock()
         with self._write() as db:
             if run.idempotency_key is not None:
@@ -217,20 +208,29 @@ class SqliteStore(SqliteJobSide, SqliteRunnerSide, SqliteServiceSide, Store):
                     run.concurrency_group,
                 ),
             )
-            db.executemany(
-                _INSERT_JOB,
-                [(self._new_id(), run_id, run.tenant_id, *values, now) for values in job_values],
-            )
-            if run.carried_from is not None and run.carried_jobs:
-                carried = rows.dump_labels(run.carried_jobs)
-                db.execute(_CARRY_ARTIFACTS, (run_id, run.carried_from, carried))
-            self._emit(db, EventKind.RUN_CREATED, run_id, None, {"jobs": len(jobs)}, now)
             row = db.execute(
                 f"SELECT {rows.RUN_COLUMNS} FROM workflow_runs WHERE id = ?", (run_id,)
             ).fetchone()
             if group_of is not None:
                 row = db.execute(_SET_GROUP, (group_of(rows.run(row)), run_id)).fetchone()
-            return rows.run(row), self._jobs_of(db, run_id)
+            record = rows.run(row)
+            queued = None if queue_now is None else queue_now(record)
+            db.executemany(
+                _INSERT_JOB,
+                [
+                    (self._new_id(), run_id, run.tenant_id, *values)
+                    for values in rows.new_job_rows(jobs, queued, now)
+                ],
+            )
+            if run.carried_from is not None and run.carried_jobs:
+                carried = rows.dump_labels(run.carried_jobs)
+                db.execute(_CARRY_ARTIFACTS, (run_id, run.carried_from, carried))
+            self._emit(db, EventKind.RUN_CREATED, run_id, None, rows.run_created(jobs, queued), now)
+            created = self._jobs_of(db, run_id)
+            for job in created:
+                if job.status == JobStatus.QUEUED:
+                    self._emit(db, EventKind.JOB_QUEUED, run_id, job.id, rows.job_event(job), now)
+            return record, created
 
     async def get_run(self, run_id: str, *, tenant_id: str | None = None) -> RunRecord:
         with self._read() as db:
@@ -288,7 +288,7 @@ class SqliteStore(SqliteJobSide, SqliteRunnerSide, SqliteServiceSide, Store):
                     raise Conflict(f"run {run_id!r} is already completed")
                 raise Conflict(f"run {run_id!r} still has unfinished jobs")
             record = rows.run(row)
-            data = {"status": record.status.value, "conclusion": conclusion.value}
+            data = rows.run_completed(record.status, conclusion, record.concurrency_group)
             self._emit(db, EventKind.RUN_COMPLETED, run_id, None, data, now)
             return record
 

@@ -57,7 +57,8 @@ class SqliteBase:
         self._new_id = new_id
         self._lock = threading.Lock()
         self._signals = Signals()
-        self._emitted: set[str] = set()  # the kinds of outbox rows the open transaction wrote
+        # The outbox rows the open transaction wrote: (kind, run id, data).
+        self._emitted: list[tuple[str, str, Mapping[str, Any]]] = []
         self._commits = 0
 
     @property
@@ -98,7 +99,7 @@ class SqliteBase:
         now: float,
     ) -> None:
         db.execute(_INSERT_EVENT, (kind.value, run_id, job_id, rows.dump(data), now))
-        self._emitted.add(kind)
+        self._emitted.append((kind, run_id, data))
 
     @staticmethod
     def _refusal(
@@ -130,7 +131,7 @@ class SqliteBase:
         values = (kind.value, rows.dump(data), now, job_id, epoch)
         if not db.execute(_INSERT_FENCED_EVENT, values).rowcount:
             raise self._refusal(db, job_id, action, epoch)
-        self._emitted.add(kind)
+        self._emitted.append((kind, "", data))  # a step's: whose run matters to nobody
 
     @staticmethod
     def _jobs_of(db: sqlite3.Connection, run_id: str) -> list[JobRecord]:

@@ -105,7 +105,7 @@ _CONCLUDE_RUN = f"""
           SELECT 1 FROM jobs WHERE jobs.run_id = ?2
             AND jobs.status NOT IN {rows.in_list(s for s in JobStatus if is_terminal(s))}
       )
-    RETURNING status, conclusion
+    RETURNING status, conclusion, concurrency_group
 """
 
 # The status a step row has for the attempt writing now: rows of older attempts are pending.
@@ -251,7 +251,7 @@ class SqliteRunnerSide(SqliteBase):
         self._emit(db, EventKind.JOB_COMPLETED, job.run_id, job.id, data, now)
         concluded = db.execute(_CONCLUDE_RUN, (now, job.run_id)).fetchone()
         if concluded is not None:
-            data = {"status": concluded[0], "conclusion": concluded[1]}
+            data = rows.run_completed(*concluded)
             self._emit(db, EventKind.RUN_COMPLETED, job.run_id, None, data, now)
         return job
 

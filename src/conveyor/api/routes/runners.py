@@ -149,7 +149,6 @@ async def _assignment(svc: Services, job: JobRecord) -> dict[str, object] | None
         await svc.store.finish_job(
             job.id, job.lease_epoch, JobStatus.FAILED, Conclusion.FAILURE, {}, reason=str(exc)
         )
-        svc.wake_scheduler()
         return None
     # The lease is the API's to grant: its epoch and timings win over the engine's.
     return {
@@ -225,8 +224,6 @@ async def report(job_id: str, body: ReportIn, request: Request, principal: Runne
     svc = await _leased(request, principal, job_id)
     events = [_event(event) for event in body.events]
     last = await svc.store.apply_report(job_id, body.epoch, events, seq=body.seq)
-    if any(isinstance(event, JobEnded) for event in events):
-        svc.wake_scheduler()
     return ReportOut(last_seq=last)
 
 
@@ -276,5 +273,4 @@ async def complete(
         body.outputs,
         reason=body.reason,
     )
-    svc.wake_scheduler()
     return {}

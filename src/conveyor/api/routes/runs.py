@@ -55,7 +55,6 @@ async def cancel(run_id: str, request: Request, principal: Admin) -> RunOut:
     svc = services(request)
     await svc.store.get_run(run_id, tenant_id=principal.tenant_id)
     await svc.store.cancel_run(run_id)
-    svc.wake_scheduler()
     return run_out(await svc.store.get_run(run_id, tenant_id=principal.tenant_id))
 
 
