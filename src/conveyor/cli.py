@@ -161,16 +161,16 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _runner(args: argparse.Namespace) -> int:
-    import asyncio
     import logging
 
     from conveyor.runner.agent import run_agent
+    from conveyor.runner.loop import run_event_loop
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)
     labels = [label.strip() for label in args.labels.split(",") if label.strip()]
     _settled()
-    return asyncio.run(
+    return run_event_loop(
         run_agent(
             args.url,
             args.token,

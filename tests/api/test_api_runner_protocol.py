@@ -221,6 +221,25 @@ def test_another_runner_cannot_write_to_a_leased_job(live: Live) -> None:
     assert live.call(live.store.get_job(job["job_id"])).status == JobStatus.ACQUIRED
 
 
+def test_a_lease_taken_back_refuses_its_runners_writes(live: Live) -> None:
+    """Also when the lease was handed out here and another server handed out the next."""
+    token, job = live.leased_job()
+    job_id, epoch = job["job_id"], job["epoch"]
+    live.call(live.store.renew_lease(job_id, epoch, 0.001))
+    time.sleep(0.05)
+    assert [j.id for j in live.call(live.store.reap_expired(max_retries=3))] == [job_id]
+    again = live.call(live.store.acquire_job("elsewhere", ["linux"], 60))
+    assert again is not None and again.lease_epoch == epoch + 1
+    for path in ("start", "heartbeat", "complete"):
+        answer = _post(
+            live, token, f"/api/v1/jobs/{job_id}/{path}", {"epoch": epoch, "conclusion": "success"}
+        )
+        assert answer.status_code == 409, path
+        assert answer.json()["code"] == "lease_lost"
+    stored = live.call(live.store.get_job(job_id))
+    assert (stored.status, stored.lease_owner) == (JobStatus.ACQUIRED, "elsewhere")
+
+
 def test_writes_after_completion_are_lease_lost(live: Live) -> None:
     token, job = live.leased_job(start=True)
     base, epoch = f"/api/v1/jobs/{job['job_id']}", job["epoch"]

@@ -1,4 +1,4 @@
-"""A step's process: real output, real signals, real process groups."""
+"""A step's process: real output, real signals, real process groups, in the commands' loop."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from conveyor.errors import ExecutionError
+from conveyor.runner.loop import run_event_loop
 from conveyor.runner.process import ProcessResult, kill_process_group, run_process
 
 ENV = {"PATH": os.environ["PATH"], "LC_ALL": "C.UTF-8"}
@@ -28,7 +29,7 @@ def run(
     timeout: float | None = None,
 ) -> tuple[list[str], ProcessResult]:
     lines: list[str] = []
-    result = asyncio.run(
+    result = run_event_loop(
         run_process(
             ["bash", "-c", script],
             cwd=str(tmp_path),
@@ -102,9 +103,9 @@ def test_stdin_is_empty_and_env_and_cwd_are_passed(tmp_path: Path) -> None:
 
 def test_unstartable_processes_are_execution_errors(tmp_path: Path) -> None:
     with pytest.raises(ExecutionError, match="no-such-program"):
-        asyncio.run(run_process(["no-such-program"], cwd=str(tmp_path), env=ENV, on_line=print))
+        run_event_loop(run_process(["no-such-program"], cwd=str(tmp_path), env=ENV, on_line=print))
     with pytest.raises(ExecutionError, match="working directory"):
-        asyncio.run(run_process(["true"], cwd=str(tmp_path / "gone"), env=ENV, on_line=print))
+        run_event_loop(run_process(["true"], cwd=str(tmp_path / "gone"), env=ENV, on_line=print))
 
 
 def test_timeout_sends_sigint_then_sigterm_then_kills_the_group(tmp_path: Path) -> None:
@@ -177,7 +178,7 @@ def test_cancel_event_stops_the_process(tmp_path: Path) -> None:
         )
         return result, time.monotonic() - started
 
-    result, elapsed = asyncio.run(scenario())
+    result, elapsed = run_event_loop(scenario())
     assert result.cancelled and not result.timed_out
     assert elapsed < 1.0
 
@@ -195,7 +196,7 @@ def test_already_set_cancel_event_stops_at_once(tmp_path: Path) -> None:
             interrupt_grace=GRACE,
         )
 
-    assert asyncio.run(scenario()).cancelled
+    assert run_event_loop(scenario()).cancelled
 
 
 def test_cancelling_the_caller_kills_the_group(tmp_path: Path) -> None:
@@ -216,7 +217,7 @@ def test_cancelling_the_caller_kills_the_group(tmp_path: Path) -> None:
         with pytest.raises(asyncio.CancelledError):
             await task
 
-    asyncio.run(scenario())
+    run_event_loop(scenario())
     assert wait_gone(pids)
 
 
@@ -249,4 +250,4 @@ def test_starting_a_trivial_script_is_cheap(tmp_path: Path) -> None:
         return spent
 
     # A few milliseconds on an idle machine; the bound leaves room for a busy one.
-    assert statistics.median(asyncio.run(timings())) < 0.05
+    assert statistics.median(run_event_loop(timings())) < 0.05

@@ -5,11 +5,11 @@ python -m tests.runner_agent.agent_main URL TOKEN WORKDIR NAME [LABELS] [GRACE]
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import sys
 
 from conveyor.runner.agent import run_agent
+from conveyor.runner.loop import run_event_loop
 
 
 def main(argv: list[str]) -> int:
@@ -20,7 +20,7 @@ def main(argv: list[str]) -> int:
         level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr
     )
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request otherwise
-    return asyncio.run(run_agent(url, token, labels, workdir=workdir, name=name, grace=grace))
+    return run_event_loop(run_agent(url, token, labels, workdir=workdir, name=name, grace=grace))
 
 
 if __name__ == "__main__":

@@ -9,7 +9,8 @@ import subprocess
 import time
 from pathlib import Path
 
-from conveyor.runner.guard import MARKER_ENV, Guard, marked
+from conveyor.runner.agent import REUSE_AFTER
+from conveyor.runner.guard import KILL_DELAY, MARKER_ENV, PAUSE, ROUNDS, Guard, marked
 
 
 def fake_proc(tmp_path: Path, environs: dict[str, bytes]) -> str:
@@ -37,6 +38,18 @@ def test_a_marker_is_found_wherever_it_sits_in_the_environment(tmp_path: Path) -
     assert sorted(marked("aa", proc=proc)) == [10, 11, 12]
     assert sorted(marked("aa", "bb", proc=proc)) == [10, 11, 12, 16]
     assert marked(proc=proc) == []
+
+
+def test_every_marker_variable_of_an_environment_is_looked_at(tmp_path: Path) -> None:
+    proc = fake_proc(tmp_path, {"20": f"{MARKER_ENV}=zz\0{MARKER_ENV}=aa\0".encode()})
+    assert marked("aa", proc=proc) == [20]
+    assert marked("a", "z", proc=proc) == []
+
+
+def test_a_released_tree_serves_again_only_after_the_kill_of_what_its_job_left() -> None:
+    # The kill starts within KILL_DELAY; its rounds follow, each a pause and a scan
+    # (3 ms for 500 processes here; 10 ms allowed).
+    assert KILL_DELAY + ROUNDS * (PAUSE + 0.01) <= REUSE_AFTER
 
 
 def start_marked(marker: str) -> subprocess.Popen[bytes]:

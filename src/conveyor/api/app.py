@@ -78,6 +78,7 @@ def create_app(services: Services) -> FastAPI:
     app.state.services = services
     app.state.principals = {}  # token hash -> (expiry, Principal): see deps.PRINCIPAL_CACHE_SECONDS
     app.state.polling = {}  # runner id -> (when last seen, labels): see routes.runners.poll
+    app.state.leases = {}  # job id -> (runner id, epoch) handed out: see routes.runners._leased
     for router in (
         runners.router,
         workflows.router,

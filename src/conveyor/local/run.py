@@ -32,6 +32,7 @@ from conveyor.local.reporter import StoreReporter
 from conveyor.runner.artifacts import DirectoryArtifactStore
 from conveyor.runner.assignment import JobAssignment
 from conveyor.runner.executor import JobExecutor
+from conveyor.runner.loop import run_event_loop
 from conveyor.runner.workspace import Slots
 from conveyor.store.sqlite import SqliteStore
 from conveyor.workflow import load_workflow
@@ -68,7 +69,7 @@ def run(options: RunOptions, console: Console) -> int:
     except UsageError as exc:
         console.error(str(exc))
         return 2
-    return asyncio.run(_LocalRun(options, prepared, console).execute())
+    return run_event_loop(_LocalRun(options, prepared, console).execute())
 
 
 @dataclass(frozen=True)

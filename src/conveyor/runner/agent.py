@@ -46,7 +46,8 @@ CREDENTIALS = "runner.json"
 GRACE = 60.0
 REUSE_AFTER = 1.0
 """Seconds before a job's directory tree serves another job: time enough for the lease
-guard to kill what the job left running (it does within guard.KILL_DELAY)."""
+guard to kill what the job left running (it starts within guard.KILL_DELAY, and its
+rounds take ROUNDS x PAUSE more, plus their scans)."""
 _ARCH = {"x86_64": "x64", "amd64": "x64", "aarch64": "arm64", "arm64": "arm64", "i686": "x86"}
 _HOSTED = {"linux": "ubuntu-latest", "darwin": "macos-latest"}
 

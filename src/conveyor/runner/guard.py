@@ -32,8 +32,12 @@ import time
 MARKER_ENV = "CONVEYOR_JOB_MARKER"
 ROUNDS = 20
 """Scans per kill: a process forked between a scan and its kill is found by the next one."""
-KILL_DELAY = 0.1
-"""How long the kills of ended jobs are gathered before one scan does them all."""
+PAUSE = 0.01
+"""Seconds between a kill's rounds."""
+KILL_DELAY = 0.5
+"""How long the kills of ended jobs are gathered before one scan does them all: a
+runner ending 30 jobs a second scans twice a second. The job's directory tree waits
+longer than this and the kill's rounds before it serves again (agent.REUSE_AFTER)."""
 
 logger = logging.getLogger("conveyor.runner")
 
@@ -41,35 +45,49 @@ logger = logging.getLogger("conveyor.runner")
 def marked(*markers: str, proc: str = "/proc") -> list[int]:
     """The ids of the processes whose environment holds `CONVEYOR_JOB_MARKER=<m>`
     for one of `markers`."""
-    if not markers:
+    wanted = {marker.encode() for marker in markers}
+    if not wanted:
         return []
-    needles = [f"{MARKER_ENV}={marker}\0".encode() for marker in markers]
-    found = []
-    for entry in os.listdir(proc):
-        if not entry.isdigit():
-            continue
-        environ = _environ(os.path.join(proc, entry, "environ"))
-        if environ and any(environ.startswith(n) or b"\0" + n in environ for n in needles):
-            found.append(int(entry))
-    return found
+    return [
+        int(entry)
+        for entry in os.listdir(proc)
+        if entry.isdigit() and _has_marker(_environ(f"{proc}/{entry}/environ"), wanted)
+    ]
+
+
+_VARIABLE = f"\0{MARKER_ENV}=".encode()
+_READ = 1 << 16
+
+
+def _has_marker(environ: bytes, wanted: set[bytes]) -> bool:
+    """Whether `environ` sets MARKER_ENV to one of `wanted`: one search through it
+    however many jobs a scan is for."""
+    start = environ.find(_VARIABLE)
+    while start >= 0:
+        start += len(_VARIABLE)
+        end = environ.index(b"\0", start)
+        if environ[start:end] in wanted:
+            return True
+        start = environ.find(_VARIABLE, end)
+    return False
 
 
 def _environ(path: str) -> bytes:
-    """A process's environment, each variable NUL-terminated; empty when it is gone or
-    not ours."""
+    """A process's environment with a NUL before and after each variable; empty when
+    it is gone or not ours."""
     try:
         fd = os.open(path, os.O_RDONLY)
     except OSError:
         return b""
     try:
         chunks = []
-        while chunk := os.read(fd, 1 << 16):
+        while chunk := os.read(fd, _READ):
             chunks.append(chunk)
     except OSError:
         return b""
     finally:
         os.close(fd)
-    return b"".join(chunks) + b"\0" if chunks else b""
+    return b"".join([b"\0", *chunks, b"\0"]) if chunks else b""
 
 
 def kill_marked(*markers: str) -> int:
@@ -86,7 +104,7 @@ def kill_marked(*markers: str) -> int:
                 killed.add(pid)
             except OSError:
                 pass
-        time.sleep(0.01)
+        time.sleep(PAUSE)
     return len(killed)
 
 

@@ -109,33 +109,47 @@ _RENEW_LEASE = f"""
     WHERE id = %s AND lease_epoch = %s AND status IN {LEASED_IN}
     RETURNING {_J}
 """
+_TERMINAL_JOB = rows.in_list(s for s in JobStatus if is_terminal(s))
+# The job ends; once no other job of its run is unfinished, the run concludes as the
+# scheduler's rule says: failure if any job failed, else cancelled if any was, else
+# success. One statement: its subqueries see the jobs as they were before it, the
+# ending one included, hence `others`. The last three columns are the run's, when it
+# concluded.
 _FINISH_JOB = {
     target: f"""
-        UPDATE jobs SET status = '{target}', conclusion = %s, outputs = %s,
-            reason = COALESCE(%s, reason),
-            completed_at = %s, lease_expires_at = NULL
-        WHERE id = %s AND lease_epoch = %s
-          AND status IN {rows.in_list(allowed_from(target) & LEASED)}
-        RETURNING {_J}
+        WITH ended AS (
+            UPDATE jobs SET status = '{target}', conclusion = %(conclusion)s,
+                outputs = %(outputs)s, reason = COALESCE(%(reason)s, reason),
+                completed_at = %(now)s, lease_expires_at = NULL
+            WHERE id = %(id)s AND lease_epoch = %(epoch)s
+              AND status IN {rows.in_list(allowed_from(target) & LEASED)}
+            RETURNING {_J}
+        ),
+        others AS (
+            SELECT jobs.status, jobs.conclusion FROM jobs, ended
+            WHERE jobs.run_id = ended.run_id AND jobs.id <> ended.id
+        ),
+        concluded AS (
+            UPDATE workflow_runs SET status = 'completed', completed_at = %(now)s,
+                conclusion = CASE
+                    WHEN ended.conclusion = 'failure'
+                        OR EXISTS (SELECT 1 FROM others WHERE conclusion = 'failure')
+                        THEN 'failure'
+                    WHEN ended.conclusion = 'cancelled'
+                        OR EXISTS (SELECT 1 FROM others WHERE conclusion = 'cancelled')
+                        THEN 'cancelled'
+                    ELSE 'success' END
+            FROM ended
+            WHERE workflow_runs.id = ended.run_id
+              AND workflow_runs.status IN {rows.in_list(allowed_from(RunStatus.COMPLETED))}
+              AND NOT EXISTS (SELECT 1 FROM others WHERE status NOT IN {_TERMINAL_JOB})
+            RETURNING workflow_runs.status, workflow_runs.conclusion,
+                workflow_runs.concurrency_group
+        )
+        SELECT ended.*, concluded.* FROM ended LEFT JOIN concluded ON TRUE
     """
     for target in (JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED)
 }
-# Once no job of the run is unfinished, the run concludes as the scheduler's rule says:
-# failure if any job failed, else cancelled if any was cancelled, else success.
-_CONCLUDE_RUN = f"""
-    UPDATE workflow_runs SET status = 'completed', completed_at = %(now)s, conclusion = CASE
-        WHEN EXISTS (SELECT 1 FROM jobs WHERE run_id = %(run)s AND conclusion = 'failure')
-            THEN 'failure'
-        WHEN EXISTS (SELECT 1 FROM jobs WHERE run_id = %(run)s AND conclusion = 'cancelled')
-            THEN 'cancelled'
-        ELSE 'success' END
-    WHERE id = %(run)s AND status IN {rows.in_list(allowed_from(RunStatus.COMPLETED))}
-      AND NOT EXISTS (
-          SELECT 1 FROM jobs WHERE jobs.run_id = %(run)s
-            AND jobs.status NOT IN {rows.in_list(s for s in JobStatus if is_terminal(s))}
-      )
-    RETURNING status, conclusion, concurrency_group
-"""
 
 # The status a step row has for the attempt writing now: rows of older attempts are pending.
 _CURRENT = "(CASE WHEN steps.epoch < excluded.epoch THEN 'pending' ELSE steps.status END)"
@@ -286,23 +300,23 @@ class PostgresRunnerSide(PostgresBase):
 
     async def _finish_job(self, tx: Tx, job_id: str, epoch: int, end: JobEnded) -> JobRecord:
         now = self._clock()
-        values = (
-            end.conclusion.value,
-            rows.dump(end.outputs),
-            rows.optional_text(end.reason),
-            now,
-            job_id,
-            epoch,
-        )
+        values = {
+            "conclusion": end.conclusion.value,
+            "outputs": rows.dump(end.outputs),
+            "reason": rows.optional_text(end.reason),
+            "now": now,
+            "id": job_id,
+            "epoch": epoch,
+        }
         row = await tx.one(rows.job_end_statement(_FINISH_JOB, end), values)
         if row is None:
             raise await self._refusal(tx, job_id, f"finish ({end.status})", epoch)
-        job = rows.job(row)
+        *columns, run_status, run_conclusion, group = row
+        job = rows.job(tuple(columns))
         data = {**rows.job_event(job), "reason": job.reason}
         tx.emit(EventKind.JOB_COMPLETED, job.run_id, job.id, data, now)
-        concluded = await tx.one(_CONCLUDE_RUN, {"now": now, "run": job.run_id})
-        if concluded is not None:
-            data = rows.run_completed(*concluded)
+        if run_status is not None:
+            data = rows.run_completed(run_status, run_conclusion, group)
             tx.emit(EventKind.RUN_COMPLETED, job.run_id, None, data, now)
         return job
 

@@ -71,6 +71,8 @@ StepIndex = Annotated[int, Path(ge=0, le=100_000)]
 TOUCH_EVERY = 15.0
 """Seconds between two `last_seen_at` updates of a polling runner."""
 POLLING_CACHE_SIZE = 10_000
+LEASE_CACHE_SIZE = 100_000
+"""Leases granted here that runner writes are checked against without a read."""
 
 _JOB_STATUS = {
     "success": JobStatus.COMPLETED,
@@ -112,6 +114,7 @@ async def poll(body: PollIn, request: Request, principal: Runner) -> PollOut:
         if job is not None:
             assignment = await _assignment(svc, job)
             if assignment is not None:
+                _handed_out(request, job)
                 return PollOut(job=assignment)
             continue
         remaining = deadline - loop.time()
@@ -160,18 +163,34 @@ async def _assignment(svc: Services, job: JobRecord) -> dict[str, object] | None
     }
 
 
-async def _leased(request: Request, principal: Principal, job_id: str) -> Services:
-    """The services, once the job is known to be the caller's tenant's and leased to it."""
+async def _leased(request: Request, principal: Principal, job_id: str, epoch: int) -> Services:
+    """The services, once the job is known to be the caller's tenant's and leased to it.
+
+    A lease this server handed out answers without a read: a job's tenant never
+    changes and its lease epochs are never reused, so "this runner held lease
+    `epoch` of the job" stays true; whether the lease still holds, the store's
+    fencing decides with the write.
+    """
     svc = services(request)
+    if request.app.state.leases.get(job_id) == (principal.runner_id, epoch):
+        return svc
     job = await job_of_tenant(svc.store, principal, job_id)
     if job.lease_owner != principal.runner_id:
         raise LeaseLost(f"job {job_id!r} is not leased to this runner")
     return svc
 
 
+def _handed_out(request: Request, job: JobRecord) -> None:
+    """Remember the lease just granted (see `_leased`)."""
+    leases: dict[str, tuple[str | None, int]] = request.app.state.leases
+    if len(leases) > LEASE_CACHE_SIZE:
+        leases.clear()
+    leases[job.id] = (job.lease_owner, job.lease_epoch)
+
+
 @router.post("/jobs/{job_id}/start")
 async def start(job_id: str, body: EpochIn, request: Request, principal: Runner) -> dict[str, str]:
-    svc = await _leased(request, principal, job_id)
+    svc = await _leased(request, principal, job_id, body.epoch)
     await svc.store.start_job(job_id, body.epoch)
     return {}
 
@@ -180,7 +199,7 @@ async def start(job_id: str, body: EpochIn, request: Request, principal: Runner)
 async def heartbeat(
     job_id: str, body: EpochIn, request: Request, principal: Runner
 ) -> HeartbeatOut:
-    svc = await _leased(request, principal, job_id)
+    svc = await _leased(request, principal, job_id, body.epoch)
     ttl = svc.settings.lease_ttl
     job = await svc.store.renew_lease(job_id, body.epoch, ttl)
     return HeartbeatOut(cancel_requested=job.cancel_requested, lease_ttl=ttl)
@@ -190,7 +209,7 @@ async def heartbeat(
 async def step_start(
     job_id: str, index: StepIndex, body: StepStartIn, request: Request, principal: Runner
 ) -> dict[str, str]:
-    svc = await _leased(request, principal, job_id)
+    svc = await _leased(request, principal, job_id, body.epoch)
     await svc.store.start_step(job_id, body.epoch, index, body.step_id, body.name)
     return {}
 
@@ -199,7 +218,7 @@ async def step_start(
 async def step_finish(
     job_id: str, index: StepIndex, body: StepFinishIn, request: Request, principal: Runner
 ) -> dict[str, str]:
-    svc = await _leased(request, principal, job_id)
+    svc = await _leased(request, principal, job_id, body.epoch)
     await svc.store.finish_step(
         job_id,
         body.epoch,
@@ -221,7 +240,7 @@ async def report(job_id: str, body: ReportIn, request: Request, principal: Runne
     The runner's usual write: a short job's start, steps, lines and end
     arrive in one report. A refusal (409) refuses the whole report.
     """
-    svc = await _leased(request, principal, job_id)
+    svc = await _leased(request, principal, job_id, body.epoch)
     events = [_event(event) for event in body.events]
     last = await svc.store.apply_report(job_id, body.epoch, events, seq=body.seq)
     return ReportOut(last_seq=last)
@@ -255,7 +274,7 @@ def _step_status(body: StepFinishIn | StepEndEvent) -> StepStatus:
 
 @router.post("/jobs/{job_id}/logs")
 async def append_logs(job_id: str, body: LogsIn, request: Request, principal: Runner) -> LogsOut:
-    svc = await _leased(request, principal, job_id)
+    svc = await _leased(request, principal, job_id, body.epoch)
     last = await svc.store.append_log(job_id, body.epoch, body.lines)
     return LogsOut(last_seq=last)
 
@@ -264,7 +283,7 @@ async def append_logs(job_id: str, body: LogsIn, request: Request, principal: Ru
 async def complete(
     job_id: str, body: CompleteIn, request: Request, principal: Runner
 ) -> dict[str, str]:
-    svc = await _leased(request, principal, job_id)
+    svc = await _leased(request, principal, job_id, body.epoch)
     await svc.store.finish_job(
         job_id,
         body.epoch,
