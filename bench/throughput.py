@@ -178,6 +178,7 @@ def measure(backend: str, runners: int, jobs: int, samples: int) -> None:
             assert server.proc is not None
             server_before, busy_before = process_seconds(server.proc.pid), busy_seconds()
             runners_before = runners_seconds(agents)
+            client_before = process_seconds(os.getpid())
             database_before = database_seconds() if url else 0.0
             started = time.monotonic()
             threads = [threading.Thread(target=submit, args=(jobs // 4,)) for _ in range(4)]
@@ -191,6 +192,7 @@ def measure(backend: str, runners: int, jobs: int, samples: int) -> None:
             machine_cpu = busy_seconds() - busy_before
             runners_cpu = runners_seconds(agents)
             runners_cpu -= runners_before
+            client_cpu = process_seconds(os.getpid()) - client_before
             database_cpu = database_seconds() - database_before if url else 0.0
             counts_after = transaction_counts(database) if url else (0, 0)
             writes = counts_after[0] - counts_before[0] - 1
@@ -205,6 +207,7 @@ def measure(backend: str, runners: int, jobs: int, samples: int) -> None:
             f"({os.cpu_count()} cores); of it the server {server_cpu * per_job:.1f} ms, "
             f"the runners and their steps {runners_cpu * per_job:.1f} ms"
             + (f", PostgreSQL {database_cpu * per_job:.1f} ms" if url else "")
+            + f", this benchmark's client {client_cpu * per_job:.1f} ms"
         )
         print(
             f"[{backend}] dispatch to first step: p50 {percentile(latencies, 0.5) * 1000:.1f} ms, "

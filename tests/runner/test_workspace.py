@@ -7,8 +7,10 @@ import stat
 import time
 from pathlib import Path
 
+import pytest
+
 from conveyor.runner.shell import resolve_shell, write_script
-from conveyor.runner.workspace import JobDirs, Slots, step_files
+from conveyor.runner.workspace import JobDirs, Slots, rewrite, step_files
 
 
 def use(dirs: JobDirs) -> None:
@@ -177,3 +179,22 @@ def test_close_removes_the_kept_trees(tmp_path: Path) -> None:
         slots.release(dirs)
     slots.close()
     assert os.listdir(tmp_path) == []
+
+
+def test_rewrite_replaces_contents_and_mode_and_never_follows_a_link(tmp_path: Path) -> None:
+    path = tmp_path / "step.sh"
+    rewrite(str(path), b"a long first script\n" * 10, 0o700)
+    os.chmod(path, 0o777)
+    rewrite(str(path), b"short\n", 0o700)
+    assert path.read_bytes() == b"short\n"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o700
+    rewrite(str(path), b"")
+    assert path.read_bytes() == b"" and stat.S_IMODE(path.stat().st_mode) == 0o600
+
+    target = tmp_path / "elsewhere"
+    target.write_text("keep")
+    link = tmp_path / "event.json"
+    link.symlink_to(target)
+    with pytest.raises(OSError):
+        rewrite(str(link), b"{}")
+    assert target.read_text() == "keep"

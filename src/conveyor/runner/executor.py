@@ -171,8 +171,7 @@ class JobExecutor:
             "CONVEYOR_FENCING_TOKEN": str(a.epoch),
         }
         event_path = os.path.join(dirs.files, "event.json")
-        with open(event_path, "w", encoding="utf-8") as f:
-            json.dump(github.get("event", {}), f)
+        workspace.rewrite(event_path, json.dumps(github.get("event", {})).encode())
         base_env["GITHUB_EVENT_PATH"] = event_path
         github["event_path"] = event_path
         state = JobState(

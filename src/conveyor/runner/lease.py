@@ -99,6 +99,8 @@ class LeaseJob:
         self._task: asyncio.Task[JobOutcome] | None = None
         self._stop_reason: str | None = None
         self._finishing = False
+        self._left_killed = False
+        """Whether the guard was told to kill what the job left, once its executor ended."""
 
     def cancel(self, reason: str | None = None) -> None:
         """Cancel the steps as a user's cancel would; the job still completes."""
@@ -129,7 +131,8 @@ class LeaseJob:
             for helper in helpers:
                 helper.cancel()
             await asyncio.wait(helpers)
-            self._guard.kill(self._marker)  # what the job left running, wherever it went
+            if not self._left_killed:  # what the job left running, wherever it went
+                self._guard.kill(self._marker)
 
     async def _run(self) -> None:
         try:
@@ -159,6 +162,7 @@ class LeaseJob:
         # What the steps left running goes now, not after the report: the job's
         # directory tree goes back to the pool (see workspace.Slots).
         self._guard.kill(self._marker)
+        self._left_killed = True
         if self._stop_reason and outcome.conclusion == "cancelled":
             outcome = replace(outcome, reason=self._stop_reason)
         await self._complete(outcome)

@@ -20,6 +20,7 @@ import shutil
 from dataclasses import dataclass
 
 from conveyor.errors import ExecutionError
+from conveyor.runner.workspace import rewrite
 
 PLACEHOLDER = "{0}"
 
@@ -136,10 +137,7 @@ def write_script(directory: str, contents: str, shell: ShellCommand) -> str:
     path = os.path.join(directory, f"step{shell.extension}")
     data = shell.script_text(contents).encode("utf-8", "surrogateescape")
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o700)
-        os.fchmod(fd, 0o700)  # whatever an earlier step made of it
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
+        rewrite(path, data, 0o700)
     except OSError as exc:
         raise ExecutionError(f"cannot write the step's script to {directory}: {exc}") from None
     return path
