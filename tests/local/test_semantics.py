@@ -153,6 +153,51 @@ def test_sigint_cancels_the_run_and_always_steps_still_run(repo: Repo) -> None:
     assert report["conclusion"] == "cancelled"
 
 
+def test_a_second_sigint_stops_at_once_and_leaves_no_step_running(repo: Repo) -> None:
+    pid_file = repo.root.parent / "pid"
+    wf = repo.workflow(f"""
+        on: push
+        jobs:
+          stubborn:
+            runs-on: ubuntu-latest
+            steps:
+              - run: |
+                  trap '' INT TERM
+                  sh -c 'trap "" INT TERM; echo $$ > {pid_file}.tmp; exec sleep 60' &
+                  while [ ! -s {pid_file}.tmp ]; do sleep 0.01; done
+                  mv {pid_file}.tmp {pid_file}
+                  wait
+    """)
+    repo.commit()
+    proc = subprocess.Popen(
+        repo.command(wf), cwd=repo.root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    deadline = time.monotonic() + 20
+    while not pid_file.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    sleeper = int(pid_file.read_text())
+    proc.send_signal(signal.SIGINT)
+    time.sleep(0.5)  # the first asks the step to stop, which it ignores
+    assert proc.poll() is None and _alive(sleeper)
+    proc.send_signal(signal.SIGINT)
+    _out, err = proc.communicate(timeout=10)
+    assert proc.returncode == 130, err
+    assert "stopping now" in err
+    deadline = time.monotonic() + 5
+    while _alive(sleeper) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _alive(sleeper)
+
+
+def _alive(pid: int) -> bool:
+    """Whether `pid` runs (a zombie has ended: only its parent has not reaped it yet)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
 def test_secrets_are_masked_everywhere(repo: Repo) -> None:
     wf = repo.workflow("""
         on: push

@@ -33,6 +33,7 @@ from conveyor.runner.artifacts import DirectoryArtifactStore
 from conveyor.runner.assignment import JobAssignment
 from conveyor.runner.executor import JobExecutor
 from conveyor.runner.loop import run_event_loop
+from conveyor.runner.process import kill_live_groups
 from conveyor.runner.workspace import Slots
 from conveyor.store.sqlite import SqliteStore
 from conveyor.workflow import load_workflow
@@ -380,6 +381,7 @@ class _LocalRun:
     def _on_signal(self) -> None:
         if self.cancelled:
             self.console.error("cancelling again: stopping now")
+            kill_live_groups()  # no step outlives the run, whatever it ignores
             os._exit(130)
         self.cancelled = True
         self.console.error("cancelling the run (Ctrl-C again to stop at once)")

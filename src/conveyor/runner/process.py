@@ -14,6 +14,8 @@ grandchildren go too. When the process ends by itself its background
 children are left running (a step may start a service for later steps) and
 output is read until the pipe closes or, if they hold it open, for
 `linger` seconds more; `kill_process_group` ends them at the end of the job.
+Until then the group is live (`kill_live_groups` ends all of them: a forced
+stop of the whole program).
 """
 
 from __future__ import annotations
@@ -29,6 +31,9 @@ from typing import Any
 from conveyor.errors import ExecutionError
 
 MAX_LINE_BYTES = 1024 * 1024
+
+_live_groups: set[int] = set()
+"""The process groups of the steps started and not yet killed with SIGKILL."""
 
 
 @dataclass(frozen=True)
@@ -85,6 +90,7 @@ async def run_process(
     except OSError as exc:
         raise ExecutionError(f"cannot start {argv[0]!r}: {exc.strerror or exc}") from None
     pid = transport.get_pid()
+    _live_groups.add(pid)
     cancel_wait = asyncio.ensure_future(cancel.wait()) if cancel is not None else None
     timed_out = cancelled = False
     try:
@@ -116,11 +122,20 @@ async def run_process(
 
 def kill_process_group(pgid: int, sig: signal.Signals = signal.SIGKILL) -> bool:
     """Send `sig` to every process in group `pgid`; False when there was none."""
+    if sig == signal.SIGKILL:
+        _live_groups.discard(pgid)
     try:
         os.killpg(pgid, sig)
     except (ProcessLookupError, PermissionError):
         return False
     return True
+
+
+def kill_live_groups() -> None:
+    """SIGKILL the process group of every step not yet ended so (a forced stop: even
+    processes that ignore SIGINT and SIGTERM go)."""
+    for pgid in list(_live_groups):
+        kill_process_group(pgid)
 
 
 async def _stop_group(
