@@ -275,3 +275,31 @@ def test_invalid_workflow_exits_2_with_position(repo: Repo) -> None:
     result = repo.run(wf)
     assert result.status == 2
     assert ".github/workflows/wf.yml:6:25: " in result.err
+
+
+def test_a_job_that_cannot_start_fails_saying_why(repo: Repo) -> None:
+    wf = repo.workflow("""
+        on: push
+        jobs:
+          build:
+            runs-on: ubuntu-latest
+            strategy:
+              max-parallel: ${{ 'lots' }}
+              matrix:
+                n: [1, 2]
+            steps:
+              - run: echo never
+          after:
+            needs: build
+            runs-on: ubuntu-latest
+            steps:
+              - run: echo never either
+    """)
+    result = repo.run(wf)
+    assert result.status == 1, result.err
+    assert "Traceback" not in result.err
+    why = 'strategy max-parallel must be a number, not "lots"'
+    assert f"build  ✗ failure: {why}" in result.out
+    by_id = {job["id"]: job for job in result.report["jobs"]}
+    assert (by_id["build"]["conclusion"], by_id["build"]["reason"]) == ("failure", why)
+    assert by_id["after"]["conclusion"] == "skipped"

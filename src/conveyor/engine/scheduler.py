@@ -21,7 +21,7 @@ from conveyor.engine.store import Store
 from conveyor.engine.templating import render_structure
 from conveyor.errors import Conflict, ConveyorError
 from conveyor.expr import Environment, condition, evaluate, render_value, to_boolean, to_string
-from conveyor.workflow.matrix import MatrixError, display_suffix, expand
+from conveyor.workflow.matrix import MatrixError, display_suffix, expand, max_parallel
 from conveyor.workflow.triggers import dispatch_inputs
 
 
@@ -75,19 +75,28 @@ class Scheduler:
             ctx = await self._context_of(run)
         except ConveyorError as exc:
             return await self._abandon(run, rows, f"cannot plan the run: {exc}")
-        view = _RunView(ctx, rows)
-        decided = queued = False
-        for planned in view.ctx.plan:
-            pending = [r for r in view.rows_of(planned.key) if r.status == JobStatus.PENDING]
-            if not pending or not view.ready(planned):
-                continue
-            with contextlib.suppress(Conflict):  # another scheduler decided first
-                queued = await self._decide(view, planned, pending[0]) or queued
-            decided = True
-        cancelled = await self._fail_fast(view)
+        decided = queued = cancelled = False
+        while True:
+            view = _RunView(ctx, rows)
+            ended = False  # a job this pass skipped, failed or cancelled may let others go
+            for planned in view.ctx.plan:
+                pending = [r for r in view.rows_of(planned.key) if r.status == JobStatus.PENDING]
+                if not pending or not view.ready(planned):
+                    continue
+                with contextlib.suppress(Conflict):  # another scheduler decided first
+                    if await self._decide(view, planned, pending[0]):
+                        queued = True
+                    else:
+                        ended = True
+                decided = True
+            if await self._fail_fast(view):
+                cancelled = ended = True
+            if not ended:
+                break
+            rows = await self._store.list_jobs(run_id)
         if queued and not cancelled:  # a job waits for a runner: the run goes on
             return Progress(rows, False)
-        if decided or cancelled:
+        if decided:
             rows = await self._store.list_jobs(run_id)
         if not rows or not all(is_terminal(r.status) for r in rows):
             return Progress(rows, False)
@@ -363,14 +372,14 @@ class _RunView:
         contexts = self.base_contexts(planned, needs)
         env = Environment(contexts=contexts)
         combos: list[dict[str, Any]] = [{}]
-        max_parallel: int | None = None
+        parallel: int | None = None
         if job.strategy is not None and job.strategy.matrix is not None:
             matrix = render_structure(job.strategy.matrix, env)
             if not isinstance(matrix, Mapping):
                 raise MatrixError(f"strategy.matrix must be a mapping, got {to_string(matrix)!r}")
             combos = expand(matrix) or [{}]
             if job.strategy.max_parallel is not None:
-                max_parallel = int(float(to_string(render_value(job.strategy.max_parallel, env))))
+                parallel = max_parallel(render_value(job.strategy.max_parallel, env))
         base_name = job.name if job.name is not None else planned.key.rsplit("/", 1)[-1]
         out: list[JobInstance] = []
         for i, combo in enumerate(combos):
@@ -384,7 +393,7 @@ class _RunView:
             spec = {
                 "needs": needs,
                 "inputs": contexts["inputs"],
-                "strategy": strategy_context(self.fail_fast(planned), max_parallel, i, len(combos)),
+                "strategy": strategy_context(self.fail_fast(planned), parallel, i, len(combos)),
             }
             labels = runner_labels(render_value(job.runs_on, name_env))
             out.append(JobInstance(name=name, matrix=matrix_ctx, spec=spec, labels=labels))

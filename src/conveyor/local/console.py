@@ -64,7 +64,12 @@ class Console:
                     "conclusion": report["conclusion"],
                     "step_summaries": [{"job": j, "markdown": m} for j, m in step_summaries],
                     "jobs": [
-                        {"id": j["id"], "name": j["name"], "conclusion": j["conclusion"]}
+                        {
+                            "id": j["id"],
+                            "name": j["name"],
+                            "conclusion": j["conclusion"],
+                            "reason": j.get("reason"),
+                        }
                         for j in report["jobs"]
                     ],
                 }
@@ -75,9 +80,12 @@ class Console:
         lines = ["", f"{'JOB':<{width}}  RESULT"]
         for j in jobs:
             result = str(j["conclusion"])
+            # Why a job ended as it did when it ran no step that says (its matrix failed...).
+            why = f": {j['reason']}" if j.get("reason") and result != "success" else ""
             lines.append(
                 f"{j['name']:<{width}}  "
                 f"{self.paint(_MARKS.get(result, '?') + ' ' + result, _RESULT_COLORS.get(result, 0))}"
+                f"{why}"
             )
         conclusion = str(report["conclusion"])
         lines.append(f"run {self.paint(conclusion, _RESULT_COLORS.get(conclusion, 0))}")

@@ -45,6 +45,7 @@ async def build_report(
                 "name": row.name,
                 "matrix": dict(row.matrix) if row.matrix else None,
                 "conclusion": str(row.conclusion) if row.conclusion else "cancelled",
+                "reason": row.reason,
                 "outputs": dict(row.outputs),
                 "steps": steps,
             }

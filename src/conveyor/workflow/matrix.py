@@ -121,7 +121,7 @@ class StrategyPlan:
         """From a strategy whose `fail-fast` and `max-parallel` are already evaluated."""
         if strategy is None:
             return cls()
-        return cls(_fail_fast(strategy.fail_fast), _max_parallel(strategy.max_parallel))
+        return cls(_fail_fast(strategy.fail_fast), max_parallel(strategy.max_parallel))
 
 
 def _check_limit(count: int) -> None:
@@ -218,7 +218,8 @@ def _fail_fast(value: Any) -> bool:
     raise MatrixError(f"strategy fail-fast must be true or false, not {_show(value)}")
 
 
-def _max_parallel(value: Any) -> int | None:
+def max_parallel(value: Any) -> int | None:
+    """An evaluated `max-parallel`: a whole number >= 1 (MatrixError otherwise), or None."""
     if value is None:
         return None
     number: Any = value
