@@ -134,9 +134,9 @@ def _settled() -> None:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    import asyncio
     import os
 
+    from conveyor.runner.loop import run_event_loop
     from conveyor.service.serve import ServeOptions, serve
 
     options = ServeOptions(
@@ -157,7 +157,7 @@ def _serve(args: argparse.Namespace) -> int:
 
         ready = embedded_runner(options)
     _settled()
-    return asyncio.run(serve(options, ready=ready))
+    return run_event_loop(serve(options, ready=ready))  # an embedded runner spawns steps
 
 
 def _runner(args: argparse.Namespace) -> int:
