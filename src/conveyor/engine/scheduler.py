@@ -75,9 +75,10 @@ class Scheduler:
             ctx = await self._context_of(run)
         except ConveyorError as exc:
             return await self._abandon(run, rows, f"cannot plan the run: {exc}")
-        decided = queued = cancelled = False
+        queued = cancelled = False
         while True:
             view = _RunView(ctx, rows)
+            decided = False  # the rows are stale once this pass has decided anything
             ended = False  # a job this pass skipped, failed or cancelled may let others go
             for planned in view.ctx.plan:
                 pending = [r for r in view.rows_of(planned.key) if r.status == JobStatus.PENDING]

@@ -183,9 +183,7 @@ class Tx:
 
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
-        self.events: list[tuple[str, str, str | None, str, float]] = []
-        self.emitted: list[tuple[str, str, Mapping[str, Any]]] = []
-        """The same events as (kind, run id, data), to tell whom the commit concerns."""
+        self.events: list[tuple[str, str, str | None, Mapping[str, Any], float]] = []
 
     async def one(self, query: str, params: Params = ()) -> tuple[Any, ...] | None:
         cursor = await self.conn.execute(query, params)
@@ -207,8 +205,7 @@ class Tx:
         data: Mapping[str, Any],
         now: float,
     ) -> None:
-        self.events.append((kind.value, run_id, job_id, rows.dump(data), now))
-        self.emitted.append((kind.value, run_id, data))
+        self.events.append((kind.value, run_id, job_id, data, now))
 
 
 class PostgresBase:
@@ -249,8 +246,10 @@ class PostgresBase:
                         async with conn.transaction():
                             result = await body(tx)
                             if tx.events:
-                                flags = Signals.flags(tx.emitted)
-                                columns = [list(column) for column in zip(*tx.events, strict=True)]
+                                flags = Signals.flags([(e[0], e[1], e[3]) for e in tx.events])
+                                kinds, runs, jobs, data, times = zip(*tx.events, strict=True)
+                                dumped = [rows.dump(value) for value in data]
+                                columns = [list(kinds), list(runs), list(jobs), dumped, list(times)]
                                 notice = f"{self._notice}|{flags}"
                                 params = [*columns, notice, flags]
                                 await conn.execute(self._append_events, params)

@@ -441,7 +441,7 @@ class PostgresRunnerSide(PostgresBase):
         """`run_id` says the job is already fenced (locked under `epoch`) in `tx`."""
         now = rows.not_after(at, self._clock())
         values = (job_id, index, epoch, rows.optional_text(step_id), rows.text(name), now)
-        data = {"index": index, "status": StepStatus.RUNNING.value}
+        data = rows.step_started(index)
         if run_id is None:
             run_id = await self._fence(tx, job_id, epoch, f"start step {index} of")
         if not await tx.run(_START_STEP, values):
@@ -463,24 +463,15 @@ class PostgresRunnerSide(PostgresBase):
             "step_id": rows.optional_text(finish.step_id or start.step_id),
             "name": rows.text(finish.name or start.name),
             "status": finish.status.value,
-            "outcome": None if finish.outcome is None else finish.outcome.value,
-            "conclusion": None if finish.conclusion is None else finish.conclusion.value,
-            "outputs": rows.dump(finish.outputs),
+            **rows.step_end_values(finish),
             "started": started_at,
             "ended": ended_at,
         }
         if not await tx.run(_RUN_STEP, values):
             raise await _step_refusal(tx, job_id, end.step_index, epoch, "start")
-        index, conclusion = end.step_index, values["conclusion"]
-        tx.emit(
-            EventKind.STEP_STARTED,
-            run_id,
-            job_id,
-            {"index": index, "status": "running"},
-            started_at,
-        )
-        data = {"index": index, "status": finish.status.value, "conclusion": conclusion}
-        tx.emit(EventKind.STEP_COMPLETED, run_id, job_id, data, ended_at)
+        index = end.step_index
+        tx.emit(EventKind.STEP_STARTED, run_id, job_id, rows.step_started(index), started_at)
+        tx.emit(EventKind.STEP_COMPLETED, run_id, job_id, rows.step_ended(index, finish), ended_at)
 
     async def _finish_step(
         self,
@@ -500,12 +491,10 @@ class PostgresRunnerSide(PostgresBase):
             "epoch": epoch,
             "step_id": rows.optional_text(finish.step_id),
             "name": rows.text(finish.name),
-            "outcome": None if finish.outcome is None else finish.outcome.value,
-            "conclusion": None if finish.conclusion is None else finish.conclusion.value,
-            "outputs": rows.dump(finish.outputs),
+            **rows.step_end_values(finish),
             "now": now,
         }
-        data = {"index": index, "status": finish.status.value, "conclusion": values["conclusion"]}
+        data = rows.step_ended(index, finish)
         if run_id is None:
             run_id = await self._fence(tx, job_id, epoch, f"finish step {index} of")
         if not await tx.run(finish.statement(_FINISH_STEP), values):

@@ -29,7 +29,14 @@ from conveyor.engine.records import (
     TokenRecord,
     WorkflowRecord,
 )
-from conveyor.engine.reports import JobEnded, LogLines, ReportEvent, StepEnded, StepStarted
+from conveyor.engine.reports import (
+    JobEnded,
+    LogLines,
+    ReportEvent,
+    StepEnded,
+    StepFinish,
+    StepStarted,
+)
 from conveyor.engine.states import Conclusion, JobStatus, RunStatus, StepStatus, allowed_from
 
 RUN_COLUMNS = (
@@ -370,6 +377,26 @@ def applied_before(reported: tuple[Any, ...], epoch: int, seq: int) -> bool:
     """Whether report `seq` of lease `epoch` was applied already, by the job's
     (lease_epoch, report_seq, log_seq): it is then answered, not applied again."""
     return bool(reported[0] == epoch and reported[1] >= seq)
+
+
+def step_end_values(finish: StepFinish) -> dict[str, Any]:
+    """The columns a step's end writes: outcome, conclusion and outputs."""
+    return {
+        "outcome": None if finish.outcome is None else finish.outcome.value,
+        "conclusion": None if finish.conclusion is None else finish.conclusion.value,
+        "outputs": dump(finish.outputs),
+    }
+
+
+def step_started(index: int) -> dict[str, Any]:
+    """The data of `step.started`."""
+    return {"index": index, "status": StepStatus.RUNNING.value}
+
+
+def step_ended(index: int, finish: StepFinish) -> dict[str, Any]:
+    """The data of `step.completed`."""
+    conclusion = None if finish.conclusion is None else finish.conclusion.value
+    return {"index": index, "status": finish.status.value, "conclusion": conclusion}
 
 
 def whole_steps(events: Sequence[ReportEvent]) -> dict[int, int]:

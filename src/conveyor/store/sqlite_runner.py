@@ -353,7 +353,7 @@ class SqliteRunnerSide(SqliteBase):
     ) -> None:
         now = rows.not_after(at, self._clock())
         values = (job_id, index, epoch, rows.optional_text(step_id), rows.text(name), now)
-        data = {"index": index, "status": StepStatus.RUNNING.value}
+        data = rows.step_started(index)
         action = f"start step {index} of"
         self._emit_fenced(db, EventKind.STEP_STARTED, job_id, epoch, data, now, action)
         if not db.execute(_START_STEP, values).rowcount:
@@ -375,12 +375,10 @@ class SqliteRunnerSide(SqliteBase):
             "epoch": epoch,
             "step_id": rows.optional_text(finish.step_id),
             "name": rows.text(finish.name),
-            "outcome": None if finish.outcome is None else finish.outcome.value,
-            "conclusion": None if finish.conclusion is None else finish.conclusion.value,
-            "outputs": rows.dump(finish.outputs),
+            **rows.step_end_values(finish),
             "now": now,
         }
-        data = {"index": index, "status": finish.status.value, "conclusion": values["conclusion"]}
+        data = rows.step_ended(index, finish)
         action = f"finish step {index} of"
         self._emit_fenced(db, EventKind.STEP_COMPLETED, job_id, epoch, data, now, action)
         if not db.execute(finish.statement(_FINISH_STEP), values).rowcount:
