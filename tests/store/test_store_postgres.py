@@ -92,6 +92,37 @@ async def test_migrates_from_every_earlier_version(
     assert describe(pg.schema or "") == describe(fresh.schema or "")
 
 
+async def test_run_numbers_go_on_from_the_runs_made_before_the_counters(
+    pg: Place, raw: psycopg.Connection[tuple[Any, ...]], clock: Clock
+) -> None:
+    conn = await connect(POSTGRES_URL, pg.schema)
+    await migrate_postgres(conn, clock, pg.schema, target=4)
+    await conn.close()
+    raw.execute(
+        "INSERT INTO workflow_runs (id, tenant_id, workflow_path, workflow_name, event, "
+        "payload, inputs, status, attempt, run_number, created_at, repository_id) VALUES "
+        "('old', 'default', 'ci.yml', 'CI', 'push', '{}', '{}', 'completed', 1, 7, 0, NULL)"
+    )
+    raw.commit()
+    store = await pg.open(clock)
+    numbers = [
+        (await store.create_run(new_run(workflow_path=path), []))[0].run_number
+        for path in ("ci.yml", "ci.yml", "other.yml")
+    ]
+    assert numbers == [8, 9, 1]
+    await store.close()
+
+
+async def test_a_creation_whose_key_is_taken_draws_no_number(pg: Place, clock: Clock) -> None:
+    store = await pg.open(clock)
+    first, _ = await store.create_run(new_run(idempotency_key="k"), [])
+    again, _ = await store.create_run(new_run(idempotency_key="k"), [])
+    assert again.id == first.id
+    later, _ = await store.create_run(new_run(), [])
+    assert (first.run_number, later.run_number) == (1, 2)
+    await store.close()
+
+
 async def test_reopening_applies_nothing_and_a_newer_schema_is_refused(
     pg: Place, raw: psycopg.Connection[tuple[Any, ...]], clock: Clock
 ) -> None:
@@ -207,7 +238,8 @@ async def test_store_transactions_are_counted(pg: Place, clock: Clock) -> None:
     store = await pg.open(clock)
     assert isinstance(store, PostgresStore)
     _, (job,) = await store.create_run(new_run(), [NewJob("b", "B", (), ())])
+    assert store.transactions == 2  # the run's number, then the run with its jobs
     await store.get_job(job.id)  # reads are not write transactions
     await store.queue_job(job.id, [JobInstance("B", None)])
-    assert store.transactions == 2
+    assert store.transactions == 3
     await store.close()

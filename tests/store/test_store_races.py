@@ -8,6 +8,15 @@ from typing import TYPE_CHECKING
 from tests.store.conftest import in_threads, new_run
 
 from conveyor.engine.records import JobInstance, NewJob
+from conveyor.engine.reports import (
+    JobEnded,
+    JobStarted,
+    LogLines,
+    StepEnded,
+    StepFinish,
+    StepStarted,
+)
+from conveyor.engine.states import Conclusion, JobStatus, RunStatus, StepStatus
 from conveyor.engine.store import Store
 
 if TYPE_CHECKING:
@@ -94,3 +103,43 @@ async def test_a_tailing_consumer_sees_every_event_once(shared: Place, clock: Cl
     assert seen == everything
     for store in [*writers, consumer]:
         await store.close()
+
+
+async def test_jobs_of_one_run_reported_whole_at_once_start_it_once(
+    shared: Place, clock: Clock
+) -> None:
+    """Each job's report starts, runs and ends it; the run starts once and ends at most once,
+    and only as the last of its jobs ends."""
+    store = await shared.open(clock)
+    keys = [f"job-{n}" for n in range(8)]
+    run, jobs = await store.create_run(new_run(), [NewJob(k, k, (), ()) for k in keys])
+    for job in jobs:
+        await store.queue_job(job.id, [JobInstance(job.name, None)])
+    leased = [await store.acquire_job(f"runner-{n}", [], 60) for n in range(len(jobs))]
+    done = StepFinish(StepStatus.COMPLETED, Conclusion.SUCCESS, Conclusion.SUCCESS, {})
+
+    async def report(other: Store, n: int) -> None:
+        for job in leased[n * 2 : n * 2 + 2]:
+            assert job is not None
+            events = [
+                JobStarted(),
+                StepStarted(0, None, "only"),
+                LogLines([(0, f"{job.key} ran")]),
+                StepEnded(0, done),
+                JobEnded(JobStatus.COMPLETED, Conclusion.SUCCESS, {}),
+            ]
+            assert await other.apply_report(job.id, job.lease_epoch, events, seq=1) == 1
+
+    in_threads(shared, clock, 4, report)
+    kinds = [event.kind for event in await store.events_after(0, limit=1000)]
+    assert kinds.count("run.started") == 1
+    assert kinds.count("job.completed") == len(jobs)
+    assert kinds.count("run.completed") <= 1
+    ended = await store.get_run(run.id)
+    # Two last jobs ending at once may each see the other unfinished; the scheduler then
+    # concludes the run on their `job.completed`.
+    assert ended.status is (
+        RunStatus.COMPLETED if "run.completed" in kinds else RunStatus.IN_PROGRESS
+    )
+    assert all(job.status is JobStatus.COMPLETED for job in await store.list_jobs(run.id))
+    await store.close()

@@ -78,14 +78,102 @@ async def test_a_report_does_what_the_single_calls_do(kit: Kit) -> None:
     job = await kit.store.get_job(together.id)
     assert (job.status, job.conclusion, dict(job.outputs)) == (JobStatus.COMPLETED, OK, {"x": "1"})
     reported = (await kit.events())[mark:]
-    assert [e.kind for e in reported] == [e.kind for e in separate]
-    assert [e.kind for e in reported][:4] == [
+    assert [e.kind for e in reported] == [
         "job.started",
         "run.started",
         "step.started",
         "step.completed",
+        "job.completed",
+        "run.completed",
     ]
-    assert comparable(reported[2:4]) == comparable(separate[2:4])
+    assert comparable(reported) == comparable(separate)
+    assert [(e.run_id, e.job_id) for e in reported] == [
+        (together.run_id, together.id),
+        (together.run_id, None),
+        *[(together.run_id, together.id)] * 3,
+        (together.run_id, None),
+    ]
+    assert [e.id for e in reported] == sorted(e.id for e in reported)
+
+
+async def test_a_whole_job_starts_its_run_and_the_last_one_concludes_it(kit: Kit) -> None:
+    run, (build, test) = await kit.run("build", "test")
+    for job in (build, test):
+        await kit.store.queue_job(job.id, [JobInstance(job.name, None)])
+    build = await kit.store.acquire_job("runner-1", [], 60) or build
+    test = await kit.store.acquire_job("runner-2", [], 60) or test
+    mark = len(await kit.events())
+    failed = StepFinish(StepStatus.FAILED, FAIL, FAIL, {}, None, "Test")
+    kit.clock.advance(1)
+    await kit.store.apply_report(
+        build.id,
+        build.lease_epoch,
+        [
+            JobStarted(),
+            *step(0, LINES, BUILT),
+            *step(1, [], BUILT),
+            JobEnded(JobStatus.COMPLETED, OK, {}),
+        ],
+    )
+    opened = await kit.store.get_run(run.id)
+    assert (opened.status, opened.started_at) == (RunStatus.IN_PROGRESS, kit.clock.now)
+    assert [s.index for s in await kit.store.list_steps(build.id)] == [0, 1]
+
+    kit.clock.advance(1)
+    ending = [
+        JobStarted(),
+        StepStarted(0, None, "Test"),
+        StepEnded(0, failed),
+        JobEnded(JobStatus.FAILED, FAIL, {}, "it broke"),
+    ]
+    assert await kit.store.apply_report(test.id, test.lease_epoch, ending, seq=1) is None
+
+    done = await kit.store.get_run(run.id)
+    assert (done.status, done.conclusion) == (RunStatus.COMPLETED, FAIL)
+    assert (done.started_at, done.completed_at) == (kit.clock.now - 1, kit.clock.now)
+    ended = await kit.store.get_job(test.id)
+    assert (ended.status, ended.reason, ended.started_at) == (
+        JobStatus.FAILED,
+        "it broke",
+        kit.clock.now,
+    )
+    assert ended.lease_expires_at is None
+    assert comparable((await kit.events())[mark:]) == [
+        ("job.started", {"key": "build", "status": "running", "conclusion": None}),
+        ("run.started", {"status": "in_progress"}),
+        ("step.started", {"index": 0, "status": "running"}),
+        ("step.completed", {"index": 0, "status": "completed", "conclusion": "success"}),
+        ("step.started", {"index": 1, "status": "running"}),
+        ("step.completed", {"index": 1, "status": "completed", "conclusion": "success"}),
+        (
+            "job.completed",
+            {"key": "build", "status": "completed", "conclusion": "success", "reason": None},
+        ),
+        ("job.started", {"key": "test", "status": "running", "conclusion": None}),
+        ("step.started", {"index": 0, "status": "running"}),
+        ("step.completed", {"index": 0, "status": "failed", "conclusion": "failure"}),
+        (
+            "job.completed",
+            {"key": "test", "status": "failed", "conclusion": "failure", "reason": "it broke"},
+        ),
+        ("run.completed", {"status": "completed", "conclusion": "failure", "group": None}),
+    ]
+
+
+async def test_a_whole_job_whose_step_this_lease_began_already_writes_nothing(kit: Kit) -> None:
+    job = await kit.acquired()
+    await kit.store.start_step(job.id, job.lease_epoch, 0, None, "Build")
+    mark = len(await kit.events())
+    whole = [JobStarted(), *step(0, LINES, BUILT), JobEnded(JobStatus.COMPLETED, OK, {})]
+    with pytest.raises(Conflict, match="cannot start step 0"):
+        await kit.store.apply_report(job.id, job.lease_epoch, whole)
+    assert (await kit.store.get_job(job.id)).status is JobStatus.ACQUIRED
+    (recorded,) = await kit.store.list_steps(job.id)
+    assert recorded.status is StepStatus.RUNNING
+    assert await kit.store.read_log(job.id) == []
+    assert len(await kit.events()) == mark
+    run = await kit.store.get_run(job.run_id)
+    assert (run.status, run.started_at) == (RunStatus.QUEUED, None)
 
 
 async def test_a_report_without_lines_answers_none_and_numbering_goes_on(kit: Kit) -> None:

@@ -204,3 +204,72 @@ async def test_a_notification_without_flags_wakes_both(place_of: object, clock: 
     assert await asyncio.wait_for(scheduler, 5) < 5
     assert await asyncio.wait_for(poll, 5) < 5
     await listener.close()
+
+
+async def poll(store: Store, runner: str, labels: list[str], timeout: float) -> str | None:
+    """What the API's poll does: try, wait for a queued job, try again, until `timeout`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        job = await store.acquire_job(runner, labels, 60)
+        if job is not None:
+            return job.id
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return None
+        await store.wait_for_queued(remaining)
+
+
+async def test_a_queued_job_wakes_one_poll_and_one_that_cannot_take_it_passes_it_on(
+    kit: Kit,
+) -> None:
+    tries: list[str] = []
+    acquire = kit.store.acquire_job
+
+    async def counted(runner: str, *args: object, **kwargs: object) -> object:
+        tries.append(runner)
+        return await acquire(runner, *args, **kwargs)  # type: ignore[arg-type]
+
+    kit.store.acquire_job = counted  # type: ignore[method-assign]
+    polls = {}
+    for runner, labels in [("gpu", ["gpu"]), ("linux-1", ["linux"]), ("linux-2", ["linux"])]:
+        polls[runner] = asyncio.create_task(poll(kit.store, runner, labels, 1.0))
+        await asyncio.sleep(0.1)  # they wait in this order
+    tries.clear()
+    _, (job,) = await kit.run("build", labels=["linux"])
+    await kit.store.queue_job(job.id, [JobInstance("Build", None)])
+    assert await asyncio.wait_for(polls["linux-1"], 5) == job.id
+    # the longest waiting poll was woken first, found nothing it could take, and passed it on
+    assert tries[:2] == ["gpu", "linux-1"]
+    assert await polls["linux-2"] is None and await polls["gpu"] is None
+    assert tries.count("linux-2") == 1  # never woken: only tried again at its timeout
+
+
+async def test_a_commit_queuing_several_jobs_wakes_as_many_polls(kit: Kit) -> None:
+    polls = [asyncio.create_task(poll(kit.store, f"r{n}", [], 30)) for n in range(4)]
+    await asyncio.sleep(0.3)  # all four are waiting
+    _, jobs = await kit.run("a", "b", "c")
+    for job in jobs:  # one commit each: three wake-ups
+        await kit.store.queue_job(job.id, [JobInstance(job.name, None)])
+    deadline = time.monotonic() + 5
+    while sum(p.done() for p in polls) < len(jobs) and time.monotonic() < deadline:
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(QUIET)
+    done = [p for p in polls if p.done()]
+    assert sorted([p.result() for p in done]) == sorted(job.id for job in jobs)
+    (waiting,) = [p for p in polls if not p.done()]
+    waiting.cancel()
+
+
+async def test_a_woken_poll_that_ends_without_trying_passes_its_wake_up_on(kit: Kit) -> None:
+    assert await kit.store.acquire_job("r", [], 60) is None
+
+    async def walks_away() -> None:
+        await kit.store.wait_for_queued(30)  # and ends without trying to take anything
+
+    gone = asyncio.create_task(walks_away())
+    await asyncio.sleep(0.05)
+    taker = asyncio.create_task(poll(kit.store, "taker", [], 30))
+    await asyncio.sleep(0.05)
+    job = await kit.queued()
+    await asyncio.wait_for(gone, 5)
+    assert await asyncio.wait_for(taker, 5) == job.id

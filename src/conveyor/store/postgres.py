@@ -17,7 +17,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Callable, Collection, Mapping, Sequence
-from typing import Any
+from dataclasses import replace
 
 import psycopg
 
@@ -42,51 +42,23 @@ from conveyor.store.postgres_base import (
     Tx,
     translated,
 )
+from conveyor.store.postgres_creation import (
+    CREATE_RUN,
+    JOB_WIDTH,
+    NEXT_RUN_NUMBER,
+    RUN_WIDTH,
+    job_params,
+    new_run_row,
+)
 from conveyor.store.postgres_jobs import UNLEASED_CANCELLABLE, PostgresJobSide
 from conveyor.store.postgres_runner import PostgresRunnerSide
 from conveyor.store.postgres_schema import migrate_postgres
 from conveyor.store.postgres_service import PostgresServiceSide
+from conveyor.store.signal import Signals
 
 _RUN = f"""
     SELECT {rows.RUN_COLUMNS} FROM workflow_runs
     WHERE id = %(id)s AND (%(tenant)s::text IS NULL OR tenant_id = %(tenant)s::text)
-"""
-# Nothing when the tenant does not exist or the idempotency key is taken; the
-# run number, unless given, is the workflow's next (its creators take turns).
-_INSERT_RUN = f"""
-    INSERT INTO workflow_runs (id, tenant_id, repository_id, workflow_path, workflow_name,
-        event, payload, ref, sha, inputs, status, attempt, run_number, idempotency_key,
-        created_at, workflow_id, concurrency_group)
-    SELECT %(id)s, %(tenant)s, %(repository)s, %(path)s, %(name)s, %(event)s, %(payload)s,
-        %(ref)s, %(sha)s, %(inputs)s, 'queued', %(attempt)s,
-        COALESCE(%(number)s::integer, (
-            SELECT COALESCE(MAX(run_number), 0) + 1 FROM workflow_runs
-            WHERE tenant_id = %(tenant)s AND repository_id IS NOT DISTINCT FROM %(repository)s
-              AND workflow_path = %(path)s
-        )),
-        %(key)s, %(now)s, %(workflow)s, %(group)s
-    WHERE EXISTS (SELECT 1 FROM tenants WHERE id = %(tenant)s)
-    ON CONFLICT (tenant_id, idempotency_key) DO NOTHING
-    RETURNING {rows.RUN_COLUMNS}
-"""
-# The artifacts that carried-over jobs uploaded in the attempt a re-run continues.
-_CARRY_ARTIFACTS = """
-    INSERT INTO artifacts (id, run_id, name, path, size, created_at, job_key)
-    SELECT md5(random()::text || clock_timestamp()::text || name), %s, name, path, size,
-        created_at, job_key
-    FROM artifacts WHERE run_id = %s AND job_key = ANY(%s)
-"""
-_INSERT_JOBS = """
-    INSERT INTO jobs (id, run_id, tenant_id, key, name, needs, labels, matrix, spec, status,
-        created_at, queued_at)
-    VALUES {values}
-    RETURNING {columns}
-"""
-_JOB_VALUES = "(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
-_JOBS_PER_INSERT = 1000
-"""Rows per INSERT: twelve parameters a row, and PostgreSQL takes at most 65 535."""
-_SET_GROUP = f"""
-    UPDATE workflow_runs SET concurrency_group = %s WHERE id = %s RETURNING {rows.RUN_COLUMNS}
 """
 _CANCEL_RUN_JOBS = f"""
     UPDATE jobs SET status = 'cancelled', conclusion = 'cancelled', reason = %s,
@@ -199,76 +171,81 @@ class PostgresStore(PostgresJobSide, PostgresRunnerSide, PostgresServiceSide, St
             )
             return None if row is None else (rows.run(row), await self._jobs_of(tx, row[0]))
 
-        async def body(tx: Tx) -> tuple[RunRecord, list[JobRecord]]:
-            if run.idempotency_key is not None and (found := await existing(tx)) is not None:
-                return found
-            if run.run_number is None:
-                # One creator at a time per workflow, so numbers are unique. A statement
-                # of its own: the insert's snapshot must come after the lock is granted.
-                numbering = f"run-number\n{run.tenant_id}\n{run.repository_id}\n{run.workflow_path}"
-                await tx.run("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (numbering,))
-            run_id = self._new_id()
-            row = await tx.one(
-                _INSERT_RUN,
-                {
-                    "id": run_id,
-                    "tenant": run.tenant_id,
-                    "repository": run.repository_id,
-                    "path": rows.text(run.workflow_path),
-                    "name": rows.text(run.workflow_name),
-                    "event": rows.text(run.event),
-                    "payload": payload,
-                    "ref": run.ref,
-                    "sha": run.sha,
-                    "inputs": inputs,
-                    "attempt": run.attempt,
-                    "number": run.run_number,
-                    "key": run.idempotency_key,
-                    "now": now,
-                    "workflow": run.workflow_id,
-                    "group": run.concurrency_group,
-                },
+        if run.idempotency_key is not None and (found := await self._read(existing)):
+            return found
+        identity = {
+            "tenant": run.tenant_id,
+            "repository": run.repository_id,
+            "path": rows.text(run.workflow_path),
+        }
+        number = run.run_number
+        if number is None:
+            drawn = await self._statement(
+                NEXT_RUN_NUMBER, {**identity, "repository": run.repository_id or ""}
             )
-            if row is None:  # a concurrent creation with the same key committed first, or
-                found = await existing(tx) if run.idempotency_key is not None else None
-                if found is None:  # no such tenant
-                    raise NotFound(f"tenant {run.tenant_id!r} not found")
-                return found
-            if group_of is not None:
-                row = await tx.one(_SET_GROUP, (group_of(rows.run(row)), run_id))
-                assert row is not None  # inserted above, in this transaction
-            record = rows.run(row)
-            queued = None if queue_now is None else queue_now(record)
-            created = await self._insert_jobs(
-                tx,
-                [
-                    (self._new_id(), run_id, run.tenant_id, *values)
-                    for values in rows.new_job_rows(jobs, queued, now)
-                ],
-            )
-            if run.carried_from is not None and run.carried_jobs:
-                carried = (run_id, run.carried_from, list(run.carried_jobs))
-                await tx.run(_CARRY_ARTIFACTS, carried)
-            tx.emit(EventKind.RUN_CREATED, run_id, None, rows.run_created(jobs, queued), now)
-            for job in created:
-                if job.status == JobStatus.QUEUED:
-                    tx.emit(EventKind.JOB_QUEUED, run_id, job.id, rows.job_event(job), now)
-            return record, created
-
-        return await self._transact(body)
-
-    @staticmethod
-    async def _insert_jobs(tx: Tx, values: list[tuple[Any, ...]]) -> list[JobRecord]:
-        """Insert job rows, a thousand a statement; -> their records, in the same order."""
-        by_id: dict[str, JobRecord] = {}
-        for start in range(0, len(values), _JOBS_PER_INSERT):
-            chunk = values[start : start + _JOBS_PER_INSERT]
-            query = _INSERT_JOBS.format(
-                values=", ".join([_JOB_VALUES] * len(chunk)), columns=rows.JOB_COLUMNS
-            )
-            for row in await tx.all(query, [value for job in chunk for value in job]):
-                by_id[row[0]] = rows.job(row)
-        return [by_id[job[0]] for job in values]
+            if drawn is None:
+                raise NotFound(f"tenant {run.tenant_id!r} not found")
+            number = int(drawn[0])
+        run_id = self._new_id()
+        values = {
+            **identity,
+            "id": run_id,
+            "name": rows.text(run.workflow_name),
+            "event": rows.text(run.event),
+            "payload": payload,
+            "ref": rows.optional_text(run.ref),
+            "sha": rows.optional_text(run.sha),
+            "inputs": inputs,
+            "attempt": run.attempt,
+            "number": number,
+            "key": run.idempotency_key,
+            "now": now,
+            "workflow": run.workflow_id,
+            "group": run.concurrency_group,
+        }
+        # The run as it will be stored, for the decisions taken before it is.
+        record = rows.run(new_run_row(values))
+        if group_of is not None:
+            group = group_of(record)
+            values["group"] = group
+            record = replace(record, concurrency_group=group)
+        queued = None if queue_now is None else queue_now(record)
+        # (id, key, name, needs, labels, matrix, spec, status, created_at, queued_at)
+        job_rows = [(self._new_id(), *job) for job in rows.new_job_rows(jobs, queued, now)]
+        events = [(EventKind.RUN_CREATED.value, None, rows.run_created(jobs, queued))]
+        events += [
+            (EventKind.JOB_QUEUED.value, job_id, rows.new_job_event(key, status))
+            for job_id, key, *_, status, _, _ in job_rows
+            if status == JobStatus.QUEUED
+        ]
+        flags = Signals.flags([(kind, run_id, data) for kind, _, data in events])
+        params = {
+            **values,
+            **job_params(job_rows),
+            "carried_from": run.carried_from if run.carried_jobs else None,
+            "carried_jobs": list(run.carried_jobs),
+            "outbox_lock": self._outbox_lock,
+            "e_kind": [kind for kind, _, _ in events],
+            "e_job": [job_id for _, job_id, _ in events],
+            "e_data": [rows.dump(data) for _, _, data in events],
+            "channel": CHANNEL,
+            "notice": f"{self._notice}|{flags}",
+            "flags": flags,
+        }
+        created = await self._statement_all(CREATE_RUN, params)
+        if not created:  # a concurrent creation with the same key committed first, or
+            found = await self._read(existing) if run.idempotency_key is not None else None
+            if found is None:  # no such tenant
+                raise NotFound(f"tenant {run.tenant_id!r} not found")
+            return found
+        if flags:
+            self._signals.committed(flags)
+        by_id = {
+            row[RUN_WIDTH]: rows.job(row[RUN_WIDTH : RUN_WIDTH + JOB_WIDTH])
+            for row in created
+            if row[RUN_WIDTH] is not None
+        }
+        return rows.run(created[0][:RUN_WIDTH]), [by_id[job[0]] for job in job_rows]
 
     async def get_run(self, run_id: str, *, tenant_id: str | None = None) -> RunRecord:
         row = await self._one(_RUN, {"id": run_id, "tenant": tenant_id})

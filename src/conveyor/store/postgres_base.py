@@ -279,6 +279,23 @@ class PostgresBase:
                 self._commits += 1
             return row
 
+    async def _statement_all(self, query: str, params: Params) -> list[tuple[Any, ...]]:
+        """`_statement` for a writing statement that returns several rows."""
+        attempt = 0
+        while True:
+            attempt += 1
+            with translated():
+                async with self._pool.connection() as conn:
+                    try:
+                        found = await Tx(conn).all(query, params)
+                    except _RETRIED:
+                        if attempt < _ATTEMPTS:
+                            continue
+                        raise
+            if found:
+                self._commits += 1
+            return found
+
     async def _read(self, body: Callable[[Tx], Awaitable[T]]) -> T:
         """Run `body`'s statements outside a transaction (each sees the latest commits)."""
         with translated():

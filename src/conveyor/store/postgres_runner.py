@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+from psycopg import errors
+
 from conveyor.engine.records import EventKind, JobRecord, LogLine, StepRecord
 from conveyor.engine.reports import (
     JobEnded,
@@ -31,11 +33,13 @@ from conveyor.engine.states import (
     allowed_from,
     is_terminal,
 )
-from conveyor.errors import Conflict, NotFound
+from conveyor.errors import Conflict, NotFound, StoreError
 from conveyor.store import rows
-from conveyor.store.postgres_base import LEASED_IN, PostgresBase, Tx
+from conveyor.store.postgres_base import CHANNEL, LEASED_IN, PostgresBase, Tx
+from conveyor.store.postgres_report import WHOLE_JOB, WholeJob, whole_job, whole_job_params
 
 _J = rows.JOB_COLUMNS
+_JOB_WIDTH = len(_J.split(","))
 
 # Labels are JSON text; elements compare as their (deterministic) JSON spelling,
 # which never needs the \u0000 that PostgreSQL text cannot take back.
@@ -245,6 +249,7 @@ class PostgresRunnerSide(PostgresBase):
         }
         self._signals.queue.looked()
         row = await self._statement(_ACQUIRE_JOB, params)
+        self._signals.queue.tried(row is not None)
         return None if row is None else rows.job(row)
 
     async def start_job(self, job_id: str, epoch: int) -> JobRecord:
@@ -370,6 +375,9 @@ class PostgresRunnerSide(PostgresBase):
         self, job_id: str, epoch: int, events: Sequence[ReportEvent], *, seq: int | None = None
     ) -> int | None:
         rows.check_report(events, _FINISH_STEP, _FINISH_JOB)
+        whole = whole_job(events)
+        if whole is not None and (written := await self._whole_job(job_id, epoch, whole, seq)):
+            return written[0]
 
         async def body(tx: Tx) -> int | None:
             # Lock the job row for update first: a FOR SHARE lock taken by a
@@ -414,6 +422,31 @@ class PostgresRunnerSide(PostgresBase):
             return last
 
         return await self._transact(body)
+
+    async def _whole_job(
+        self, job_id: str, epoch: int, report: WholeJob, seq: int | None
+    ) -> tuple[int | None] | None:
+        """Write a whole job's report in one statement: (the last log line's number, or
+        None without log lines); None when it wrote nothing (see postgres_report)."""
+        params = {
+            **whole_job_params(report, job_id, epoch, seq, self._clock()),
+            "outbox_lock": self._outbox_lock,
+            "channel": CHANNEL,
+            "notice": self._notice,
+        }
+        try:
+            row = await self._statement(WHOLE_JOB, params)
+        except StoreError as exc:
+            if isinstance(exc.__cause__, errors.TriggeredActionException):
+                return None  # a part was refused; the separate statements say which
+            raise
+        if row is None:
+            return None
+        flags: str = row[-3]
+        if flags:
+            self._signals.committed(flags)
+        log_seq: int = row[_JOB_WIDTH]
+        return (log_seq if report.logs else None,)
 
     async def _answered_before(
         self, tx: Tx, job_id: str, epoch: int, seq: int | None, action: str

@@ -269,11 +269,13 @@ def carried(conclusion: Conclusion, outputs: Mapping[str, str]) -> tuple[str, st
 
 def job_event(record: JobRecord) -> Mapping[str, Any]:
     """The data of a job's outbox event: enough for a consumer to route it."""
-    return {
-        "key": record.key,
-        "status": record.status.value,
-        "conclusion": None if record.conclusion is None else record.conclusion.value,
-    }
+    conclusion = None if record.conclusion is None else record.conclusion.value
+    return new_job_event(record.key, record.status.value, conclusion)
+
+
+def new_job_event(key: str, status: str, conclusion: str | None = None) -> dict[str, Any]:
+    """`job_event` of a job known by its key and status."""
+    return {"key": key, "status": status, "conclusion": conclusion}
 
 
 def token(row: tuple[Any, ...]) -> TokenRecord:

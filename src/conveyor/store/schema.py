@@ -19,6 +19,7 @@ from conveyor.store.migrations import (
     m0002_service,
     m0003_report_seq,
     m0004_artifact_job,
+    m0005_one_statement_writes,
 )
 
 
@@ -37,6 +38,12 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(2, m0002_service.NAME, m0002_service.SQLITE, m0002_service.POSTGRES),
     Migration(3, m0003_report_seq.NAME, m0003_report_seq.SQLITE, m0003_report_seq.POSTGRES),
     Migration(4, m0004_artifact_job.NAME, m0004_artifact_job.SQLITE, m0004_artifact_job.POSTGRES),
+    Migration(
+        5,
+        m0005_one_statement_writes.NAME,
+        m0005_one_statement_writes.SQLITE,
+        m0005_one_statement_writes.POSTGRES,
+    ),
 )
 LATEST: int = MIGRATIONS[-1].version
 

@@ -182,6 +182,7 @@ class SqliteRunnerSide(SqliteBase):
             row = db.execute(
                 _ACQUIRE_JOB, (rows.text(runner_id), now + lease_ttl, tenant_id, offered)
             ).fetchone()
+            self._signals.queue.tried(row is not None)
             if row is None:
                 return None
             job = rows.job(row)

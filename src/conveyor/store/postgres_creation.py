@@ -1,0 +1,131 @@
+"""A run's creation on PostgreSQL in two statements: its number, then everything else.
+
+The number comes first, from the workflow's row in `run_numbers`, in a
+statement of its own: the decisions a creation makes before it writes (the
+concurrency group's name, which root jobs to queue) may read it. That
+statement commits at once, so a creation that then fails, or loses an
+idempotency race, leaves a gap in the numbers, as GitHub's may have.
+
+Then one statement inserts the run, its jobs (in order: their `seq` is
+their order in the run), the artifacts a re-run carries over, and the
+outbox rows, appended after the outbox lock as every append is (see
+postgres_base). It writes nothing when the tenant does not exist or the
+idempotency key is taken.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from conveyor.store import rows
+
+NEXT_RUN_NUMBER = """
+    INSERT INTO run_numbers (tenant_id, repository_key, workflow_path, last_number)
+    SELECT %(tenant)s, %(repository)s, %(path)s, 1
+    WHERE EXISTS (SELECT 1 FROM tenants WHERE id = %(tenant)s)
+    ON CONFLICT (tenant_id, repository_key, workflow_path)
+        DO UPDATE SET last_number = run_numbers.last_number + 1
+    RETURNING last_number
+"""
+
+CREATE_RUN = f"""
+    WITH run AS (
+        INSERT INTO workflow_runs (id, tenant_id, repository_id, workflow_path, workflow_name,
+            event, payload, ref, sha, inputs, status, attempt, run_number, idempotency_key,
+            created_at, workflow_id, concurrency_group)
+        SELECT %(id)s, %(tenant)s, %(repository)s, %(path)s, %(name)s, %(event)s,
+            %(payload)s, %(ref)s, %(sha)s, %(inputs)s, 'queued', %(attempt)s, %(number)s,
+            %(key)s, %(now)s, %(workflow)s, %(group)s
+        WHERE EXISTS (SELECT 1 FROM tenants WHERE id = %(tenant)s)
+        ON CONFLICT (tenant_id, idempotency_key) DO NOTHING
+        RETURNING {rows.RUN_COLUMNS}
+    ),
+    new_jobs AS (
+        INSERT INTO jobs (id, run_id, tenant_id, key, name, needs, labels, matrix, spec,
+            status, created_at, queued_at)
+        SELECT j.id, run.id, run.tenant_id, j.key, j.name, j.needs, j.labels, j.matrix, j.spec,
+            j.status, j.created_at, j.queued_at
+        FROM run, unnest(%(j_id)s::text[], %(j_key)s::text[], %(j_name)s::text[],
+            %(j_needs)s::text[], %(j_labels)s::text[], %(j_matrix)s::text[],
+            %(j_spec)s::text[], %(j_status)s::text[], %(j_created)s::float8[],
+            %(j_queued)s::float8[])
+            WITH ORDINALITY AS j (id, key, name, needs, labels, matrix, spec, status,
+                created_at, queued_at, n)
+        ORDER BY j.n
+        RETURNING {rows.JOB_COLUMNS}
+    ),
+    carried AS (
+        INSERT INTO artifacts (id, run_id, name, path, size, created_at, job_key)
+        SELECT md5(random()::text || clock_timestamp()::text || a.name), run.id, a.name,
+            a.path, a.size, a.created_at, a.job_key
+        FROM run, artifacts AS a
+        WHERE a.run_id = %(carried_from)s AND a.job_key = ANY(%(carried_jobs)s::text[])
+        RETURNING 1
+    ),
+    turn AS MATERIALIZED (
+        SELECT pg_advisory_xact_lock(%(outbox_lock)s) FROM run,
+            (SELECT count(*) FROM new_jobs) AS j, (SELECT count(*) FROM carried) AS c
+    ),
+    appended AS (
+        INSERT INTO outbox (kind, run_id, job_id, data, created_at)
+        SELECT e.kind, %(id)s, e.job_id, e.data, %(now)s
+        FROM turn, unnest(%(e_kind)s::text[], %(e_job)s::text[], %(e_data)s::text[])
+            WITH ORDINALITY AS e (kind, job_id, data, n)
+        ORDER BY e.n
+        RETURNING 1
+    ),
+    notified AS (
+        SELECT pg_notify(%(channel)s, %(notice)s) FROM turn
+        WHERE %(flags)s <> '' AND (SELECT count(*) FROM appended) > 0
+    )
+    SELECT run.*, new_jobs.*, (SELECT count(*) FROM notified)
+    FROM run LEFT JOIN new_jobs ON TRUE
+"""
+RUN_WIDTH = len(rows.RUN_COLUMNS.split(","))
+JOB_WIDTH = len(rows.JOB_COLUMNS.split(","))
+
+_JOB_PARAMS = (
+    "j_id",
+    "j_key",
+    "j_name",
+    "j_needs",
+    "j_labels",
+    "j_matrix",
+    "j_spec",
+    "j_status",
+    "j_created",
+    "j_queued",
+)
+
+
+def job_params(job_rows: Sequence[tuple[Any, ...]]) -> dict[str, list[Any]]:
+    """CREATE_RUN's job columns from rows of (id, *rows.new_job_rows' values)."""
+    columns = list(zip(*job_rows, strict=True)) or [()] * len(_JOB_PARAMS)
+    return {name: list(column) for name, column in zip(_JOB_PARAMS, columns, strict=True)}
+
+
+def new_run_row(values: dict[str, Any]) -> tuple[Any, ...]:
+    """The row, in rows.RUN_COLUMNS' order, that CREATE_RUN inserts with these values."""
+    return (
+        values["id"],
+        values["tenant"],
+        values["path"],
+        values["name"],
+        values["event"],
+        values["payload"],
+        values["ref"],
+        values["sha"],
+        values["inputs"],
+        "queued",
+        None,
+        values["attempt"],
+        values["number"],
+        values["now"],
+        None,
+        None,
+        values["repository"],
+        values["key"],
+        values["workflow"],
+        values["group"],
+    )

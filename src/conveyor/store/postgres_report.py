@@ -1,0 +1,304 @@
+"""A short job's whole report as one PostgreSQL statement.
+
+A job whose steps all start and end between two of its runner's reports
+(most jobs of a few seconds or less) is reported at once: the job starts,
+each step starts and ends, log lines, the job ends. Written as separate
+statements in one transaction, that is six round trips or more; this writes
+it as one autocommit statement with the same effects: the job goes from
+acquired to its end, its run starts and concludes as those two statements
+would have it, the steps and log lines are inserted, and the outbox rows
+are appended in the same order, after the outbox lock as every append is
+(see postgres_base).
+
+All of it hangs on the job's conditional update: a stale lease, a job that
+is not acquired or a report number applied before match no row, and nothing
+is written. A step that would be refused (already started in this attempt)
+makes the statement raise through `conveyor_refuse`, which undoes it whole.
+Either way the caller falls back to the transaction of separate statements,
+which writes what it can or says exactly why not.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, NamedTuple
+
+from conveyor.engine.records import EventKind
+from conveyor.engine.reports import (
+    JobEnded,
+    JobStarted,
+    Line,
+    LogLines,
+    ReportEvent,
+    StepEnded,
+    StepStarted,
+)
+from conveyor.engine.states import (
+    LEASED,
+    JobStatus,
+    RunStatus,
+    StepStatus,
+    allowed_from,
+    is_terminal,
+)
+from conveyor.store import rows
+from conveyor.store.signal import Signals
+
+_TERMINAL_JOB = rows.in_list(s for s in JobStatus if is_terminal(s))
+_CURRENT = "(CASE WHEN steps.epoch < excluded.epoch THEN 'pending' ELSE steps.status END)"
+
+WHOLE_JOB = f"""
+    WITH job AS (
+        UPDATE jobs SET status = %(status)s, conclusion = %(conclusion)s,
+            outputs = %(outputs)s, reason = COALESCE(%(reason)s, reason),
+            started_at = %(now)s, completed_at = %(now)s, lease_expires_at = NULL,
+            report_seq = COALESCE(%(seq)s::integer, report_seq),
+            log_seq = log_seq + %(line_count)s
+        WHERE id = %(id)s AND lease_epoch = %(epoch)s
+          AND status IN {rows.in_list(allowed_from(JobStatus.RUNNING) & LEASED)}
+          AND report_seq < COALESCE(%(seq)s::integer, report_seq + 1)
+        RETURNING {rows.JOB_COLUMNS}, log_seq
+    ),
+    stepped AS (
+        INSERT INTO steps (job_id, step_index, epoch, step_id, name, status, outcome,
+            conclusion, outputs, started_at, completed_at)
+        SELECT job.id, s.step_index, job.lease_epoch, s.step_id, s.name, s.status, s.outcome,
+            s.conclusion, s.outputs, s.started_at, s.completed_at
+        FROM job, unnest(%(s_index)s::integer[], %(s_id)s::text[], %(s_name)s::text[],
+            %(s_status)s::text[], %(s_outcome)s::text[], %(s_conclusion)s::text[],
+            %(s_outputs)s::text[], %(s_started)s::float8[], %(s_ended)s::float8[])
+            AS s (step_index, step_id, name, status, outcome, conclusion, outputs,
+                started_at, completed_at)
+        ON CONFLICT (job_id, step_index) DO UPDATE SET
+            epoch = excluded.epoch, step_id = excluded.step_id, name = excluded.name,
+            status = excluded.status, outcome = excluded.outcome,
+            conclusion = excluded.conclusion, outputs = excluded.outputs,
+            started_at = excluded.started_at, completed_at = excluded.completed_at
+        WHERE {_CURRENT} IN {rows.in_list(allowed_from(StepStatus.RUNNING))}
+        RETURNING 1
+    ),
+    logged AS (
+        INSERT INTO log_lines (job_id, seq, step_index, text)
+        SELECT job.id, job.log_seq - %(line_count)s + l.n, l.step_index, l.text
+        FROM job, unnest(%(l_step)s::integer[], %(l_text)s::text[])
+            WITH ORDINALITY AS l (step_index, text, n)
+        RETURNING 1
+    ),
+    -- The run as it is now (waiting for whoever changes it meanwhile), and whether
+    -- this job starts it, concludes it, or both: the rule of postgres_runner's
+    -- _FINISH_JOB, over the other jobs as this statement sees them.
+    current_run AS MATERIALIZED (
+        SELECT workflow_runs.id, workflow_runs.status FROM workflow_runs, job
+        WHERE workflow_runs.id = job.run_id
+        FOR NO KEY UPDATE OF workflow_runs
+    ),
+    others AS (
+        SELECT jobs.status, jobs.conclusion FROM jobs, job
+        WHERE jobs.run_id = job.run_id AND jobs.id <> job.id
+    ),
+    decided AS (
+        SELECT current_run.id, current_run.status = 'queued' AS starts,
+            current_run.status IN {rows.in_list(allowed_from(RunStatus.COMPLETED))}
+                AND NOT EXISTS (SELECT 1 FROM others WHERE status NOT IN {_TERMINAL_JOB})
+                AS concludes,
+            CASE
+                WHEN job.conclusion = 'failure'
+                    OR EXISTS (SELECT 1 FROM others WHERE conclusion = 'failure')
+                    THEN 'failure'
+                WHEN job.conclusion = 'cancelled'
+                    OR EXISTS (SELECT 1 FROM others WHERE conclusion = 'cancelled')
+                    THEN 'cancelled'
+                ELSE 'success' END AS conclusion
+        FROM current_run, job
+    ),
+    run AS (
+        UPDATE workflow_runs SET
+            status = CASE WHEN decided.concludes THEN 'completed' ELSE 'in_progress' END,
+            started_at = CASE WHEN decided.starts THEN %(now)s ELSE workflow_runs.started_at END,
+            conclusion = CASE WHEN decided.concludes THEN decided.conclusion
+                ELSE workflow_runs.conclusion END,
+            completed_at = CASE WHEN decided.concludes THEN %(now)s
+                ELSE workflow_runs.completed_at END
+        FROM decided
+        WHERE workflow_runs.id = decided.id AND (decided.starts OR decided.concludes)
+        RETURNING workflow_runs.id, decided.starts, decided.concludes, workflow_runs.status,
+            workflow_runs.conclusion, workflow_runs.concurrency_group
+    ),
+    events AS (
+        SELECT 0 AS n, '{EventKind.JOB_STARTED}' AS kind, job.run_id, job.id AS job_id,
+            json_build_object('key', job.key, 'status', 'running', 'conclusion', NULL)::text
+                AS data,
+            %(now)s::float8 AS created_at
+        FROM job
+        UNION ALL
+        SELECT 1, '{EventKind.RUN_STARTED}', run.id, NULL, %(run_started)s, %(now)s
+        FROM run WHERE run.starts
+        UNION ALL
+        SELECT 1 + e.n, e.kind, job.run_id, job.id, e.data, e.created_at
+        FROM job, unnest(%(e_kind)s::text[], %(e_data)s::text[], %(e_at)s::float8[])
+            WITH ORDINALITY AS e (kind, data, created_at, n)
+        UNION ALL
+        SELECT %(last)s, '{EventKind.JOB_COMPLETED}', job.run_id, job.id,
+            json_build_object('key', job.key, 'status', job.status,
+                'conclusion', job.conclusion, 'reason', job.reason)::text,
+            %(now)s
+        FROM job
+        UNION ALL
+        SELECT %(last)s + 1, '{EventKind.RUN_COMPLETED}', run.id, NULL,
+            json_build_object('status', run.status, 'conclusion', run.conclusion,
+                'group', run.concurrency_group)::text,
+            %(now)s
+        FROM run WHERE run.concludes
+    ),
+    -- The outbox turn comes after every other write, so that it is never held
+    -- while this statement waits for a row.
+    turn AS MATERIALIZED (
+        SELECT pg_advisory_xact_lock(%(outbox_lock)s) FROM job,
+            (SELECT count(*) FROM stepped) AS s, (SELECT count(*) FROM logged) AS l,
+            (SELECT count(*) FROM run) AS r
+    ),
+    appended AS (
+        INSERT INTO outbox (kind, run_id, job_id, data, created_at)
+        SELECT e.kind, e.run_id, e.job_id, e.data, e.created_at FROM turn, events AS e
+        ORDER BY e.n
+        RETURNING 1
+    ),
+    flags AS (
+        SELECT CASE
+            WHEN NOT COALESCE(run.concludes, FALSE) THEN %(flags_open)s
+            WHEN run.concurrency_group IS NULL THEN %(flags_concluded)s
+            ELSE %(flags_released)s END AS value
+        FROM job LEFT JOIN run ON TRUE
+    ),
+    notified AS (
+        SELECT pg_notify(%(channel)s, %(notice)s || '|' || flags.value) FROM flags
+        WHERE flags.value <> '' AND (SELECT count(*) FROM appended) > 0
+    )
+    SELECT job.*, COALESCE(run.starts, FALSE), COALESCE(run.concludes, FALSE), run.status,
+        run.conclusion, run.concurrency_group, flags.value,
+        (SELECT count(*) FROM notified),
+        CASE WHEN (SELECT count(*) FROM stepped) < %(step_count)s
+            THEN conveyor_refuse('a step of the report cannot start') END
+    FROM job CROSS JOIN flags LEFT JOIN run ON TRUE
+"""
+
+
+_STEP_COLUMNS = (
+    "s_index",
+    "s_id",
+    "s_name",
+    "s_status",
+    "s_outcome",
+    "s_conclusion",
+    "s_outputs",
+    "s_started",
+    "s_ended",
+)
+"""The parameters that carry the steps' rows, a column each, in `_step_values`' order."""
+
+
+class WholeJob(NamedTuple):
+    """A report from the job's start to its end with every step whole in between."""
+
+    steps: list[tuple[StepStarted, StepEnded]]
+    lines: list[Line]
+    end: JobEnded
+    logs: bool
+    """Whether the report carries log lines at all (then it answers the last line's number)."""
+
+
+def whole_job(events: Sequence[ReportEvent]) -> WholeJob | None:
+    """The report as a WholeJob, or None when it is anything else."""
+    if len(events) < 2 or not isinstance(events[0], JobStarted):
+        return None
+    end = events[-1]
+    if not isinstance(end, JobEnded):
+        return None
+    middle = events[1:-1]
+    whole = rows.whole_steps(middle)
+    starts = set(whole.values())
+    steps: list[tuple[StepStarted, StepEnded]] = []
+    lines: list[Line] = []
+    logs = False
+    for n, event in enumerate(middle):
+        if isinstance(event, LogLines):
+            lines.extend(event.lines)
+            logs = True
+        elif n in whole:
+            start = middle[whole[n]]
+            assert isinstance(start, StepStarted) and isinstance(event, StepEnded)
+            steps.append((start, event))
+        elif n not in starts:
+            return None  # a step started or ended alone, or the job started again
+    indexes = [end.step_index for _, end in steps]
+    if len(set(indexes)) != len(indexes):
+        return None  # one row could not take two writes in one statement
+    return WholeJob(steps, lines, end, logs)
+
+
+def whole_job_params(
+    report: WholeJob, job_id: str, epoch: int, seq: int | None, now: float
+) -> dict[str, Any]:
+    """The parameters of WHOLE_JOB but the outbox lock, channel and notice."""
+    step_values = [_step_values(start, ended, now) for start, ended in report.steps]
+    events: list[tuple[str, str, float]] = []
+    for (_, ended), values in zip(report.steps, step_values, strict=True):
+        index, started_at, ended_at = ended.step_index, values[-2], values[-1]
+        events.append((EventKind.STEP_STARTED, rows.dump(rows.step_started(index)), started_at))
+        data = rows.dump(rows.step_ended(index, ended.finish))
+        events.append((EventKind.STEP_COMPLETED, data, ended_at))
+    columns = list(zip(*step_values, strict=True)) or [()] * len(_STEP_COLUMNS)
+    end = report.end
+    return {
+        "status": end.status.value,
+        "conclusion": end.conclusion.value,
+        "outputs": rows.dump(end.outputs),
+        "reason": rows.optional_text(end.reason),
+        "now": now,
+        "seq": seq,
+        "line_count": len(report.lines),
+        "id": job_id,
+        "epoch": epoch,
+        **{name: list(column) for name, column in zip(_STEP_COLUMNS, columns, strict=True)},
+        "step_count": len(report.steps),
+        "l_step": [step_index for step_index, _ in report.lines],
+        "l_text": [rows.text(text) for _, text in report.lines],
+        "run_started": rows.dump({"status": RunStatus.IN_PROGRESS.value}),
+        "e_kind": [kind for kind, _, _ in events],
+        "e_data": [data for _, data, _ in events],
+        "e_at": [at for _, _, at in events],
+        "last": len(events) + 2,
+        **_flags(end),
+    }
+
+
+def _step_values(start: StepStarted, end: StepEnded, now: float) -> tuple[Any, ...]:
+    """A whole step's row, as postgres_runner's _RUN_STEP writes it."""
+    finish = end.finish
+    values = rows.step_end_values(finish)
+    return (
+        end.step_index,
+        # What the end says of the step wins, as when the two are written apart.
+        rows.optional_text(finish.step_id or start.step_id),
+        rows.text(finish.name or start.name),
+        finish.status.value,
+        values["outcome"],
+        values["conclusion"],
+        values["outputs"],
+        rows.not_after(start.at, now),
+        rows.not_after(end.at, now),
+    )
+
+
+def _flags(end: JobEnded) -> dict[str, str]:
+    """Whom the commit concerns, for each way the run can come out of it."""
+    ended = (EventKind.JOB_COMPLETED.value, "run", {"status": end.status.value})
+
+    def concluded(group: str | None) -> tuple[str, str, dict[str, Any]]:
+        return (EventKind.RUN_COMPLETED.value, "run", {"group": group})
+
+    return {
+        "flags_open": Signals.flags([ended]),
+        "flags_concluded": Signals.flags([ended, concluded(None)]),
+        "flags_released": Signals.flags([ended, concluded("group")]),
+    }
