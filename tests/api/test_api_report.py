@@ -46,7 +46,7 @@ def test_a_whole_job_goes_in_one_report(live: Live) -> None:
         {"type": "job_end", "conclusion": "success", "outputs": {"v": "1"}},
     ]
     answer = _post(live, token, f"{base}/report", {"epoch": epoch, "events": events})
-    assert (answer.status_code, answer.json()) == (200, {"last_seq": 4})
+    assert (answer.status_code, answer.json()) == (200, {"last_seq": 4, "job": None})
 
     first, second = live.call(live.store.list_steps(job["job_id"]))
     assert (first.step_id, first.name, first.status, dict(first.outputs)) == (
@@ -129,7 +129,7 @@ def test_a_numbered_report_sent_again_is_answered_and_applied_once(live: Live) -
     first = _post(live, token, f"{base}/report", body)
     again = _post(live, token, f"{base}/report", body)
     assert (first.status_code, again.status_code) == (200, 200)
-    assert first.json() == again.json() == {"last_seq": 2}
+    assert first.json() == again.json() == {"last_seq": 2, "job": None}
     assert len(live.call(live.store.read_log(job["job_id"]))) == 2
     for seq in (0, -1, 2**31, "one"):
         answer = _post(live, token, f"{base}/report", {**body, "seq": seq})
@@ -153,3 +153,43 @@ def test_nothing_may_follow_the_job_end_and_times_must_be_numbers(live: Live) ->
             )
         assert (answer.status_code, answer.json()["code"]) == (422, "invalid"), value
     assert live.call(live.store.list_steps(job["job_id"])) == []
+
+
+def test_a_report_ending_the_job_can_take_the_runners_next_job(live: Live) -> None:
+    token, job = live.leased_job()
+    base, epoch = f"/api/v1/jobs/{job['job_id']}", job["epoch"]
+    live.dispatch(live.register_workflow())  # its build job is queued for the runner
+    ending = {"type": "job_end", "conclusion": "success", "outputs": {}}
+    body = {"epoch": epoch, "seq": 1, "next": True, "events": [{"type": "job_start"}, ending]}
+
+    answer = _post(live, token, f"{base}/report", body)
+
+    assert answer.status_code == 200
+    handed = answer.json()["job"]
+    assert handed["job"] == "build" and handed["job_id"] != job["job_id"]
+    leased = live.call(live.store.get_job(handed["job_id"]))
+    assert (leased.status, leased.lease_epoch) == (JobStatus.ACQUIRED, handed["epoch"])
+    first = live.call(live.store.get_job(job["job_id"]))
+    assert leased.lease_owner == first.lease_owner  # the same runner
+    # the handed job is the runner's as if polled: its writes are accepted
+    started = _post(
+        live, token, f"/api/v1/jobs/{handed['job_id']}/start", {"epoch": handed["epoch"]}
+    )
+    assert started.status_code == 200
+    # nothing else queued: the next end's answer hands nothing
+    done = {"epoch": handed["epoch"], "next": True, "events": [ending]}
+    answer = _post(live, token, f"/api/v1/jobs/{handed['job_id']}/report", done)
+    assert (answer.status_code, answer.json()["job"]) == (200, None)
+
+
+def test_only_a_report_that_ends_the_job_asks_for_the_next(live: Live) -> None:
+    token, job = live.leased_job()
+    base, epoch = f"/api/v1/jobs/{job['job_id']}", job["epoch"]
+    other = live.dispatch(live.register_workflow())
+    for asked in (True, "yes", 1.5):
+        body = {"epoch": epoch, "next": asked, "events": [{"type": "job_start"}]}
+        answer = _post(live, token, f"{base}/report", body)
+        assert (answer.status_code, answer.json()["code"]) == (422, "invalid"), asked
+    assert live.call(live.store.get_job(job["job_id"])).status == JobStatus.ACQUIRED
+    statuses = {j.key: j.status for j in live.call(live.store.list_jobs(other))}
+    assert statuses["build"] == JobStatus.QUEUED  # not taken

@@ -353,3 +353,46 @@ def test_bad_arguments_end_the_agent_with_a_clear_message(
     assert second.wait(15) == 2
     assert "another runner is using it" in second.log()
     assert "Traceback" not in wrong.log() + bad_url.log() + second.log()
+
+
+MATRIX = """
+    on: workflow_dispatch
+    jobs:
+      work:
+        runs-on: ubuntu-latest
+        strategy:
+          matrix:
+            n: [1, 2, 3]
+        steps:
+          - run: echo "begin ${{ matrix.n }}"; sleep 0.5
+"""
+
+
+def test_the_next_job_comes_with_the_answer_to_the_last_ones_end(
+    server: ServerProcess, agents: list[AgentProcess], tmp_path: Path
+) -> None:
+    repo = make_repo(tmp_path / "repo", {"m.yml": MATRIX}, {})
+    agent = start(agents, server, "runner-a")
+    with server.api() as api:
+        run = wait_run(api, dispatch(api, repo, "acme/m", "m.yml"))
+        assert run["conclusion"] == "success", agent.log()
+    # one job came from a poll; each of the others with the end of the one before
+    assert agent.log().count("handed over with the end of job") == 2, agent.log()
+
+
+def test_a_stopping_runner_takes_no_job_with_its_last_report(
+    server: ServerProcess, agents: list[AgentProcess], tmp_path: Path
+) -> None:
+    repo = make_repo(tmp_path / "repo", {"m.yml": MATRIX}, {})
+    agent = start(agents, server, "runner-a")
+    with server.api() as api:
+        run_id = dispatch(api, repo, "acme/m", "m.yml")
+        wait_until(
+            lambda: any(job["status"] == "running" for job in jobs_of(api, run_id)),
+            what="a job to start",
+        )
+        agent.signal(signal.SIGTERM)
+        assert agent.wait(15) == 0
+        statuses = sorted(job["status"] for job in jobs_of(api, run_id))
+        assert statuses == ["completed", "queued", "queued"], agent.log()
+    assert "handed over" not in agent.log()

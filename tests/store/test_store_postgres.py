@@ -113,6 +113,23 @@ async def test_run_numbers_go_on_from_the_runs_made_before_the_counters(
     await store.close()
 
 
+async def test_a_number_taken_without_the_counter_is_not_given_again(
+    pg: Place, raw: psycopg.Connection[tuple[Any, ...]], clock: Clock
+) -> None:
+    """As a server from before the counters numbers runs, during an upgrade."""
+    store = await pg.open(clock)
+    assert (await store.create_run(new_run(), []))[0].run_number == 1
+    raw.execute(
+        "INSERT INTO workflow_runs (id, tenant_id, workflow_path, workflow_name, event, "
+        "payload, inputs, status, attempt, run_number, created_at, repository_id) VALUES "
+        "('by-old', 'default', %s, 'CI', 'push', '{}', '{}', 'queued', 1, 2, 0, NULL)",
+        (new_run().workflow_path,),
+    )
+    raw.commit()
+    assert (await store.create_run(new_run(), []))[0].run_number == 3
+    await store.close()
+
+
 async def test_a_creation_whose_key_is_taken_draws_no_number(pg: Place, clock: Clock) -> None:
     store = await pg.open(clock)
     first, _ = await store.create_run(new_run(idempotency_key="k"), [])

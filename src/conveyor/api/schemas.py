@@ -134,18 +134,24 @@ class ReportIn(EpochIn):
     events: list[ReportEventIn] = Field(min_length=1, max_length=10_000)
     seq: int | None = Field(default=None, ge=1, le=2**31 - 1)
     """The report's number within the lease (1, 2, …): a report sent again is applied once."""
+    next: bool = False
+    """With the job's end: hand the runner its next job in the answer, as a poll would."""
 
     @model_validator(mode="after")
     def _ends_last(self) -> ReportIn:
         ends = [n for n, event in enumerate(self.events) if event.type == "job_end"]
         if ends and ends[0] != len(self.events) - 1:
             raise ValueError("nothing may follow the job_end event")
+        if self.next and not ends:
+            raise ValueError("only a report that ends the job may ask for the next one")
         return self
 
 
 class ReportOut(BaseModel):
     last_seq: int | None
     """The seq of the last log line the report carried, if it carried any."""
+    job: dict[str, Any] | None = None
+    """The runner's next job, when the report asked for it and one was queued."""
 
 
 class ArtifactOut(BaseModel):

@@ -25,9 +25,9 @@ import shutil
 import signal
 import socket
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TextIO, TypeVar
+from typing import Any, TextIO, TypeVar
 
 from conveyor.errors import ConveyorError
 from conveyor.runner.guard import Guard
@@ -304,29 +304,60 @@ class _Agent:
             if data is None:
                 free.release()
                 continue
-            job = LeaseJob(channel, guard, data, slots=slots, received_at=time.monotonic())
-            task = asyncio.create_task(job.run())
-            self.jobs[task] = job
-
-            def done(task: asyncio.Task[None]) -> None:
-                self.jobs.pop(task, None)
-                free.release()
-
-            task.add_done_callback(done)
+            self._start(channel, guard, slots, data, time.monotonic(), free)
         return 0
 
+    def _start(
+        self,
+        channel: HttpChannel,
+        guard: Guard,
+        slots: Slots,
+        data: Mapping[str, Any],
+        received_at: float,
+        free: asyncio.Semaphore,
+    ) -> None:
+        """Run a job in a slot of `free`; the slot goes to the job handed over with its end's
+        answer (asked for while the runner takes work), else back to the listener."""
+        job = LeaseJob(
+            channel,
+            guard,
+            data,
+            slots=slots,
+            received_at=received_at,
+            wants_next=lambda: not self.stop.is_set(),
+        )
+        task = asyncio.create_task(job.run())
+        self.jobs[task] = job
+
+        def done(task: asyncio.Task[None]) -> None:
+            self.jobs.pop(task, None)
+            handed = job.next_job
+            if handed is None:
+                free.release()
+            else:  # leased to us already: it runs even if the runner is stopping now
+                logger.info(
+                    "job %s: handed over with the end of job %s",
+                    handed[0].get("job_id"),
+                    job.job_id,
+                )
+                self._start(channel, guard, slots, *handed, free)
+
+        task.add_done_callback(done)
+
     async def _drain(self) -> None:
-        """Let running jobs finish within the grace period, then cancel them."""
-        if not self.jobs:
-            return
-        _, late = await asyncio.wait(list(self.jobs), timeout=self.grace)
-        for task in late:
-            job = self.jobs.get(task)
-            if job is not None:
-                logger.warning("job %s: cancelled: the runner is stopping", job.job_id)
-                job.cancel(reason="the runner was stopped before the job finished")
-        if late:
-            await asyncio.wait(late)
+        """Let running jobs (and any handed over meanwhile) finish within the grace period,
+        then cancel them."""
+        deadline = time.monotonic() + self.grace
+        while self.jobs:
+            remaining = max(deadline - time.monotonic(), 0)
+            _, late = await asyncio.wait(list(self.jobs), timeout=remaining)
+            for task in late:
+                job = self.jobs.get(task)
+                if job is not None:
+                    logger.warning("job %s: cancelled: the runner is stopping", job.job_id)
+                    job.cancel(reason="the runner was stopped before the job finished")
+            if late:
+                await asyncio.wait(late)
 
     async def _until_stopped(self, call: Callable[[], Awaitable[T]]) -> T | None:
         """`await call()` until it gets an answer, retrying an unreachable server; None if stopped."""

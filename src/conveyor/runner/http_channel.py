@@ -59,6 +59,16 @@ class Heartbeat:
     lease_ttl: float
 
 
+@dataclass(frozen=True)
+class Reported:
+    """The server's answer to a report."""
+
+    last_seq: int | None
+    """The seq of the report's last log line, if it had any."""
+    job: dict[str, Any] | None = None
+    """The runner's next job (now leased to it), when the report asked and one was queued."""
+
+
 class Backoff:
     """Exponential delays with jitter, capped: 0.25 s, ~0.5 s, ~1 s, ... up to `cap`.
 
@@ -161,15 +171,21 @@ class HttpChannel:
         events: Sequence[Mapping[str, Any]],
         *,
         seq: int | None = None,
-    ) -> int | None:
+        next_job: bool = False,
+    ) -> Reported:
         """Send a batch of the job's events, numbered `seq` within the lease (the same
-        number when it is sent again); -> the seq of its last log line, if it had any."""
+        number when it is sent again); with `next_job` (a batch that ends the job), ask
+        for the runner's next job in the answer, as a poll would."""
         body: dict[str, Any] = {"epoch": epoch, "events": list(events)}
         if seq is not None:
             body["seq"] = seq
+        if next_job:
+            body["next"] = True
         data = await self._call("POST", f"{_job(job_id)}/report", body)
-        last = data.get("last_seq")
-        return last if isinstance(last, int) else None
+        last, job = data.get("last_seq"), data.get("job")
+        if job is not None and not isinstance(job, dict):
+            raise ServerUnavailable(f"{self.url}: the report answer's job is not an object")
+        return Reported(last if isinstance(last, int) else None, job)
 
     async def put_artifact(
         self, job_id: str, epoch: int, name: str, tar: IO[bytes], size: int

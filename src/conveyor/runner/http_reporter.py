@@ -9,7 +9,9 @@ its start to its end, and a long one reports at least every 100 ms while it
 prints. Step times travel with the events, so the wait does not move them.
 
 Reports are numbered within the lease, and one sent again (the answer was
-lost) carries its number again, so the server applies it once. While the
+lost) carries its number again, so the server applies it once. The report
+that ends the job asks for the runner's next job while `wants_next` says the
+runner takes work; the answer's job is kept as `next_job` for the agent. While the
 server is unreachable the sender retries with backoff and the queue keeps
 growing, up to a bound: past it the oldest lines go, and a
 marker line says how many. A 409 lease_lost ends the reporter at once: the
@@ -62,6 +64,7 @@ class HttpReporter:
         epoch: int,
         *,
         on_lost: Callable[[str], None] | None = None,
+        wants_next: Callable[[], bool] = lambda: False,
         batch_lines: int = BATCH_LINES,
         batch_interval: float = BATCH_INTERVAL,
         max_buffered_chars: int = MAX_BUFFERED_CHARS,
@@ -72,6 +75,7 @@ class HttpReporter:
         self._job_id = job_id
         self._epoch = epoch
         self._on_lost = on_lost
+        self._wants_next = wants_next
         self._batch_lines = batch_lines
         self._interval = batch_interval
         self._max_chars = max_buffered_chars
@@ -88,6 +92,10 @@ class HttpReporter:
         self._completed = False
         self._reports = 0
         """How many reports have been sent (each is numbered: the server applies it once)."""
+        self.next_job: dict[str, Any] | None = None
+        """The runner's next job, handed over in the answer to the job's end."""
+        self.next_job_at = 0.0
+        """When that answer arrived (monotonic clock): the next job's lease runs from then."""
 
     @property
     def ended(self) -> bool:
@@ -254,8 +262,15 @@ class HttpReporter:
         attempts = 0
         while True:
             attempts += 1
+            ending = batch[-1]["type"] == "job_end"
             try:
-                await self._channel.report(self._job_id, self._epoch, batch, seq=seq)
+                answer = await self._channel.report(
+                    self._job_id,
+                    self._epoch,
+                    batch,
+                    seq=seq,
+                    next_job=ending and self._wants_next(),
+                )
             except ServerUnavailable as exc:
                 if attempts == 1:
                     logger.warning("job %s: %s; sending %s again later", self._job_id, exc, what)
@@ -271,6 +286,8 @@ class HttpReporter:
                 return False
             if attempts > 1:
                 logger.info("job %s: the server is reachable again", self._job_id)
+            if answer.job is not None:
+                self.next_job, self.next_job_at = answer.job, time.monotonic()
             return True
 
     def _lost(self, why: str) -> None:

@@ -81,6 +81,7 @@ class LeaseJob:
         slots: Slots,
         received_at: float | None = None,
         clock: Callable[[], float] = time.monotonic,
+        wants_next: Callable[[], bool] = lambda: False,
     ) -> None:
         self.data = data
         self.job_id = str(data.get("job_id") or "")
@@ -95,12 +96,22 @@ class LeaseJob:
         self._slots = slots
         self._clock = clock
         self._marker = secrets.token_hex(12)
-        self._reporter = HttpReporter(channel, self.job_id, self.epoch, on_lost=self.abort)
+        self._reporter = HttpReporter(
+            channel, self.job_id, self.epoch, on_lost=self.abort, wants_next=wants_next
+        )
         self._task: asyncio.Task[JobOutcome] | None = None
         self._stop_reason: str | None = None
         self._finishing = False
         self._left_killed = False
         """Whether the guard was told to kill what the job left, once its executor ended."""
+
+    @property
+    def next_job(self) -> tuple[Mapping[str, Any], float] | None:
+        """The runner's next job, handed over with the answer to this one's end, and when
+        that answer arrived; the runner must run it (it is leased already)."""
+        if self._reporter.next_job is None:
+            return None
+        return self._reporter.next_job, self._reporter.next_job_at
 
     def cancel(self, reason: str | None = None) -> None:
         """Cancel the steps as a user's cancel would; the job still completes."""

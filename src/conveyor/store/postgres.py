@@ -44,9 +44,7 @@ from conveyor.store.postgres_base import (
 )
 from conveyor.store.postgres_creation import (
     CREATE_RUN,
-    JOB_WIDTH,
     NEXT_RUN_NUMBER,
-    RUN_WIDTH,
     job_params,
     new_run_row,
 )
@@ -181,7 +179,8 @@ class PostgresStore(PostgresJobSide, PostgresRunnerSide, PostgresServiceSide, St
         number = run.run_number
         if number is None:
             drawn = await self._statement(
-                NEXT_RUN_NUMBER, {**identity, "repository": run.repository_id or ""}
+                NEXT_RUN_NUMBER[run.repository_id is None],
+                {**identity, "repository_key": run.repository_id or ""},
             )
             if drawn is None:
                 raise NotFound(f"tenant {run.tenant_id!r} not found")
@@ -241,11 +240,11 @@ class PostgresStore(PostgresJobSide, PostgresRunnerSide, PostgresServiceSide, St
         if flags:
             self._signals.committed(flags)
         by_id = {
-            row[RUN_WIDTH]: rows.job(row[RUN_WIDTH : RUN_WIDTH + JOB_WIDTH])
+            row[rows.RUN_WIDTH]: rows.job(row[rows.RUN_WIDTH : rows.RUN_WIDTH + rows.JOB_WIDTH])
             for row in created
-            if row[RUN_WIDTH] is not None
+            if row[rows.RUN_WIDTH] is not None
         }
-        return rows.run(created[0][:RUN_WIDTH]), [by_id[job[0]] for job in job_rows]
+        return rows.run(created[0][: rows.RUN_WIDTH]), [by_id[job[0]] for job in job_rows]
 
     async def get_run(self, run_id: str, *, tenant_id: str | None = None) -> RunRecord:
         row = await self._one(_RUN, {"id": run_id, "tenant": tenant_id})

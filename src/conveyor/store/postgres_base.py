@@ -6,7 +6,8 @@ reused most-recent first. Each sets `search_path` to the store's schema and
 dumps Python text with NUL replaced by U+FFFD: PostgreSQL text cannot hold
 NUL, and free text is already cleaned the same way on SQLite.
 
-A write runs in one READ COMMITTED transaction (`_transact`). Compare-and-set
+A write runs in one READ COMMITTED transaction (`_transact`), or, where
+one statement does it all, as that statement alone (`_statement`). Compare-and-set
 UPDATEs lock the rows they change, and runner writes that change no job row
 lock it `FOR SHARE` first, so the reaper cannot take a lease back half-way
 through them. A deadlock or serialization failure rolls the transaction
@@ -54,7 +55,7 @@ from psycopg.adapt import Dumper
 from psycopg.pq import TransactionStatus
 
 from conveyor.engine.records import EventKind, JobRecord
-from conveyor.engine.states import LEASED, JobStatus
+from conveyor.engine.states import LEASED, JobStatus, is_terminal
 from conveyor.errors import Conflict, LeaseLost, NotFound, StoreError
 from conveyor.store import rows
 from conveyor.store.signal import Signals
@@ -65,6 +66,7 @@ T = TypeVar("T")
 
 CHANNEL = "conveyor_outbox"
 LEASED_IN = rows.in_list(LEASED)
+TERMINAL_IN = rows.in_list(s for s in JobStatus if is_terminal(s))
 _ATTEMPTS = 5
 _RETRIED = (errors.DeadlockDetected, errors.SerializationFailure)
 

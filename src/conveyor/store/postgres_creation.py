@@ -1,7 +1,7 @@
 """A run's creation on PostgreSQL in two statements: its number, then everything else.
 
-The number comes first, from the workflow's row in `run_numbers`, in a
-statement of its own: the decisions a creation makes before it writes (the
+The number comes first, from the workflow's row in `run_numbers` (or the
+highest number its runs have, if that is higher), in a statement of its own: the decisions a creation makes before it writes (the
 concurrency group's name, which root jobs to queue) may read it. That
 statement commits at once, so a creation that then fails, or loses an
 idempotency race, leaves a gap in the numbers, as GitHub's may have.
@@ -20,14 +20,23 @@ from typing import Any
 
 from conveyor.store import rows
 
-NEXT_RUN_NUMBER = """
+# Never below the highest number in use: a server from before the counters (during an
+# upgrade) numbers runs from that. One index probe, given the repository's equality.
+_NEXT_RUN_NUMBER = """
     INSERT INTO run_numbers (tenant_id, repository_key, workflow_path, last_number)
-    SELECT %(tenant)s, %(repository)s, %(path)s, 1
-    WHERE EXISTS (SELECT 1 FROM tenants WHERE id = %(tenant)s)
-    ON CONFLICT (tenant_id, repository_key, workflow_path)
-        DO UPDATE SET last_number = run_numbers.last_number + 1
+    SELECT %(tenant)s, %(repository_key)s, %(path)s, COALESCE(MAX(run_number), 0) + 1
+    FROM workflow_runs
+    WHERE tenant_id = %(tenant)s AND {repository} AND workflow_path = %(path)s
+    HAVING EXISTS (SELECT 1 FROM tenants WHERE id = %(tenant)s)
+    ON CONFLICT (tenant_id, repository_key, workflow_path) DO UPDATE
+        SET last_number = GREATEST(run_numbers.last_number + 1, excluded.last_number)
     RETURNING last_number
 """
+NEXT_RUN_NUMBER = {
+    False: _NEXT_RUN_NUMBER.format(repository="repository_id = %(repository)s"),
+    True: _NEXT_RUN_NUMBER.format(repository="repository_id IS NULL"),
+}
+"""By whether the workflow has no repository."""
 
 CREATE_RUN = f"""
     WITH run AS (
@@ -82,8 +91,6 @@ CREATE_RUN = f"""
     SELECT run.*, new_jobs.*, (SELECT count(*) FROM notified)
     FROM run LEFT JOIN new_jobs ON TRUE
 """
-RUN_WIDTH = len(rows.RUN_COLUMNS.split(","))
-JOB_WIDTH = len(rows.JOB_COLUMNS.split(","))
 
 _JOB_PARAMS = (
     "j_id",

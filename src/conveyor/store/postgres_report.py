@@ -39,13 +39,10 @@ from conveyor.engine.states import (
     RunStatus,
     StepStatus,
     allowed_from,
-    is_terminal,
 )
 from conveyor.store import rows
+from conveyor.store.postgres_base import TERMINAL_IN
 from conveyor.store.signal import Signals
-
-_TERMINAL_JOB = rows.in_list(s for s in JobStatus if is_terminal(s))
-_CURRENT = "(CASE WHEN steps.epoch < excluded.epoch THEN 'pending' ELSE steps.status END)"
 
 WHOLE_JOB = f"""
     WITH job AS (
@@ -74,7 +71,7 @@ WHOLE_JOB = f"""
             status = excluded.status, outcome = excluded.outcome,
             conclusion = excluded.conclusion, outputs = excluded.outputs,
             started_at = excluded.started_at, completed_at = excluded.completed_at
-        WHERE {_CURRENT} IN {rows.in_list(allowed_from(StepStatus.RUNNING))}
+        WHERE {rows.CURRENT_STEP_STATUS} IN {rows.in_list(allowed_from(StepStatus.RUNNING))}
         RETURNING 1
     ),
     logged AS (
@@ -84,9 +81,12 @@ WHOLE_JOB = f"""
             WITH ORDINALITY AS l (step_index, text, n)
         RETURNING 1
     ),
-    -- The run as it is now (waiting for whoever changes it meanwhile), and whether
-    -- this job starts it, concludes it, or both: the rule of postgres_runner's
-    -- _FINISH_JOB, over the other jobs as this statement sees them.
+    -- The run as it is now, waiting for whoever changes it meanwhile (another job's
+    -- report), so that it starts once; and whether this job starts it, concludes it, or
+    -- both: the rule of postgres_runner's _FINISH_JOB, over the other jobs as this
+    -- statement's snapshot has them. Of two last jobs ending at once, each may see the
+    -- other unfinished (a locking read that saw the latest would deadlock with the
+    -- other report); the scheduler then concludes the run on their `job.completed`.
     current_run AS MATERIALIZED (
         SELECT workflow_runs.id, workflow_runs.status FROM workflow_runs, job
         WHERE workflow_runs.id = job.run_id
@@ -99,7 +99,7 @@ WHOLE_JOB = f"""
     decided AS (
         SELECT current_run.id, current_run.status = 'queued' AS starts,
             current_run.status IN {rows.in_list(allowed_from(RunStatus.COMPLETED))}
-                AND NOT EXISTS (SELECT 1 FROM others WHERE status NOT IN {_TERMINAL_JOB})
+                AND NOT EXISTS (SELECT 1 FROM others WHERE status NOT IN {TERMINAL_IN})
                 AS concludes,
             CASE
                 WHEN job.conclusion = 'failure'

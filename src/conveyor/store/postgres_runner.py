@@ -31,15 +31,13 @@ from conveyor.engine.states import (
     RunStatus,
     StepStatus,
     allowed_from,
-    is_terminal,
 )
 from conveyor.errors import Conflict, NotFound, StoreError
 from conveyor.store import rows
-from conveyor.store.postgres_base import CHANNEL, LEASED_IN, PostgresBase, Tx
+from conveyor.store.postgres_base import CHANNEL, LEASED_IN, TERMINAL_IN, PostgresBase, Tx
 from conveyor.store.postgres_report import WHOLE_JOB, WholeJob, whole_job, whole_job_params
 
 _J = rows.JOB_COLUMNS
-_JOB_WIDTH = len(_J.split(","))
 
 # Labels are JSON text; elements compare as their (deterministic) JSON spelling,
 # which never needs the \u0000 that PostgreSQL text cannot take back.
@@ -113,7 +111,6 @@ _RENEW_LEASE = f"""
     WHERE id = %s AND lease_epoch = %s AND status IN {LEASED_IN}
     RETURNING {_J}
 """
-_TERMINAL_JOB = rows.in_list(s for s in JobStatus if is_terminal(s))
 # The job ends; once no other job of its run is unfinished, the run concludes as the
 # scheduler's rule says: failure if any job failed, else cancelled if any was, else
 # success. One statement: its subqueries see the jobs as they were before it, the
@@ -146,7 +143,7 @@ _FINISH_JOB = {
             FROM ended
             WHERE workflow_runs.id = ended.run_id
               AND workflow_runs.status IN {rows.in_list(allowed_from(RunStatus.COMPLETED))}
-              AND NOT EXISTS (SELECT 1 FROM others WHERE status NOT IN {_TERMINAL_JOB})
+              AND NOT EXISTS (SELECT 1 FROM others WHERE status NOT IN {TERMINAL_IN})
             RETURNING workflow_runs.status, workflow_runs.conclusion,
                 workflow_runs.concurrency_group
         )
@@ -155,8 +152,6 @@ _FINISH_JOB = {
     for target in (JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED)
 }
 
-# The status a step row has for the attempt writing now: rows of older attempts are pending.
-_CURRENT = "(CASE WHEN steps.epoch < excluded.epoch THEN 'pending' ELSE steps.status END)"
 _START_STEP = f"""
     INSERT INTO steps (job_id, step_index, epoch, step_id, name, status, started_at)
     VALUES (%s, %s, %s, %s, %s, 'running', %s)
@@ -164,7 +159,7 @@ _START_STEP = f"""
         epoch = excluded.epoch, step_id = excluded.step_id, name = excluded.name,
         status = excluded.status, outcome = NULL, conclusion = NULL, outputs = '{{}}',
         started_at = excluded.started_at, completed_at = NULL
-    WHERE {_CURRENT} IN {rows.in_list(allowed_from(StepStatus.RUNNING))}
+    WHERE {rows.CURRENT_STEP_STATUS} IN {rows.in_list(allowed_from(StepStatus.RUNNING))}
 """
 
 # A step started and ended in one report: from where its start may happen, straight
@@ -179,7 +174,7 @@ _RUN_STEP = f"""
         status = excluded.status, outcome = excluded.outcome, conclusion = excluded.conclusion,
         outputs = excluded.outputs, started_at = excluded.started_at,
         completed_at = excluded.completed_at
-    WHERE {_CURRENT} IN {rows.in_list(allowed_from(StepStatus.RUNNING))}
+    WHERE {rows.CURRENT_STEP_STATUS} IN {rows.in_list(allowed_from(StepStatus.RUNNING))}
 """
 
 
@@ -205,7 +200,7 @@ def _finish_step_sql(target: StepStatus) -> str:
             step_id = COALESCE(excluded.step_id, steps.step_id),
             name = CASE WHEN excluded.name = '' THEN steps.name ELSE excluded.name END,
             epoch = excluded.epoch
-        WHERE {_CURRENT} IN {rows.in_list(allowed)}
+        WHERE {rows.CURRENT_STEP_STATUS} IN {rows.in_list(allowed)}
     """
 
 
@@ -376,8 +371,10 @@ class PostgresRunnerSide(PostgresBase):
     ) -> int | None:
         rows.check_report(events, _FINISH_STEP, _FINISH_JOB)
         whole = whole_job(events)
-        if whole is not None and (written := await self._whole_job(job_id, epoch, whole, seq)):
-            return written[0]
+        if whole is not None:
+            written, last = await self._whole_job(job_id, epoch, whole, seq)
+            if written:
+                return last
 
         async def body(tx: Tx) -> int | None:
             # Lock the job row for update first: a FOR SHARE lock taken by a
@@ -425,9 +422,9 @@ class PostgresRunnerSide(PostgresBase):
 
     async def _whole_job(
         self, job_id: str, epoch: int, report: WholeJob, seq: int | None
-    ) -> tuple[int | None] | None:
-        """Write a whole job's report in one statement: (the last log line's number, or
-        None without log lines); None when it wrote nothing (see postgres_report)."""
+    ) -> tuple[bool, int | None]:
+        """Write a whole job's report in one statement (see postgres_report); -> whether it
+        was written, and the number of its last log line (None without log lines)."""
         params = {
             **whole_job_params(report, job_id, epoch, seq, self._clock()),
             "outbox_lock": self._outbox_lock,
@@ -438,15 +435,15 @@ class PostgresRunnerSide(PostgresBase):
             row = await self._statement(WHOLE_JOB, params)
         except StoreError as exc:
             if isinstance(exc.__cause__, errors.TriggeredActionException):
-                return None  # a part was refused; the separate statements say which
+                return False, None  # a part was refused; the separate statements say which
             raise
         if row is None:
-            return None
-        flags: str = row[-3]
+            return False, None
+        flags: str = row[-3]  # then the NOTIFYs sent and the refusal check
         if flags:
             self._signals.committed(flags)
-        log_seq: int = row[_JOB_WIDTH]
-        return (log_seq if report.logs else None,)
+        log_seq: int = row[rows.JOB_WIDTH]
+        return True, log_seq if report.logs else None
 
     async def _answered_before(
         self, tx: Tx, job_id: str, epoch: int, seq: int | None, action: str

@@ -63,6 +63,14 @@ WORKFLOW_COLUMNS = (
 )
 ARTIFACT_COLUMNS = "run_id, name, size, path, created_at, job_key"
 
+RUN_WIDTH = len(RUN_COLUMNS.split(","))
+JOB_WIDTH = len(JOB_COLUMNS.split(","))
+CURRENT_STEP_STATUS = (
+    "(CASE WHEN steps.epoch < excluded.epoch THEN 'pending' ELSE steps.status END)"
+)
+"""In a step's upsert: the status its row has for the attempt writing now (rows of older
+attempts are pending)."""
+
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 _DIGEST = re.compile("[0-9a-f]{64}")
 

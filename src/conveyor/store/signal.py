@@ -22,7 +22,6 @@ take it. A woken poll that ends without trying passes it on too.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import threading
 from collections.abc import Collection, Mapping
@@ -140,7 +139,7 @@ class QueueSignal(OutboxSignal):
         if found:
             wake.tried = True
         else:
-            self.pass_on(wake)
+            wake.signal.pass_on(wake)
 
     def pass_on(self, wake: Wake) -> None:
         """Wake the longest waiting poll that `wake`'s commit left asleep and still waits."""
@@ -160,9 +159,11 @@ class QueueSignal(OutboxSignal):
 
 def _send(entry: Waiter, wake: Wake | None) -> None:
     loop, waiter = entry
-    # A closed loop raises RuntimeError: nobody is waiting there any more.
-    with contextlib.suppress(RuntimeError):
+    try:
         loop.call_soon_threadsafe(_wake, waiter, wake)
+    except RuntimeError:  # a closed loop: nobody waits there any more
+        if wake is not None:
+            wake.signal.pass_on(wake)
 
 
 class Signals:

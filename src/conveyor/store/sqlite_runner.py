@@ -108,8 +108,6 @@ _CONCLUDE_RUN = f"""
     RETURNING status, conclusion, concurrency_group
 """
 
-# The status a step row has for the attempt writing now: rows of older attempts are pending.
-_CURRENT = "(CASE WHEN steps.epoch < excluded.epoch THEN 'pending' ELSE steps.status END)"
 _START_STEP = f"""
     INSERT INTO steps (job_id, step_index, epoch, step_id, name, status, started_at)
     VALUES (?, ?, ?, ?, ?, 'running', ?)
@@ -117,7 +115,7 @@ _START_STEP = f"""
         epoch = excluded.epoch, step_id = excluded.step_id, name = excluded.name,
         status = excluded.status, outcome = NULL, conclusion = NULL, outputs = '{{}}',
         started_at = excluded.started_at, completed_at = NULL
-    WHERE {_CURRENT} IN {rows.in_list(allowed_from(StepStatus.RUNNING))}
+    WHERE {rows.CURRENT_STEP_STATUS} IN {rows.in_list(allowed_from(StepStatus.RUNNING))}
 """
 
 
@@ -143,7 +141,7 @@ def _finish_step_sql(target: StepStatus) -> str:
             step_id = COALESCE(excluded.step_id, steps.step_id),
             name = CASE WHEN excluded.name = '' THEN steps.name ELSE excluded.name END,
             epoch = excluded.epoch
-        WHERE {_CURRENT} IN {rows.in_list(allowed)}
+        WHERE {rows.CURRENT_STEP_STATUS} IN {rows.in_list(allowed)}
     """
 
 
@@ -178,17 +176,17 @@ class SqliteRunnerSide(SqliteBase):
         offered = rows.dump_labels(labels)
         now = self._clock()
         self._signals.queue.looked()
+        job = None
         with self._write() as db:
             row = db.execute(
                 _ACQUIRE_JOB, (rows.text(runner_id), now + lease_ttl, tenant_id, offered)
             ).fetchone()
-            self._signals.queue.tried(row is not None)
-            if row is None:
-                return None
-            job = rows.job(row)
-            data = {**rows.job_event(job), "runner": job.lease_owner, "epoch": job.lease_epoch}
-            self._emit(db, EventKind.JOB_ACQUIRED, job.run_id, job.id, data, now)
-            return job
+            if row is not None:
+                job = rows.job(row)
+                data = {**rows.job_event(job), "runner": job.lease_owner, "epoch": job.lease_epoch}
+                self._emit(db, EventKind.JOB_ACQUIRED, job.run_id, job.id, data, now)
+        self._signals.queue.tried(job is not None)
+        return job
 
     async def start_job(self, job_id: str, epoch: int) -> JobRecord:
         with self._write() as db:

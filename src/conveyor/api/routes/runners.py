@@ -103,25 +103,36 @@ async def register(
 async def poll(body: PollIn, request: Request, principal: Runner) -> PollOut:
     """A job whose labels the runner has, at once if one is queued, else after `wait` seconds."""
     svc = services(request)
-    assert principal.runner_id is not None
-    runner_id, labels = principal.runner_id, await _labels(request, svc, principal.runner_id)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + min(body.wait, svc.settings.max_poll_wait)
     while not await request.is_disconnected():
-        job = await svc.store.acquire_job(
-            runner_id, labels, svc.settings.lease_ttl, tenant_id=principal.tenant_id
-        )
-        if job is not None:
-            assignment = await _assignment(svc, job)
-            if assignment is not None:
-                _handed_out(request, job)
-                return PollOut(job=assignment)
-            continue
+        assignment = await _take_job(request, svc, principal)
+        if assignment is not None:
+            return PollOut(job=assignment)
         remaining = deadline - loop.time()
         if remaining <= 0:
             break
         await svc.store.wait_for_queued(remaining)
     return PollOut(job=None)
+
+
+async def _take_job(
+    request: Request, svc: Services, principal: Principal
+) -> dict[str, object] | None:
+    """The assignment of a queued job for the runner, now leased to it; None if none is
+    queued for its labels."""
+    assert principal.runner_id is not None
+    labels = await _labels(request, svc, principal.runner_id)
+    while True:
+        job = await svc.store.acquire_job(
+            principal.runner_id, labels, svc.settings.lease_ttl, tenant_id=principal.tenant_id
+        )
+        if job is None:
+            return None
+        assignment = await _assignment(svc, job)
+        if assignment is not None:
+            _handed_out(request, job)
+            return assignment
 
 
 async def _labels(request: Request, svc: Services, runner_id: str) -> Sequence[str]:
@@ -243,7 +254,9 @@ async def report(job_id: str, body: ReportIn, request: Request, principal: Runne
     svc = await _leased(request, principal, job_id, body.epoch)
     events = [_event(event) for event in body.events]
     last = await svc.store.apply_report(job_id, body.epoch, events, seq=body.seq)
-    return ReportOut(last_seq=last)
+    # The runner's slot is free: what its next poll would do, without the poll.
+    following = await _take_job(request, svc, principal) if body.next else None
+    return ReportOut(last_seq=last, job=following)
 
 
 def _event(event: ReportEventIn) -> ReportEvent:
