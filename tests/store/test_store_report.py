@@ -401,3 +401,72 @@ async def test_a_whole_step_for_a_step_already_running_is_refused(kit: Kit) -> N
     assert recorded.status is StepStatus.RUNNING
     assert await kit.store.read_log(job.id) == []
     assert len(await kit.events()) == mark
+
+
+async def test_a_report_then_the_runners_next_job_in_one_call(kit: Kit) -> None:
+    job = await kit.acquired()
+    waiting = await kit.queued(labels=["linux"])
+    mark = len(await kit.events())
+    events = [JobStarted(), *step(0, LINES, BUILT), JobEnded(JobStatus.COMPLETED, OK, {})]
+
+    last, following = await kit.store.report_and_acquire(
+        job.id, job.lease_epoch, events, seq=1, runner_id="runner-1", labels=["linux"], lease_ttl=60
+    )
+
+    assert last == 3 and following is not None
+    assert (following.id, following.status, following.lease_owner) == (
+        waiting.id,
+        JobStatus.ACQUIRED,
+        "runner-1",
+    )
+    assert following.lease_epoch == waiting.lease_epoch + 1
+    assert following.lease_expires_at == kit.clock.now + 60
+    assert (await kit.store.get_job(job.id)).status is JobStatus.COMPLETED
+    reported = (await kit.events())[mark:]
+    assert [e.kind for e in reported][-3:] == ["job.completed", "run.completed", "job.acquired"]
+    acquired = reported[-1]
+    assert (acquired.run_id, acquired.job_id) == (waiting.run_id, waiting.id)
+    assert acquired.data == {
+        "key": "build",
+        "status": "acquired",
+        "conclusion": None,
+        "runner": "runner-1",
+        "epoch": following.lease_epoch,
+    }
+
+
+async def test_a_report_then_nothing_when_no_job_is_queued_for_the_runner(kit: Kit) -> None:
+    job = await kit.acquired()
+    gpu = await kit.queued(labels=["gpu"])
+    ending = [JobStarted(), JobEnded(JobStatus.COMPLETED, OK, {})]
+    answer = await kit.store.report_and_acquire(
+        job.id, job.lease_epoch, ending, runner_id="r", labels=["linux"], lease_ttl=60
+    )
+    assert answer == (None, None)
+    assert (await kit.store.get_job(gpu.id)).status is JobStatus.QUEUED
+    # a report that is not a whole job goes the long way, and still takes the next job
+    running = await kit.running()
+    ending = [LogLines(LINES), JobEnded(JobStatus.FAILED, FAIL, {})]
+    last, following = await kit.store.report_and_acquire(
+        running.id, running.lease_epoch, ending, runner_id="r", labels=["gpu"], lease_ttl=60
+    )
+    assert last == 3 and following is not None and following.id == gpu.id
+
+
+async def test_a_refused_report_takes_no_next_job(kit: Kit) -> None:
+    job = await kit.acquired()
+    waiting = await kit.queued()
+    ending = [JobStarted(), JobEnded(JobStatus.COMPLETED, OK, {})]
+    with pytest.raises(LeaseLost):
+        await kit.store.report_and_acquire(
+            job.id, job.lease_epoch + 1, ending, runner_id="r", labels=[], lease_ttl=60
+        )
+    await kit.store.start_step(job.id, job.lease_epoch, 0, None, "Build")
+    mark = len(await kit.events())
+    whole = [JobStarted(), *step(0, LINES, BUILT), JobEnded(JobStatus.COMPLETED, OK, {})]
+    with pytest.raises(Conflict, match="cannot start step 0"):
+        await kit.store.report_and_acquire(
+            job.id, job.lease_epoch, whole, runner_id="r", labels=[], lease_ttl=60
+        )
+    assert (await kit.store.get_job(waiting.id)).status is JobStatus.QUEUED
+    assert len(await kit.events()) == mark

@@ -275,6 +275,23 @@ class Store(Protocol):
         """
         ...
 
+    async def report_and_acquire(
+        self,
+        job_id: str,
+        epoch: int,
+        events: Sequence[ReportEvent],
+        *,
+        seq: int | None = None,
+        runner_id: str,
+        labels: Sequence[str],
+        lease_ttl: float,
+        tenant_id: str | None = None,
+    ) -> tuple[int | None, JobRecord | None]:
+        """`apply_report`, then `acquire_job` for the runner (whose slot the report may have
+        freed): -> (the report's answer, the job now leased to the runner or None). A
+        backend may do both in one transaction; a refused report acquires nothing."""
+        ...
+
     async def read_log(self, job_id: str, after_seq: int = 0, limit: int = 1000) -> list[LogLine]:
         """Up to `limit` lines with `seq > after_seq`, in order."""
         ...

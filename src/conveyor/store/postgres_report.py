@@ -44,7 +44,43 @@ from conveyor.store import rows
 from conveyor.store.postgres_base import TERMINAL_IN
 from conveyor.store.signal import Signals
 
-WHOLE_JOB = f"""
+
+def pick_job(condition: str) -> str:
+    """The UPDATE that leases the oldest queued job the runner may run (its labels in
+    %(offered)s, as JSON text; labels compare as their JSON spelling), with `condition`
+    (SQL, ours) added to the candidate's; RETURNING the job's columns."""
+    return f"""
+        UPDATE jobs SET status = 'acquired', lease_owner = %(owner)s,
+            lease_epoch = lease_epoch + 1, lease_expires_at = %(expires)s, report_seq = 0
+        WHERE id = (
+            SELECT candidate.id FROM jobs AS candidate
+            WHERE candidate.status = 'queued'
+              AND (%(tenant)s::text IS NULL OR candidate.tenant_id = %(tenant)s::text)
+              AND NOT EXISTS (
+                  SELECT 1 FROM json_array_elements(candidate.labels::json) AS wanted (label)
+                  WHERE wanted.label::text NOT IN (
+                      SELECT offered.label::text
+                      FROM json_array_elements(%(offered)s::json) AS offered (label)
+                  )
+              ) {condition}
+            ORDER BY candidate.queued_at, candidate.seq
+            LIMIT 1
+            FOR UPDATE SKIP LOCKED
+        ) AND status IN {rows.in_list(allowed_from(JobStatus.ACQUIRED))}
+        RETURNING {rows.JOB_COLUMNS}
+    """
+
+
+ACQUIRED_EVENT = f"""
+    '{EventKind.JOB_ACQUIRED}', picked.run_id, picked.id,
+    json_build_object(
+        'key', picked.key, 'status', picked.status, 'conclusion', picked.conclusion,
+        'runner', picked.lease_owner, 'epoch', picked.lease_epoch
+    )::text
+"""
+"""The outbox row of the job `picked` leased: kind, run, job and data (then its time)."""
+
+_WHOLE_JOB = f"""
     WITH job AS (
         UPDATE jobs SET status = %(status)s, conclusion = %(conclusion)s,
             outputs = %(outputs)s, reason = COALESCE(%(reason)s, reason),
@@ -123,7 +159,7 @@ WHOLE_JOB = f"""
         WHERE workflow_runs.id = decided.id AND (decided.starts OR decided.concludes)
         RETURNING workflow_runs.id, decided.starts, decided.concludes, workflow_runs.status,
             workflow_runs.conclusion, workflow_runs.concurrency_group
-    ),
+    ){{picked}},
     events AS (
         SELECT 0 AS n, '{EventKind.JOB_STARTED}' AS kind, job.run_id, job.id AS job_id,
             json_build_object('key', job.key, 'status', 'running', 'conclusion', NULL)::text
@@ -148,14 +184,14 @@ WHOLE_JOB = f"""
             json_build_object('status', run.status, 'conclusion', run.conclusion,
                 'group', run.concurrency_group)::text,
             %(now)s
-        FROM run WHERE run.concludes
+        FROM run WHERE run.concludes{{picked_event}}
     ),
     -- The outbox turn comes after every other write, so that it is never held
     -- while this statement waits for a row.
     turn AS MATERIALIZED (
         SELECT pg_advisory_xact_lock(%(outbox_lock)s) FROM job,
             (SELECT count(*) FROM stepped) AS s, (SELECT count(*) FROM logged) AS l,
-            (SELECT count(*) FROM run) AS r
+            (SELECT count(*) FROM run) AS r{{picked_written}}
     ),
     appended AS (
         INSERT INTO outbox (kind, run_id, job_id, data, created_at)
@@ -174,13 +210,31 @@ WHOLE_JOB = f"""
         SELECT pg_notify(%(channel)s, %(notice)s || '|' || flags.value) FROM flags
         WHERE flags.value <> '' AND (SELECT count(*) FROM appended) > 0
     )
-    SELECT job.*, COALESCE(run.starts, FALSE), COALESCE(run.concludes, FALSE), run.status,
-        run.conclusion, run.concurrency_group, flags.value,
-        (SELECT count(*) FROM notified),
+    SELECT flags.value, (SELECT count(*) FROM notified),
         CASE WHEN (SELECT count(*) FROM stepped) < %(step_count)s
-            THEN conveyor_refuse('a step of the report cannot start') END
-    FROM job CROSS JOIN flags LEFT JOIN run ON TRUE
+            THEN conveyor_refuse('a step of the report cannot start') END,
+        job.log_seq{{picked_columns}}
+    FROM job CROSS JOIN flags LEFT JOIN run ON TRUE{{picked_join}}
 """
+WHOLE_JOB = _WHOLE_JOB.format(
+    picked="", picked_written="", picked_event="", picked_columns="", picked_join=""
+)
+"""Columns: whom the commit concerns (its NOTIFY flags), the NOTIFYs sent, the refusal
+check, the job's last log line number."""
+WHOLE_JOB_THEN_ACQUIRE = _WHOLE_JOB.format(
+    # Only once the report is written; after it, so that the runner's next job is
+    # never the one it has just ended.
+    picked=f""",
+    picked AS ({pick_job("AND EXISTS (SELECT 1 FROM job)")})""",
+    picked_written=", (SELECT count(*) FROM picked) AS p",
+    picked_event=f"""
+        UNION ALL
+        SELECT %(last)s + 2, {ACQUIRED_EVENT}, %(now)s FROM picked""",
+    picked_columns=", picked.*",
+    picked_join=" LEFT JOIN picked ON TRUE",
+)
+"""WHOLE_JOB, then the runner's next job leased as `acquire_job` would: its columns
+follow (all NULL when none was queued for the runner)."""
 
 
 _STEP_COLUMNS = (

@@ -11,6 +11,7 @@ a run's last unfinished job also concludes the run, in the same transaction.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 from psycopg import errors
 
@@ -35,46 +36,28 @@ from conveyor.engine.states import (
 from conveyor.errors import Conflict, NotFound, StoreError
 from conveyor.store import rows
 from conveyor.store.postgres_base import CHANNEL, LEASED_IN, TERMINAL_IN, PostgresBase, Tx
-from conveyor.store.postgres_report import WHOLE_JOB, WholeJob, whole_job, whole_job_params
+from conveyor.store.postgres_report import (
+    ACQUIRED_EVENT,
+    WHOLE_JOB,
+    WHOLE_JOB_THEN_ACQUIRE,
+    WholeJob,
+    pick_job,
+    whole_job,
+    whole_job_params,
+)
 
 _J = rows.JOB_COLUMNS
 
-# Labels are JSON text; elements compare as their (deterministic) JSON spelling,
-# which never needs the \u0000 that PostgreSQL text cannot take back.
 # One statement, so one round trip and its own transaction: the acquisition and
 # its outbox row, appended after the outbox lock as every append is (see
 # postgres_base). An acquisition concerns neither the scheduler nor polling
 # runners, so it notifies nobody.
 _ACQUIRE_JOB = f"""
-    WITH picked AS (
-    UPDATE jobs SET status = 'acquired', lease_owner = %(owner)s,
-        lease_epoch = lease_epoch + 1, lease_expires_at = %(expires)s, report_seq = 0
-    WHERE id = (
-        SELECT candidate.id FROM jobs AS candidate
-        WHERE candidate.status = 'queued'
-          AND (%(tenant)s::text IS NULL OR candidate.tenant_id = %(tenant)s::text)
-          AND NOT EXISTS (
-              SELECT 1 FROM json_array_elements(candidate.labels::json) AS wanted (label)
-              WHERE wanted.label::text NOT IN (
-                  SELECT offered.label::text
-                  FROM json_array_elements(%(offered)s::json) AS offered (label)
-              )
-          )
-        ORDER BY candidate.queued_at, candidate.seq
-        LIMIT 1
-        FOR UPDATE SKIP LOCKED
-    ) AND status IN {rows.in_list(allowed_from(JobStatus.ACQUIRED))}
-    RETURNING {_J}
-    ),
+    WITH picked AS ({pick_job("")}),
     turn AS MATERIALIZED (SELECT pg_advisory_xact_lock(%(outbox_lock)s) FROM picked),
     appended AS (
         INSERT INTO outbox (kind, run_id, job_id, data, created_at)
-        SELECT %(kind)s, picked.run_id, picked.id,
-            json_build_object(
-                'key', picked.key, 'status', picked.status, 'conclusion', picked.conclusion,
-                'runner', picked.lease_owner, 'epoch', picked.lease_epoch
-            )::text,
-            %(now)s
+        SELECT {ACQUIRED_EVENT}, %(now)s
         FROM picked, turn
     )
     SELECT {_J} FROM picked
@@ -232,16 +215,7 @@ class PostgresRunnerSide(PostgresBase):
     ) -> JobRecord | None:
         if lease_ttl <= 0:
             raise ValueError(f"lease_ttl must be positive, not {lease_ttl}")
-        now = self._clock()
-        params = {
-            "owner": rows.text(runner_id),
-            "expires": now + lease_ttl,
-            "tenant": tenant_id,
-            "offered": rows.dump_labels(labels),
-            "outbox_lock": self._outbox_lock,
-            "kind": EventKind.JOB_ACQUIRED.value,
-            "now": now,
-        }
+        params = self._acquisition(runner_id, labels, lease_ttl, tenant_id)
         self._signals.queue.looked()
         row = await self._statement(_ACQUIRE_JOB, params)
         self._signals.queue.tried(row is not None)
@@ -366,15 +340,45 @@ class PostgresRunnerSide(PostgresBase):
     ) -> int:
         return await self._transact(lambda tx: self._append_log(tx, job_id, epoch, lines))
 
+    async def report_and_acquire(
+        self,
+        job_id: str,
+        epoch: int,
+        events: Sequence[ReportEvent],
+        *,
+        seq: int | None = None,
+        runner_id: str,
+        labels: Sequence[str],
+        lease_ttl: float,
+        tenant_id: str | None = None,
+    ) -> tuple[int | None, JobRecord | None]:
+        if lease_ttl <= 0:
+            raise ValueError(f"lease_ttl must be positive, not {lease_ttl}")
+        rows.check_report(events, _FINISH_STEP, _FINISH_JOB)
+        whole = whole_job(events)
+        if whole is not None:
+            acquiring = self._acquisition(runner_id, labels, lease_ttl, tenant_id)
+            written = await self._whole_job(job_id, epoch, whole, seq, acquiring)
+            if written is not None:
+                return written
+        last = await self._apply_report(job_id, epoch, events, seq)
+        return last, await self.acquire_job(runner_id, labels, lease_ttl, tenant_id=tenant_id)
+
     async def apply_report(
         self, job_id: str, epoch: int, events: Sequence[ReportEvent], *, seq: int | None = None
     ) -> int | None:
         rows.check_report(events, _FINISH_STEP, _FINISH_JOB)
         whole = whole_job(events)
         if whole is not None:
-            written, last = await self._whole_job(job_id, epoch, whole, seq)
-            if written:
-                return last
+            written = await self._whole_job(job_id, epoch, whole, seq)
+            if written is not None:
+                return written[0]
+        return await self._apply_report(job_id, epoch, events, seq)
+
+    async def _apply_report(
+        self, job_id: str, epoch: int, events: Sequence[ReportEvent], seq: int | None
+    ) -> int | None:
+        """The report as separate statements in one transaction."""
 
         async def body(tx: Tx) -> int | None:
             # Lock the job row for update first: a FOR SHARE lock taken by a
@@ -420,30 +424,52 @@ class PostgresRunnerSide(PostgresBase):
 
         return await self._transact(body)
 
+    def _acquisition(
+        self, runner_id: str, labels: Sequence[str], lease_ttl: float, tenant_id: str | None
+    ) -> dict[str, Any]:
+        """The parameters of an acquisition (pick_job's and its outbox row's)."""
+        now = self._clock()
+        return {
+            "owner": rows.text(runner_id),
+            "expires": now + lease_ttl,
+            "tenant": tenant_id,
+            "offered": rows.dump_labels(labels),
+            "outbox_lock": self._outbox_lock,
+            "now": now,
+        }
+
     async def _whole_job(
-        self, job_id: str, epoch: int, report: WholeJob, seq: int | None
-    ) -> tuple[bool, int | None]:
-        """Write a whole job's report in one statement (see postgres_report); -> whether it
-        was written, and the number of its last log line (None without log lines)."""
+        self,
+        job_id: str,
+        epoch: int,
+        report: WholeJob,
+        seq: int | None,
+        acquiring: Mapping[str, Any] | None = None,
+    ) -> tuple[int | None, JobRecord | None] | None:
+        """Write a whole job's report in one statement (see postgres_report), with the
+        acquisition `acquiring` describes; -> the number of its last log line (None without
+        log lines) and the job acquired; None when nothing was written."""
         params = {
+            **(acquiring or {}),
             **whole_job_params(report, job_id, epoch, seq, self._clock()),
             "outbox_lock": self._outbox_lock,
             "channel": CHANNEL,
             "notice": self._notice,
         }
+        statement = WHOLE_JOB if acquiring is None else WHOLE_JOB_THEN_ACQUIRE
         try:
-            row = await self._statement(WHOLE_JOB, params)
+            row = await self._statement(statement, params)
         except StoreError as exc:
             if isinstance(exc.__cause__, errors.TriggeredActionException):
-                return False, None  # a part was refused; the separate statements say which
+                return None  # a part was refused; the separate statements say which
             raise
         if row is None:
-            return False, None
-        flags: str = row[-3]  # then the NOTIFYs sent and the refusal check
+            return None
+        flags, _, _, log_seq, *picked = row
         if flags:
             self._signals.committed(flags)
-        log_seq: int = row[rows.JOB_WIDTH]
-        return True, log_seq if report.logs else None
+        acquired = rows.job(tuple(picked)) if picked and picked[0] is not None else None
+        return (log_seq if report.logs else None), acquired
 
     async def _answered_before(
         self, tx: Tx, job_id: str, epoch: int, seq: int | None, action: str

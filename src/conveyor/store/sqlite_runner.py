@@ -294,6 +294,22 @@ class SqliteRunnerSide(SqliteBase):
         with self._write() as db:
             return self._append_log(db, job_id, epoch, lines)
 
+    async def report_and_acquire(
+        self,
+        job_id: str,
+        epoch: int,
+        events: Sequence[ReportEvent],
+        *,
+        seq: int | None = None,
+        runner_id: str,
+        labels: Sequence[str],
+        lease_ttl: float,
+        tenant_id: str | None = None,
+    ) -> tuple[int | None, JobRecord | None]:
+        # In-process, two transactions cost what one does.
+        last = await self.apply_report(job_id, epoch, events, seq=seq)
+        return last, await self.acquire_job(runner_id, labels, lease_ttl, tenant_id=tenant_id)
+
     async def apply_report(
         self, job_id: str, epoch: int, events: Sequence[ReportEvent], *, seq: int | None = None
     ) -> int | None:

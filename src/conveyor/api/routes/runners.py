@@ -129,10 +129,18 @@ async def _take_job(
         )
         if job is None:
             return None
-        assignment = await _assignment(svc, job)
+        assignment = await _handing_out(request, svc, job)
         if assignment is not None:
-            _handed_out(request, job)
             return assignment
+
+
+async def _handing_out(request: Request, svc: Services, job: JobRecord) -> dict[str, object] | None:
+    """The ASSIGNMENT of a job just leased to the runner; None when it cannot be described
+    (the job then failed)."""
+    assignment = await _assignment(svc, job)
+    if assignment is not None:
+        _handed_out(request, job)
+    return assignment
 
 
 async def _labels(request: Request, svc: Services, runner_id: str) -> Sequence[str]:
@@ -253,9 +261,24 @@ async def report(job_id: str, body: ReportIn, request: Request, principal: Runne
     """
     svc = await _leased(request, principal, job_id, body.epoch)
     events = [_event(event) for event in body.events]
-    last = await svc.store.apply_report(job_id, body.epoch, events, seq=body.seq)
+    if not body.next:
+        last = await svc.store.apply_report(job_id, body.epoch, events, seq=body.seq)
+        return ReportOut(last_seq=last)
     # The runner's slot is free: what its next poll would do, without the poll.
-    following = await _take_job(request, svc, principal) if body.next else None
+    assert principal.runner_id is not None
+    last, job = await svc.store.report_and_acquire(
+        job_id,
+        body.epoch,
+        events,
+        seq=body.seq,
+        runner_id=principal.runner_id,
+        labels=await _labels(request, svc, principal.runner_id),
+        lease_ttl=svc.settings.lease_ttl,
+        tenant_id=principal.tenant_id,
+    )
+    following = await _handing_out(request, svc, job) if job is not None else None
+    if following is None and job is not None:  # it could not be described, and failed
+        following = await _take_job(request, svc, principal)
     return ReportOut(last_seq=last, job=following)
 
 
