@@ -93,6 +93,11 @@ class Conflict(StoreError):
     """A compare-and-set transition matched no row: the object was not in an allowed state."""
 
 
+class StaleWorkflow(Conflict):
+    """A run was to be created from a workflow as read earlier, and it has changed (or was
+    disabled or deleted) since: read it again."""
+
+
 class LeaseLost(Conflict):
     """A runner write carried a fencing token that is no longer the job's lease epoch."""
 

@@ -230,3 +230,24 @@ def test_idempotency_keys_are_checked(live: Live) -> None:
         answer = http.post("/api/v1/repositories", json={"name": "acme/a", "url": "/x"})
     assert answer.status_code == 422
     assert "Idempotency-Key" in answer.json()["message"]
+
+
+def test_dispatch_sees_what_another_server_changed_in_the_workflow(live: Live) -> None:
+    workflow_id = live.register_workflow()
+    path = f"/api/v1/workflows/{workflow_id}/dispatch"
+    record = live.call(live.store.get_workflow("default", workflow_id))
+    with live.client() as http:
+        assert http.post(path, json={"inputs": {}}).status_code == 202  # read, and kept
+
+        # Changes made elsewhere, straight in the store: this server's copy is stale.
+        live.call(live.store.set_workflow_enabled("default", workflow_id, False))
+        answer = http.post(path, json={"inputs": {}})
+        assert (answer.status_code, answer.json()["code"]) == (409, "conflict")
+        live.call(live.store.set_workflow_enabled("default", workflow_id, True))
+        assert http.post(path, json={"inputs": {}}).status_code == 202
+        without = CI_YAML.replace("  workflow_dispatch:\n", "  workflow_call:\n")
+        live.call(live.store.register_workflow("default", record.path, without, record.name))
+        answer = http.post(path, json={"inputs": {}})
+        assert answer.status_code == 422 and "workflow_dispatch" in answer.json()["message"]
+        runs = http.get("/api/v1/runs").json()["items"]
+    assert len(runs) == 2

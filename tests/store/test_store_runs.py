@@ -9,7 +9,7 @@ import pytest
 from conveyor.engine.records import JobInstance, NewJob, RunRecord
 from conveyor.engine.states import Conclusion, JobStatus, RunStatus
 from conveyor.engine.store import Store
-from conveyor.errors import Conflict, ExpressionError, NotFound
+from conveyor.errors import Conflict, ExpressionError, NotFound, StaleWorkflow
 
 if TYPE_CHECKING:
     from tests.store.conftest import Kit
@@ -351,3 +351,30 @@ async def test_run_completed_names_the_group_the_run_held(kit: Kit) -> None:
     run, _ = await kit.store.create_run(kit.new_run(), [], group_of=lambda r: "deploy")
     await kit.store.complete_run(run.id, Conclusion.SUCCESS)
     assert (await kit.events())[-1].data["group"] == "deploy"
+
+
+async def test_a_run_is_created_only_from_the_workflow_as_it_was_read(kit: Kit) -> None:
+    store = kit.store
+    read = await store.register_workflow("default", "ci.yml", "on: push", "CI")
+    as_read = kit.new_run(workflow_id=read.id, workflow_version=read.updated_at)
+    created, _ = await store.create_run(as_read, [])
+    assert created.workflow_id == read.id
+    mark = len(await kit.events())
+
+    kit.clock.advance(1)
+    changed = await store.register_workflow("default", "ci.yml", "on: [push]", "CI")
+    with pytest.raises(StaleWorkflow):
+        await store.create_run(as_read, [])
+    await store.create_run(
+        kit.new_run(workflow_id=read.id, workflow_version=changed.updated_at), []
+    )
+
+    disabled = await store.set_workflow_enabled("default", read.id, False)
+    later = kit.new_run(workflow_id=read.id, workflow_version=disabled.updated_at)
+    with pytest.raises(StaleWorkflow):  # disabled, even at the version just read
+        await store.create_run(later, [])
+    await store.delete_workflow("default", read.id)
+    with pytest.raises(StaleWorkflow):
+        await store.create_run(as_read, [])
+    assert [e.kind for e in (await kit.events())[mark:]] == ["run.created"]
+    assert len(await store.list_runs("default")) == 2

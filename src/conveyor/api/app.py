@@ -79,6 +79,7 @@ def create_app(services: Services) -> FastAPI:
     app.state.principals = {}  # token hash -> (expiry, Principal): see deps.PRINCIPAL_CACHE_SECONDS
     app.state.polling = {}  # runner id -> (when last seen, labels): see routes.runners.poll
     app.state.leases = {}  # job id -> (runner id, epoch) handed out: see routes.runners._leased
+    app.state.workflows = {}  # (tenant, workflow id) -> record: see routes.workflows.dispatch
     for router in (
         runners.router,
         workflows.router,

@@ -95,6 +95,9 @@ class NewRun:
     run_number: int | None = None
     idempotency_key: str | None = None
     workflow_id: str | None = None
+    workflow_version: float | None = None
+    """With `workflow_id`: the run is created only while that workflow is enabled and still
+    as last updated at this time (its `updated_at`), else StaleWorkflow."""
     concurrency_group: str | None = None
     carried_from: str | None = None
     """The run whose failed jobs this one re-runs: the artifacts that its `carried_jobs`

@@ -110,6 +110,7 @@ class RunService:
             repository_id=workflow.repository_id,
             idempotency_key=idempotency_key,
             workflow_id=workflow.id,
+            workflow_version=workflow.updated_at,
         )
         run, _ = await self._store.create_run(
             new_run,

@@ -32,7 +32,7 @@ from conveyor.engine.records import (
 )
 from conveyor.engine.states import Conclusion, JobStatus, RunStatus, allowed_from, is_terminal
 from conveyor.engine.store import Store
-from conveyor.errors import Conflict, NotFound, StoreError
+from conveyor.errors import Conflict, NotFound, StaleWorkflow, StoreError
 from conveyor.store import rows
 from conveyor.store.postgres_base import (
     CHANNEL,
@@ -200,6 +200,7 @@ class PostgresStore(PostgresJobSide, PostgresRunnerSide, PostgresServiceSide, St
             "key": run.idempotency_key,
             "now": now,
             "workflow": run.workflow_id,
+            "version": run.workflow_version,
             "group": run.concurrency_group,
         }
         # The run as it will be stored, for the decisions taken before it is.
@@ -234,9 +235,11 @@ class PostgresStore(PostgresJobSide, PostgresRunnerSide, PostgresServiceSide, St
         created = await self._statement_all(CREATE_RUN, params)
         if not created:  # a concurrent creation with the same key committed first, or
             found = await self._read(existing) if run.idempotency_key is not None else None
-            if found is None:  # no such tenant
-                raise NotFound(f"tenant {run.tenant_id!r} not found")
-            return found
+            if found is not None:
+                return found
+            if run.workflow_version is not None:  # the workflow changed, or
+                raise StaleWorkflow(f"workflow {run.workflow_id!r} changed since it was read")
+            raise NotFound(f"tenant {run.tenant_id!r} not found")  # there is no such tenant
         if flags:
             self._signals.committed(flags)
         by_id = {

@@ -9,8 +9,9 @@ idempotency race, leaves a gap in the numbers, as GitHub's may have.
 Then one statement inserts the run, its jobs (in order: their `seq` is
 their order in the run), the artifacts a re-run carries over, and the
 outbox rows, appended after the outbox lock as every append is (see
-postgres_base). It writes nothing when the tenant does not exist or the
-idempotency key is taken.
+postgres_base). It writes nothing when the tenant does not exist, the
+idempotency key is taken, or the workflow is no longer as the run's creator
+read it (`NewRun.workflow_version`).
 """
 
 from __future__ import annotations
@@ -47,6 +48,10 @@ CREATE_RUN = f"""
             %(payload)s, %(ref)s, %(sha)s, %(inputs)s, 'queued', %(attempt)s, %(number)s,
             %(key)s, %(now)s, %(workflow)s, %(group)s
         WHERE EXISTS (SELECT 1 FROM tenants WHERE id = %(tenant)s)
+          AND (%(version)s::float8 IS NULL OR EXISTS (
+              SELECT 1 FROM workflows WHERE id = %(workflow)s AND tenant_id = %(tenant)s
+                AND enabled AND updated_at = %(version)s
+          ))
         ON CONFLICT (tenant_id, idempotency_key) DO NOTHING
         RETURNING {rows.RUN_COLUMNS}
     ),

@@ -33,7 +33,7 @@ from conveyor.engine.states import (
     is_terminal,
 )
 from conveyor.engine.store import Store
-from conveyor.errors import Conflict, NotFound, StoreError
+from conveyor.errors import Conflict, NotFound, StaleWorkflow, StoreError
 from conveyor.store import rows
 from conveyor.store.schema import migrate_sqlite
 from conveyor.store.sqlite_base import LEASED_IN
@@ -60,6 +60,9 @@ _INSERT_JOB = """
         created_at, queued_at)
     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 """
+_WORKFLOW_AS_READ = (
+    "SELECT 1 FROM workflows WHERE id = ? AND tenant_id = ? AND enabled AND updated_at = ?"
+)
 _SET_GROUP = f"""
     UPDATE workflow_runs SET concurrency_group = ? WHERE id = ? RETURNING {rows.RUN_COLUMNS}
 """
@@ -179,6 +182,13 @@ class SqliteStore(SqliteJobSide, SqliteRunnerSide, SqliteServiceSide, Store):
                 is None
             ):
                 raise NotFound(f"tenant {run.tenant_id!r} not found")
+            if (
+                run.workflow_version is not None
+                and not db.execute(
+                    _WORKFLOW_AS_READ, (run.workflow_id, run.tenant_id, run.workflow_version)
+                ).fetchone()
+            ):
+                raise StaleWorkflow(f"workflow {run.workflow_id!r} changed since it was read")
             number = run.run_number
             if number is None:
                 (number,) = db.execute(

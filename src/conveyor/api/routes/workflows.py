@@ -9,6 +9,7 @@ store, so a retried dispatch creates one run.
 
 from __future__ import annotations
 
+import contextlib
 import posixpath
 from typing import Annotated, Any
 
@@ -27,13 +28,15 @@ from conveyor.api.schemas import (
     workflow_detail_out,
     workflow_out,
 )
-from conveyor.errors import Conflict
+from conveyor.errors import Conflict, StaleWorkflow
 from conveyor.workflow import load_workflow, parse_workflow
 from conveyor.workflow.triggers import dispatch_inputs
 
 router = APIRouter(prefix="/workflows", tags=["workflows"], route_class=IdempotentRoute)
 
 Admin = Annotated[Principal, Depends(admin)]
+WORKFLOW_CACHE_SIZE = 10_000
+"""Workflows dispatch keeps as last read (each dispatch checks its copy is current)."""
 Limit = Annotated[int, Query(ge=1, le=200)]
 
 
@@ -132,19 +135,48 @@ async def delete(workflow_id: str, request: Request, principal: Admin) -> Respon
 async def dispatch(
     workflow_id: str, body: DispatchIn, request: Request, principal: Admin
 ) -> RunIdOut:
-    """Start a run by hand (`workflow_dispatch`), with inputs typed as the workflow declares."""
+    """Start a run by hand (`workflow_dispatch`), with inputs typed as the workflow declares.
+
+    The workflow as this server last read it is used, and the run is created
+    only if it is still so (enabled, same `updated_at`): else it is read again.
+    """
     svc = services(request)
+    known: dict[tuple[str, str], Any] = request.app.state.workflows
+    cached = known.get((principal.tenant_id, workflow_id))
+    if cached is not None:  # it may only say yes: any refusal comes from a fresh read
+        try:
+            inputs: dict[str, Any] | None = _dispatch_inputs(cached, body)
+        except (Conflict, Invalid):
+            inputs = None
+        if inputs is not None:
+            with contextlib.suppress(StaleWorkflow):  # nothing was written: read it again
+                return await _start(request, principal, cached, body, inputs)
     record = await svc.store.get_workflow(principal.tenant_id, workflow_id)
+    if len(known) >= WORKFLOW_CACHE_SIZE:
+        known.clear()
+    known[(principal.tenant_id, workflow_id)] = record
+    return await _start(request, principal, record, body, _dispatch_inputs(record, body))
+
+
+def _dispatch_inputs(record: Any, body: DispatchIn) -> dict[str, Any]:
+    """The dispatch's inputs, typed as the workflow declares them; Conflict or Invalid when
+    the workflow cannot be dispatched so."""
     if not record.enabled:
-        raise Conflict(f"workflow {workflow_id!r} is disabled")
-    model = parse_workflow(record.path, record.source)
-    trigger = model.on.get("workflow_dispatch")
+        raise Conflict(f"workflow {record.id!r} is disabled")
+    trigger = parse_workflow(record.path, record.source).on.get("workflow_dispatch")
     if trigger is None:
         raise Invalid(f"workflow {record.path!r} has no workflow_dispatch trigger")
-    inputs = dispatch_inputs(trigger, body.inputs)
+    return dispatch_inputs(trigger, body.inputs)
+
+
+async def _start(
+    request: Request, principal: Principal, record: Any, body: DispatchIn, inputs: dict[str, Any]
+) -> RunIdOut:
+    """A run of the workflow `record`, if the store still has it so (else StaleWorkflow,
+    before anything is written)."""
     key = idempotency_key(request)
     payload: dict[str, Any] = {"inputs": inputs, "ref": body.ref, "workflow": record.path}
-    run = await svc.start_run(
+    run = await services(request).start_run(
         principal.tenant_id,
         record,
         "workflow_dispatch",
@@ -152,6 +184,6 @@ async def dispatch(
         inputs,
         ref=body.ref,
         # Scoped to this workflow: the store dedupes runs by key across the whole tenant.
-        idempotency_key=f"dispatch:{workflow_id}:{key}" if key else None,
+        idempotency_key=f"dispatch:{record.id}:{key}" if key else None,
     )
     return RunIdOut(run_id=run.id)
