@@ -16,6 +16,11 @@ is written. A step that would be refused (already started in this attempt)
 makes the statement raise through `conveyor_refuse`, which undoes it whole.
 Either way the caller falls back to the transaction of separate statements,
 which writes what it can or says exactly why not.
+
+A runner whose report ends a job usually wants its next one (the report
+asks, see `Store.report_and_acquire`): WHOLE_JOB_THEN_ACQUIRE also leases
+that job, as `acquire_job` would, in the same statement and only if the
+report was written.
 """
 
 from __future__ import annotations
@@ -284,7 +289,7 @@ def whole_job(events: Sequence[ReportEvent]) -> WholeJob | None:
             steps.append((start, event))
         elif n not in starts:
             return None  # a step started or ended alone, or the job started again
-    indexes = [end.step_index for _, end in steps]
+    indexes = [ended.step_index for _, ended in steps]
     if len(set(indexes)) != len(indexes):
         return None  # one row could not take two writes in one statement
     return WholeJob(steps, lines, end, logs)
