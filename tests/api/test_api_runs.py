@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from conveyor.engine.records import scheduler_work
+from conveyor.engine.records import JobInstance, scheduler_work
 from tests.api.conftest import Live
 
 
@@ -164,3 +164,35 @@ def test_what_only_the_scheduler_decides_leaves_every_job_pending(
     with live.client() as http:
         jobs = http.get(f"/api/v1/runs/{run_id}/jobs").json()["items"]
     assert [j["status"] for j in jobs] == ["pending"]
+
+
+def test_a_jobs_matrix_instances_are_listed_together_where_the_job_is(live: Live) -> None:
+    source = """
+on: workflow_dispatch
+jobs:
+  prepare:
+    runs-on: linux
+    steps: [{run: echo prepare}]
+  build:
+    needs: prepare
+    runs-on: linux
+    strategy: {matrix: {os: [a, b, c]}}
+    steps: [{run: echo build}]
+  report:
+    needs: build
+    runs-on: linux
+    steps: [{run: echo report}]
+"""
+    run_id = live.dispatch(live.register_workflow(source))
+    build = next(j for j in live.call(live.store.list_jobs(run_id)) if j.key == "build")
+    instances = [JobInstance(f"build ({os})", {"os": os}) for os in "abc"]
+    live.call(live.store.queue_job(build.id, instances))  # two rows made after report's
+    with live.client() as http:
+        jobs = http.get(f"/api/v1/runs/{run_id}/jobs").json()["items"]
+    assert [j["name"] for j in jobs] == [
+        "prepare",
+        "build (a)",
+        "build (b)",
+        "build (c)",
+        "report",
+    ]

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from conveyor.api.deps import Principal, admin, services
 from conveyor.api.idempotency import IdempotentRoute
 from conveyor.api.schemas import JobsOut, RunIdOut, RunOut, RunsOut, job_out, run_out
+from conveyor.engine.records import JobRecord
 from conveyor.engine.states import RunStatus
 
 router = APIRouter(prefix="/runs", tags=["runs"], route_class=IdempotentRoute)
@@ -85,6 +86,16 @@ async def _rerun(
 
 @router.get("/{run_id}/jobs")
 async def jobs(run_id: str, request: Request, principal: Admin) -> JobsOut:
+    """The run's jobs in the workflow's order, a job's matrix instances together."""
     store = services(request).store
     run = await store.get_run(run_id, tenant_id=principal.tenant_id)
-    return JobsOut(items=[job_out(j) for j in await store.list_jobs(run.id)])
+    return JobsOut(items=[job_out(j) for j in _grouped(await store.list_jobs(run.id))])
+
+
+def _grouped(jobs: list[JobRecord]) -> list[JobRecord]:
+    """Jobs in creation order, but each key's later rows (the matrix instances made when
+    it was queued) moved up to its first: a stable sort by the key's first position."""
+    first: dict[str, int] = {}
+    for n, job in enumerate(jobs):
+        first.setdefault(job.key, n)
+    return sorted(jobs, key=lambda job: first[job.key])
