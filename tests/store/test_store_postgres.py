@@ -11,7 +11,7 @@ import pytest
 from psycopg import sql
 from tests.store.conftest import POSTGRES_URL, Clock, Place, new_run
 
-from conveyor.engine.records import JobInstance, NewJob
+from conveyor.engine.records import JobInstance, NewJob, RunRecord
 from conveyor.errors import StoreError
 from conveyor.store.postgres import PostgresStore
 from conveyor.store.postgres_base import connect
@@ -254,9 +254,19 @@ async def test_nul_in_a_key_is_kept_as_u_fffd_and_found_again(pg: Place, clock: 
 async def test_store_transactions_are_counted(pg: Place, clock: Clock) -> None:
     store = await pg.open(clock)
     assert isinstance(store, PostgresStore)
+    seen: list[int] = []
+
+    def queue_now(run: RunRecord) -> None:
+        seen.append(run.run_number)
+
+    late, _ = await store.create_run(
+        new_run(), [NewJob("b", "B", (), ())], queue_now=queue_now, queue_now_reads_number=False
+    )
+    assert store.transactions == 1  # the number drawn by the creating statement itself
+    assert (late.run_number, seen) == (1, [0])  # what queue_now promised not to read
     _, (job,) = await store.create_run(new_run(), [NewJob("b", "B", (), ())])
-    assert store.transactions == 2  # the run's number, then the run with its jobs
+    assert store.transactions == 3  # the run's number, then the run with its jobs
     await store.get_job(job.id)  # reads are not write transactions
     await store.queue_job(job.id, [JobInstance("B", None)])
-    assert store.transactions == 3
+    assert store.transactions == 4
     await store.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING
 
+import pytest
 from tests.store.conftest import in_threads, new_run
 
 from conveyor.engine.records import JobInstance, NewJob
@@ -58,9 +59,20 @@ async def test_one_delivery_creates_one_run(shared: Place, clock: Clock) -> None
     await store.close()
 
 
-async def test_runs_created_at_once_get_distinct_numbers(shared: Place, clock: Clock) -> None:
+@pytest.mark.parametrize("reads_number", [True, False])
+async def test_runs_created_at_once_get_distinct_numbers(
+    shared: Place, clock: Clock, reads_number: bool
+) -> None:
+    """Drawn before the creation, or (PostgreSQL) by the creating statement itself."""
+
     async def create(store: Store, n: int) -> list[int]:
-        return [(await store.create_run(new_run(), []))[0].run_number for _ in range(5)]
+        numbers = []
+        for _ in range(5):
+            run, _ = await store.create_run(
+                new_run(), [], queue_now=lambda r: None, queue_now_reads_number=reads_number
+            )
+            numbers.append(run.run_number)
+        return numbers
 
     numbers = [number for got in in_threads(shared, clock, 4, create) for number in got]
     assert sorted(numbers) == list(range(1, 21))

@@ -26,6 +26,7 @@ from conveyor.engine.runsource import LoadedRun, event_of, event_sha, github_of,
 from conveyor.engine.scheduler import (
     RunContext,
     call_secrets,
+    creation_reads_github,
     job_contexts,
     queued_at_creation,
     unfinished_in_group,
@@ -117,6 +118,7 @@ class RunService:
             _new_jobs(loaded.plan),
             group_of=self._group_of(loaded),
             queue_now=self._queue_now(loaded),
+            queue_now_reads_number=creation_reads_github(loaded.plan),
         )
         self._remember(run, loaded)
         await self._enter_group(run, loaded)

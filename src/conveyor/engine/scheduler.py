@@ -19,8 +19,17 @@ from conveyor.engine.runplan import CallSite, PlannedJob, group_members
 from conveyor.engine.states import Conclusion, JobStatus, RunStatus, is_terminal
 from conveyor.engine.store import Store
 from conveyor.engine.templating import render_structure
-from conveyor.errors import Conflict, ConveyorError
-from conveyor.expr import Environment, condition, evaluate, render_value, to_boolean, to_string
+from conveyor.errors import Conflict, ConveyorError, ExpressionSyntaxError
+from conveyor.expr import (
+    Environment,
+    condition,
+    context_names,
+    evaluate,
+    render_value,
+    template_contexts,
+    to_boolean,
+    to_string,
+)
 from conveyor.workflow.matrix import MatrixError, display_suffix, expand, max_parallel
 from conveyor.workflow.triggers import dispatch_inputs
 
@@ -199,6 +208,31 @@ def queued_at_creation(ctx: RunContext) -> dict[str, list[JobInstance]] | None:
         except (ConveyorError, MatrixError):
             return None
     return roots
+
+
+def creation_reads_github(plan: Sequence[PlannedJob]) -> bool:
+    """Whether `queued_at_creation` may read the `github` context (the run's number is in it
+    and nowhere else): through a root job's `if:`, name, `runs-on` or strategy, or a call
+    of a reusable workflow (its caller's `with:` and `if:`). An expression that cannot be
+    parsed counts as reading it."""
+    for planned in plan:
+        if planned.need_groups:
+            continue  # not a root: decided later, by the scheduler
+        if planned.call is not None:
+            return True
+        job = planned.job
+        strategy = job.strategy
+        try:
+            if job.if_ is not None and "github" in context_names(condition(job.if_)):
+                return True
+            raw = [job.name, job.runs_on]
+            if strategy is not None:
+                raw += [strategy.matrix, strategy.fail_fast, strategy.max_parallel]
+            if any("github" in template_contexts(value) for value in raw):
+                return True
+        except ExpressionSyntaxError:
+            return True
+    return False
 
 
 _UNFINISHED = (RunStatus.QUEUED, RunStatus.IN_PROGRESS)

@@ -65,6 +65,7 @@ class Store(Protocol):
         *,
         group_of: Callable[[RunRecord], str | None] | None = None,
         queue_now: Callable[[RunRecord], Mapping[str, Sequence[JobInstance]] | None] | None = None,
+        queue_now_reads_number: bool = True,
     ) -> tuple[RunRecord, list[JobRecord]]:
         """Create a QUEUED run and its PENDING jobs; outbox `run.created`.
 
@@ -81,7 +82,10 @@ class Store(Protocol):
         Those jobs are created QUEUED, a row per instance, each with outbox
         `job.queued`, and `run.created` says `"scheduled": true`: the creation
         made every decision the run's start called for. When it answers None,
-        every job is created PENDING for the scheduler.
+        every job is created PENDING for the scheduler. Without
+        `queue_now_reads_number` (and without `group_of`), `queue_now` promises
+        not to read the run's number: a backend may then draw the number in the
+        very statement that creates the run, and `queue_now` sees it as 0.
         """
         ...
 

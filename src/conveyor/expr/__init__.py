@@ -6,6 +6,7 @@
     render(template, env)                  raw value for a lone expression, else str
     render_value(raw, env)                 renders every string in nested data
     condition(text) -> Node                an `if:` value, with the implicit `success() &&`
+    template_contexts(raw) -> frozenset    the context names rendering `raw` reads
 
 Syntax errors raise conveyor.errors.ExpressionSyntaxError (with a 0-based
 offset); evaluation errors raise conveyor.errors.ExpressionError.
@@ -37,6 +38,7 @@ from conveyor.expr.template import (
     parse_template,
     render,
     render_value,
+    template_contexts,
 )
 from conveyor.expr.values import to_boolean, to_number, to_string
 
@@ -66,6 +68,7 @@ __all__ = [
     "parse_template",
     "render",
     "render_value",
+    "template_contexts",
     "to_boolean",
     "to_number",
     "to_string",

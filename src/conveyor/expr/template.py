@@ -15,7 +15,7 @@ from functools import lru_cache
 from typing import Any
 
 from conveyor.errors import ExpressionSyntaxError
-from conveyor.expr.ast import Call, Literal, Logical, Node, is_status_call
+from conveyor.expr.ast import Call, Literal, Logical, Node, context_names, is_status_call
 from conveyor.expr.environment import Environment
 from conveyor.expr.evaluate import evaluate
 from conveyor.expr.lexer import string_end
@@ -85,6 +85,22 @@ def parse_template(text: str) -> Template:
     if pos < len(text):
         segments.append(text[pos:])
     return Template(text, tuple(segments))
+
+
+def template_contexts(raw: Any) -> frozenset[str]:
+    """The lower-cased context names that rendering `raw` (as `render_value` does) reads."""
+    if isinstance(raw, str):
+        if OPEN not in raw:
+            return frozenset()
+        found: set[str] = set()
+        for expression in parse_template(raw).expressions:
+            found |= context_names(expression.node)
+        return frozenset(found)
+    if isinstance(raw, Mapping):
+        return frozenset().union(*(template_contexts(item) for item in raw.items()))
+    if isinstance(raw, list | tuple):
+        return frozenset().union(*(template_contexts(item) for item in raw))
+    return frozenset()
 
 
 def render(template: Template, env: Environment) -> Any:

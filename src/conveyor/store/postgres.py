@@ -43,6 +43,7 @@ from conveyor.store.postgres_base import (
     translated,
 )
 from conveyor.store.postgres_creation import (
+    CREATE_NUMBERED_RUN,
     CREATE_RUN,
     NEXT_RUN_NUMBER,
     job_params,
@@ -153,6 +154,7 @@ class PostgresStore(PostgresJobSide, PostgresRunnerSide, PostgresServiceSide, St
         *,
         group_of: Callable[[RunRecord], str | None] | None = None,
         queue_now: Callable[[RunRecord], Mapping[str, Sequence[JobInstance]] | None] | None = None,
+        queue_now_reads_number: bool = True,
     ) -> tuple[RunRecord, list[JobRecord]]:
         keys = [job.key for job in jobs]
         if len(set(keys)) != len(keys):
@@ -174,14 +176,15 @@ class PostgresStore(PostgresJobSide, PostgresRunnerSide, PostgresServiceSide, St
         identity = {
             "tenant": run.tenant_id,
             "repository": run.repository_id,
+            "repository_key": run.repository_id or "",
             "path": rows.text(run.workflow_path),
         }
         number = run.run_number
-        if number is None:
-            drawn = await self._statement(
-                NEXT_RUN_NUMBER[run.repository_id is None],
-                {**identity, "repository_key": run.repository_id or ""},
-            )
+        # The number is drawn by the creating statement itself when nothing decided
+        # before it reads the number; else first, on its own (see postgres_creation).
+        numbered_late = number is None and group_of is None and not queue_now_reads_number
+        if number is None and not numbered_late:
+            drawn = await self._statement(NEXT_RUN_NUMBER[run.repository_id is None], identity)
             if drawn is None:
                 raise NotFound(f"tenant {run.tenant_id!r} not found")
             number = int(drawn[0])
@@ -196,7 +199,7 @@ class PostgresStore(PostgresJobSide, PostgresRunnerSide, PostgresServiceSide, St
             "sha": rows.optional_text(run.sha),
             "inputs": inputs,
             "attempt": run.attempt,
-            "number": number,
+            "number": number or 0,
             "key": run.idempotency_key,
             "now": now,
             "workflow": run.workflow_id,
@@ -232,14 +235,18 @@ class PostgresStore(PostgresJobSide, PostgresRunnerSide, PostgresServiceSide, St
             "notice": f"{self._notice}|{flags}",
             "flags": flags,
         }
-        created = await self._statement_all(CREATE_RUN, params)
+        creation = CREATE_NUMBERED_RUN[run.repository_id is None] if numbered_late else CREATE_RUN
+        created = await self._statement_all(creation, params)
         if not created:  # a concurrent creation with the same key committed first, or
             found = await self._read(existing) if run.idempotency_key is not None else None
             if found is not None:
                 return found
-            if run.workflow_version is not None:  # the workflow changed, or
+            tenant = run.tenant_id  # the workflow changed, or there is no such tenant
+            if run.workflow_version is not None and await self._read(
+                lambda tx: self._exists(tx, "tenants", tenant)
+            ):
                 raise StaleWorkflow(f"workflow {run.workflow_id!r} changed since it was read")
-            raise NotFound(f"tenant {run.tenant_id!r} not found")  # there is no such tenant
+            raise NotFound(f"tenant {tenant!r} not found")
         if flags:
             self._signals.committed(flags)
         by_id = {

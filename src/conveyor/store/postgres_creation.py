@@ -1,12 +1,16 @@
-"""A run's creation on PostgreSQL in two statements: its number, then everything else.
+"""A run's creation on PostgreSQL: its number, and everything else in one statement.
 
-The number comes first, from the workflow's row in `run_numbers` (or the
-highest number its runs have, if that is higher), in a statement of its own: the decisions a creation makes before it writes (the
-concurrency group's name, which root jobs to queue) may read it. That
-statement commits at once, so a creation that then fails, or loses an
-idempotency race, leaves a gap in the numbers, as GitHub's may have.
+The number comes from the workflow's row in `run_numbers` (or the highest
+number its runs have, if that is higher). The decisions a creation makes
+before it writes (the concurrency group's name, which root jobs to queue)
+may read it: then it is drawn first, in a statement of its own, which
+commits at once. When they cannot read it (no concurrency group, and the
+root jobs' decisions do not read the `github` context), the creating
+statement draws it itself. Either way a creation that then writes nothing
+(it loses an idempotency race, or its workflow changed) leaves a gap in the
+numbers, as GitHub's may have.
 
-Then one statement inserts the run, its jobs (in order: their `seq` is
+The creating statement inserts the run, its jobs (in order: their `seq` is
 their order in the run), the artifacts a re-run carries over, and the
 outbox rows, appended after the outbox lock as every append is (see
 postgres_base). It writes nothing when the tenant does not exist, the
@@ -39,13 +43,13 @@ NEXT_RUN_NUMBER = {
 }
 """By whether the workflow has no repository."""
 
-CREATE_RUN = f"""
-    WITH run AS (
+_CREATE_RUN = f"""
+    WITH {{numbering}}run AS (
         INSERT INTO workflow_runs (id, tenant_id, repository_id, workflow_path, workflow_name,
             event, payload, ref, sha, inputs, status, attempt, run_number, idempotency_key,
             created_at, workflow_id, concurrency_group)
         SELECT %(id)s, %(tenant)s, %(repository)s, %(path)s, %(name)s, %(event)s,
-            %(payload)s, %(ref)s, %(sha)s, %(inputs)s, 'queued', %(attempt)s, %(number)s,
+            %(payload)s, %(ref)s, %(sha)s, %(inputs)s, 'queued', %(attempt)s, {{number}},
             %(key)s, %(now)s, %(workflow)s, %(group)s
         WHERE EXISTS (SELECT 1 FROM tenants WHERE id = %(tenant)s)
           AND (%(version)s::float8 IS NULL OR EXISTS (
@@ -96,6 +100,16 @@ CREATE_RUN = f"""
     SELECT run.*, new_jobs.*, (SELECT count(*) FROM notified)
     FROM run LEFT JOIN new_jobs ON TRUE
 """
+CREATE_RUN = _CREATE_RUN.format(numbering="", number="%(number)s")
+"""The creation of a run whose number was drawn before (or given)."""
+CREATE_NUMBERED_RUN = {
+    null: _CREATE_RUN.format(
+        numbering=f"number AS ({NEXT_RUN_NUMBER[null]}),",
+        number="(SELECT last_number FROM number)",
+    )
+    for null in (False, True)
+}
+"""The creation that draws the run's number too, by whether the workflow has no repository."""
 
 _JOB_PARAMS = (
     "j_id",

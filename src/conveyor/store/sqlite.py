@@ -161,6 +161,7 @@ class SqliteStore(SqliteJobSide, SqliteRunnerSide, SqliteServiceSide, Store):
         *,
         group_of: Callable[[RunRecord], str | None] | None = None,
         queue_now: Callable[[RunRecord], Mapping[str, Sequence[JobInstance]] | None] | None = None,
+        queue_now_reads_number: bool = True,
     ) -> tuple[RunRecord, list[JobRecord]]:
         keys = [job.key for job in jobs]
         if len(set(keys)) != len(keys):
