@@ -56,7 +56,8 @@ class Slots:
         root = self._reused() or self._new_root()
         temp, files, tool_cache = root / "temp", root / "files", root / "tool-cache"
         for d in (temp, files, tool_cache, root / "workspace"):
-            d.mkdir(mode=0o700, exist_ok=True)
+            with contextlib.suppress(FileExistsError):  # a real directory: `_as_left` saw
+                os.mkdir(d, 0o700)
         if source_dir is None:
             base = name.rsplit("/", 1)[-1]
             workspace = root / "workspace" / (base if base not in ("", ".", "..") else "workspace")
@@ -97,6 +98,7 @@ class Slots:
 
 _KEPT = ("files", "temp", "tool-cache", "workspace")
 """What a tree holds between jobs (only `files` holds anything: empty files)."""
+_UID = os.getuid()
 
 
 def _emptied(root: Path) -> bool:
@@ -108,7 +110,7 @@ def _emptied(root: Path) -> bool:
                 _remove(entry.path)
             elif entry.name == "files":
                 for file in _entries(entry.path):
-                    if not _truncated(file.path):
+                    if not (_as_wanted(file) or _truncated(file.path)):
                         _remove(file.path)
             else:
                 for inner in _entries(entry.path):
@@ -126,23 +128,38 @@ def _entries(path: str) -> list[os.DirEntry[str]]:
 def _as_left(root: Path) -> bool:
     """Whether the tree is as `_emptied` leaves it: nothing in it but empty files of ours."""
     try:
-        if not _real_dir(root) or not set(os.listdir(root)) <= set(_KEPT):
+        if not _real_dir(root):
             return False
-        for name in _KEPT:
-            path = root / name
-            if not os.path.lexists(path):
-                continue
-            if not _real_dir(path):
+        for kept in _entries(str(root)):
+            if kept.name not in _KEPT or not _real_dir(Path(kept.path)):
                 return False
-            os.chmod(path, 0o700)
-            for entry in _entries(str(path)):
-                info = entry.stat(follow_symlinks=False)
-                plain = stat.S_ISREG(info.st_mode) and info.st_nlink == 1 and info.st_size == 0
-                if name != "files" or not plain or info.st_uid != os.getuid():
+            os.chmod(kept.path, 0o700)
+            for entry in _entries(kept.path):
+                if kept.name != "files" or not _plain_empty(entry.stat(follow_symlinks=False)):
                     return False
     except OSError:
         return False
     return True
+
+
+def _as_wanted(entry: os.DirEntry[str]) -> bool:
+    """Whether an env file is already as `_truncated` leaves one (seen without opening it:
+    most files of most jobs stay empty). `_as_left` looks again before the tree is reused."""
+    try:
+        info = entry.stat(follow_symlinks=False)
+    except OSError:
+        return False
+    return _plain_empty(info) and stat.S_IMODE(info.st_mode) == 0o600
+
+
+def _plain_empty(info: os.stat_result) -> bool:
+    """An empty regular file of ours with one link."""
+    return (
+        stat.S_ISREG(info.st_mode)
+        and info.st_nlink == 1
+        and info.st_size == 0
+        and info.st_uid == _UID
+    )
 
 
 def _truncated(path: str) -> bool:
@@ -153,7 +170,7 @@ def _truncated(path: str) -> bool:
         return False
     try:
         info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode) or info.st_nlink != 1 or info.st_uid != os.getuid():
+        if not stat.S_ISREG(info.st_mode) or info.st_nlink != 1 or info.st_uid != _UID:
             return False
         if info.st_size:  # an empty file is left alone: even a no-op truncation is a write
             os.ftruncate(fd, 0)
@@ -168,7 +185,7 @@ def _truncated(path: str) -> bool:
 
 def _real_dir(path: Path) -> bool:
     info = os.lstat(path)
-    return stat.S_ISDIR(info.st_mode) and info.st_uid == os.getuid()
+    return stat.S_ISDIR(info.st_mode) and info.st_uid == _UID
 
 
 def _remove(path: str) -> None:
