@@ -251,3 +251,16 @@ def test_dispatch_sees_what_another_server_changed_in_the_workflow(live: Live) -
         assert answer.status_code == 422 and "workflow_dispatch" in answer.json()["message"]
         runs = http.get("/api/v1/runs").json()["items"]
     assert len(runs) == 2
+
+
+def test_dispatch_takes_inputs_a_newer_version_of_the_workflow_declares(live: Live) -> None:
+    workflow_id = live.register_workflow()
+    path = f"/api/v1/workflows/{workflow_id}/dispatch"
+    record = live.call(live.store.get_workflow("default", workflow_id))
+    with live.client() as http:
+        assert http.post(path, json={"inputs": {}}).status_code == 202  # read, and kept
+        newer = CI_YAML.replace("    inputs:\n", "    inputs:\n      mode: {type: string}\n")
+        assert newer != CI_YAML
+        live.call(live.store.register_workflow("default", record.path, newer, record.name))
+        answer = http.post(path, json={"inputs": {"mode": "fast"}})
+    assert answer.status_code == 202, answer.text

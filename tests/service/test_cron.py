@@ -54,3 +54,23 @@ def test_each_cron_tick_fires_once_across_two_servers(tmp_path: Path, database_u
     one, two, total = asyncio.run(_two_servers_fire(database_url, tmp_path / "data"))
     assert one + two == 3
     assert total == 3
+
+
+async def _start_from_an_older_read(url: str | None, data_dir: Path) -> str | None:
+    store = await open_store(url, data_dir=str(data_dir))
+    try:
+        record = await store.register_workflow("default", "nightly.yml", NIGHTLY, "nightly")
+        await asyncio.sleep(0.01)  # a push registers it again meanwhile (a newer updated_at)
+        await store.register_workflow("default", "nightly.yml", NIGHTLY, "nightly")
+        runs = RunService(store, RepositoryMirror(str(data_dir / "repos")), RunSettings())
+        run = await runs.start_run("default", record, "schedule", {"schedule": "x"}, {})
+        return run.workflow_id
+    finally:
+        await store.close()
+
+
+def test_a_tick_fires_though_its_workflow_was_registered_again_since_it_was_read(
+    tmp_path: Path, database_url
+) -> None:
+    """Only dispatch, which keeps records between requests, asks for the workflow as read."""
+    assert asyncio.run(_start_from_an_older_read(database_url, tmp_path / "data")) is not None

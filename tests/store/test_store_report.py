@@ -470,3 +470,16 @@ async def test_a_refused_report_takes_no_next_job(kit: Kit) -> None:
         )
     assert (await kit.store.get_job(waiting.id)).status is JobStatus.QUEUED
     assert len(await kit.events()) == mark
+
+
+async def test_a_report_sent_again_takes_no_second_job(kit: Kit) -> None:
+    job = await kit.acquired()
+    first, second = await kit.queued(), await kit.queued()
+    ending = [JobStarted(), JobEnded(JobStatus.COMPLETED, OK, {})]
+    asked = {"runner_id": "runner-1", "labels": [], "lease_ttl": 60}
+    _, handed = await kit.store.report_and_acquire(job.id, job.lease_epoch, ending, seq=1, **asked)
+    assert handed is not None and handed.id == first.id
+    # the answer was lost: the same report again is answered, and leases nothing more
+    again = await kit.store.report_and_acquire(job.id, job.lease_epoch, ending, seq=1, **asked)
+    assert again == (0, None)  # the job's last line so far, as for any report sent again
+    assert (await kit.store.get_job(second.id)).status is JobStatus.QUEUED

@@ -90,6 +90,7 @@ class StartRun(Protocol):
         *,
         ref: str | None = None,
         idempotency_key: str | None = None,
+        as_read: bool = False,
     ) -> RunRecord: ...
 
 

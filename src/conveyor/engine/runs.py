@@ -85,8 +85,14 @@ class RunService:
         ref: str | None = None,
         sha: str | None = None,
         idempotency_key: str | None = None,
+        as_read: bool = False,
     ) -> RunRecord:
-        """Create a run of a registered workflow (a `WorkflowRecord`) for an event."""
+        """Create a run of a registered workflow (a `WorkflowRecord`) for an event.
+
+        With `as_read`, only if the store still has the workflow enabled and as
+        `workflow` is (else StaleWorkflow, before anything is written): for a
+        caller that kept the record from an earlier read.
+        """
         repo = await self._repository(tenant_id, workflow.repository_id)
         if repo is not None and not sha:
             await self._mirror.sync(repo.url)
@@ -111,7 +117,7 @@ class RunService:
             repository_id=workflow.repository_id,
             idempotency_key=idempotency_key,
             workflow_id=workflow.id,
-            workflow_version=workflow.updated_at,
+            workflow_version=workflow.updated_at if as_read else None,
         )
         run, _ = await self._store.create_run(
             new_run,

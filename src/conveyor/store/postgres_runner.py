@@ -361,7 +361,10 @@ class PostgresRunnerSide(PostgresBase):
             written = await self._whole_job(job_id, epoch, whole, seq, acquiring)
             if written is not None:
                 return written
-        last = await self._apply_report(job_id, epoch, events, seq)
+        try:
+            last = await self._apply_report(job_id, epoch, events, seq)
+        except rows.Replayed as replay:
+            return replay.last_seq, None
         return last, await self.acquire_job(runner_id, labels, lease_ttl, tenant_id=tenant_id)
 
     async def apply_report(
@@ -373,12 +376,16 @@ class PostgresRunnerSide(PostgresBase):
             written = await self._whole_job(job_id, epoch, whole, seq)
             if written is not None:
                 return written[0]
-        return await self._apply_report(job_id, epoch, events, seq)
+        try:
+            return await self._apply_report(job_id, epoch, events, seq)
+        except rows.Replayed as replay:
+            return replay.last_seq
 
     async def _apply_report(
         self, job_id: str, epoch: int, events: Sequence[ReportEvent], seq: int | None
     ) -> int | None:
-        """The report as separate statements in one transaction."""
+        """The report as separate statements in one transaction; rows.Replayed for one
+        applied before."""
 
         async def body(tx: Tx) -> int | None:
             # Lock the job row for update first: a FOR SHARE lock taken by a
@@ -389,12 +396,12 @@ class PostgresRunnerSide(PostgresBase):
             if events and isinstance(events[0], JobStarted):
                 started = await self._start_job(tx, job_id, epoch, seq)
                 if started is None:
-                    return await self._answered_before(tx, job_id, epoch, seq, "start")
+                    raise await self._answered_before(tx, job_id, epoch, seq, "start")
                 run_id, rest = started.run_id, events[1:]
             elif seq is not None:
                 claimed = await tx.one(_CLAIM_REPORT, (seq, job_id, epoch, seq))
                 if claimed is None:
-                    return await self._answered_before(tx, job_id, epoch, seq, "report on")
+                    raise await self._answered_before(tx, job_id, epoch, seq, "report on")
                 run_id = claimed[0]
             else:
                 run_id = await self._fence(tx, job_id, epoch, "report on", lock="UPDATE")
@@ -473,14 +480,14 @@ class PostgresRunnerSide(PostgresBase):
 
     async def _answered_before(
         self, tx: Tx, job_id: str, epoch: int, seq: int | None, action: str
-    ) -> int:
-        """The answer to report `seq` if it was applied already (its last log seq); else
-        the refusal of the report's first write."""
+    ) -> Exception:
+        """rows.Replayed when report `seq` was applied already; else the refusal of the
+        report's first write."""
         if seq is not None:
             reported = await tx.one(_REPORTED, (job_id,))
             if reported is not None and rows.applied_before(reported, epoch, seq):
-                return int(reported[2])
-        raise await self._refusal(tx, job_id, action, epoch)
+                return rows.Replayed(int(reported[2]))
+        return await self._refusal(tx, job_id, action, epoch)
 
     async def _start_step(
         self,

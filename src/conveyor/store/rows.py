@@ -383,6 +383,15 @@ def job_end_statement(by_status: Mapping[JobStatus, str], end: JobEnded) -> str:
     return statement
 
 
+class Replayed(Exception):
+    """A numbered report applied before: answered with its last log seq, not applied again
+    (and it takes no job: the one its first answer carried is the runner's already)."""
+
+    def __init__(self, last_seq: int) -> None:
+        super().__init__(last_seq)
+        self.last_seq = last_seq
+
+
 def applied_before(reported: tuple[Any, ...], epoch: int, seq: int) -> bool:
     """Whether report `seq` of lease `epoch` was applied already, by the job's
     (lease_epoch, report_seq, log_seq): it is then answered, not applied again."""

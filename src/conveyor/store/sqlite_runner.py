@@ -307,12 +307,24 @@ class SqliteRunnerSide(SqliteBase):
         tenant_id: str | None = None,
     ) -> tuple[int | None, JobRecord | None]:
         # In-process, two transactions cost what one does.
-        last = await self.apply_report(job_id, epoch, events, seq=seq)
+        try:
+            last = self._apply_report(job_id, epoch, events, seq)
+        except rows.Replayed as replay:
+            return replay.last_seq, None
         return last, await self.acquire_job(runner_id, labels, lease_ttl, tenant_id=tenant_id)
 
     async def apply_report(
         self, job_id: str, epoch: int, events: Sequence[ReportEvent], *, seq: int | None = None
     ) -> int | None:
+        try:
+            return self._apply_report(job_id, epoch, events, seq)
+        except rows.Replayed as replay:
+            return replay.last_seq
+
+    def _apply_report(
+        self, job_id: str, epoch: int, events: Sequence[ReportEvent], seq: int | None
+    ) -> int | None:
+        """The report in one transaction; rows.Replayed for one applied before."""
         rows.check_report(events, _FINISH_STEP, _FINISH_JOB)
         last = None
         with self._write() as db:
@@ -320,10 +332,10 @@ class SqliteRunnerSide(SqliteBase):
             rest: Sequence[ReportEvent] = events
             if events and isinstance(events[0], JobStarted):
                 if self._start_job(db, job_id, epoch, seq) is None:
-                    return self._answered_before(db, job_id, epoch, seq, "start")
+                    raise self._answered_before(db, job_id, epoch, seq, "start")
                 rest = events[1:]
             elif seq is not None and not self._claim(db, job_id, epoch, seq):
-                return self._answered_before(db, job_id, epoch, seq, "report on")
+                raise self._answered_before(db, job_id, epoch, seq, "report on")
             for event in rest:
                 if isinstance(event, JobStarted):
                     if self._start_job(db, job_id, epoch) is None:
@@ -347,14 +359,14 @@ class SqliteRunnerSide(SqliteBase):
 
     def _answered_before(
         self, db: sqlite3.Connection, job_id: str, epoch: int, seq: int | None, action: str
-    ) -> int:
-        """The answer to report `seq` if it was applied already (its last log seq); else
-        the refusal of the report's first write."""
+    ) -> Exception:
+        """rows.Replayed when report `seq` was applied already; else the refusal of the
+        report's first write."""
         if seq is not None:
             reported = db.execute(_REPORTED, (job_id,)).fetchone()
             if reported is not None and rows.applied_before(reported, epoch, seq):
-                return int(reported[2])
-        raise self._refusal(db, job_id, action, epoch)
+                return rows.Replayed(int(reported[2]))
+        return self._refusal(db, job_id, action, epoch)
 
     def _start_step(
         self,

@@ -146,7 +146,7 @@ async def dispatch(
     if cached is not None:  # it may only say yes: any refusal comes from a fresh read
         try:
             inputs: dict[str, Any] | None = _dispatch_inputs(cached, body)
-        except (Conflict, Invalid):
+        except Exception:  # whatever it is (disabled, inputs of an older version…): read again
             inputs = None
         if inputs is not None:
             with contextlib.suppress(StaleWorkflow):  # nothing was written: read it again
@@ -185,5 +185,6 @@ async def _start(
         ref=body.ref,
         # Scoped to this workflow: the store dedupes runs by key across the whole tenant.
         idempotency_key=f"dispatch:{record.id}:{key}" if key else None,
+        as_read=True,
     )
     return RunIdOut(run_id=run.id)
