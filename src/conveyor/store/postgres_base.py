@@ -66,7 +66,23 @@ T = TypeVar("T")
 
 CHANNEL = "conveyor_outbox"
 LEASED_IN = rows.in_list(LEASED)
-TERMINAL_IN = rows.in_list(s for s in JobStatus if is_terminal(s))
+_TERMINAL_IN = rows.in_list(s for s in JobStatus if is_terminal(s))
+ALL_OTHERS_ENDED = f"NOT EXISTS (SELECT 1 FROM others WHERE status NOT IN {_TERMINAL_IN})"
+"""SQL: every row of `others` (a run's other jobs) has ended."""
+
+
+def run_conclusion(job: str) -> str:
+    """SQL: the scheduler's conclusion of a run whose last job `job` ends, over the rows of
+    `others` (its other jobs): failure if any failed, else cancelled if any was, else
+    success."""
+    return f"""CASE
+        WHEN {job}.conclusion = 'failure'
+            OR EXISTS (SELECT 1 FROM others WHERE conclusion = 'failure') THEN 'failure'
+        WHEN {job}.conclusion = 'cancelled'
+            OR EXISTS (SELECT 1 FROM others WHERE conclusion = 'cancelled') THEN 'cancelled'
+        ELSE 'success' END"""
+
+
 _ATTEMPTS = 5
 _RETRIED = (errors.DeadlockDetected, errors.SerializationFailure)
 
@@ -265,24 +281,13 @@ class PostgresBase:
             return result
 
     async def _statement(self, query: str, params: Params) -> tuple[Any, ...] | None:
-        """One writing statement as its own transaction (autocommit), again after a deadlock."""
-        attempt = 0
-        while True:
-            attempt += 1
-            with translated():
-                async with self._pool.connection() as conn:
-                    try:
-                        row = await Tx(conn).one(query, params)
-                    except _RETRIED:
-                        if attempt < _ATTEMPTS:
-                            continue
-                        raise
-            if row is not None:
-                self._commits += 1
-            return row
+        """One writing statement as its own transaction (autocommit): its first row."""
+        found = await self._statement_all(query, params)
+        return found[0] if found else None
 
     async def _statement_all(self, query: str, params: Params) -> list[tuple[Any, ...]]:
-        """`_statement` for a writing statement that returns several rows."""
+        """One writing statement as its own transaction (autocommit), again after a
+        deadlock: the rows it returns (none when it wrote nothing)."""
         attempt = 0
         while True:
             attempt += 1

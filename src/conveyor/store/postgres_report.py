@@ -46,7 +46,7 @@ from conveyor.engine.states import (
     allowed_from,
 )
 from conveyor.store import rows
-from conveyor.store.postgres_base import TERMINAL_IN
+from conveyor.store.postgres_base import ALL_OTHERS_ENDED, run_conclusion
 from conveyor.store.signal import Signals
 
 
@@ -140,16 +140,8 @@ _WHOLE_JOB = f"""
     decided AS (
         SELECT current_run.id, current_run.status = 'queued' AS starts,
             current_run.status IN {rows.in_list(allowed_from(RunStatus.COMPLETED))}
-                AND NOT EXISTS (SELECT 1 FROM others WHERE status NOT IN {TERMINAL_IN})
-                AS concludes,
-            CASE
-                WHEN job.conclusion = 'failure'
-                    OR EXISTS (SELECT 1 FROM others WHERE conclusion = 'failure')
-                    THEN 'failure'
-                WHEN job.conclusion = 'cancelled'
-                    OR EXISTS (SELECT 1 FROM others WHERE conclusion = 'cancelled')
-                    THEN 'cancelled'
-                ELSE 'success' END AS conclusion
+                AND {ALL_OTHERS_ENDED} AS concludes,
+            {run_conclusion("job")} AS conclusion
         FROM current_run, job
     ),
     run AS (

@@ -35,7 +35,14 @@ from conveyor.engine.states import (
 )
 from conveyor.errors import Conflict, NotFound, StoreError
 from conveyor.store import rows
-from conveyor.store.postgres_base import CHANNEL, LEASED_IN, TERMINAL_IN, PostgresBase, Tx
+from conveyor.store.postgres_base import (
+    ALL_OTHERS_ENDED,
+    CHANNEL,
+    LEASED_IN,
+    PostgresBase,
+    Tx,
+    run_conclusion,
+)
 from conveyor.store.postgres_report import (
     ACQUIRED_EVENT,
     WHOLE_JOB,
@@ -115,18 +122,11 @@ _FINISH_JOB = {
         ),
         concluded AS (
             UPDATE workflow_runs SET status = 'completed', completed_at = %(now)s,
-                conclusion = CASE
-                    WHEN ended.conclusion = 'failure'
-                        OR EXISTS (SELECT 1 FROM others WHERE conclusion = 'failure')
-                        THEN 'failure'
-                    WHEN ended.conclusion = 'cancelled'
-                        OR EXISTS (SELECT 1 FROM others WHERE conclusion = 'cancelled')
-                        THEN 'cancelled'
-                    ELSE 'success' END
+                conclusion = {run_conclusion("ended")}
             FROM ended
             WHERE workflow_runs.id = ended.run_id
               AND workflow_runs.status IN {rows.in_list(allowed_from(RunStatus.COMPLETED))}
-              AND NOT EXISTS (SELECT 1 FROM others WHERE status NOT IN {TERMINAL_IN})
+              AND {ALL_OTHERS_ENDED}
             RETURNING workflow_runs.status, workflow_runs.conclusion,
                 workflow_runs.concurrency_group
         )
