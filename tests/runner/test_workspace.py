@@ -58,6 +58,33 @@ def test_another_repository_replaces_the_last_ones_workspace(tmp_path: Path) -> 
     assert [p.name for p in dirs.workspace.parent.iterdir()] == ["gadget"]
 
 
+def test_the_next_job_of_a_repository_gets_its_workspace_back_empty_and_writable(
+    tmp_path: Path,
+) -> None:
+    slots = Slots(str(tmp_path))
+    first = slots.acquire(None, bind=False, name="acme/widget")
+    use(first)
+    (first.workspace / ".hidden").write_text("left by the job")
+    kept = first.workspace.stat().st_ino
+    os.chmod(first.workspace, 0o500)  # a job may lock it against writes
+    slots.release(first)
+    second = slots.acquire(None, bind=False, name="acme/widget")
+    assert second.workspace == first.workspace and second.workspace.stat().st_ino == kept
+    assert list(second.workspace.iterdir()) == []
+    assert stat.S_IMODE(second.workspace.stat().st_mode) == 0o755
+    (second.workspace / "out.txt").write_text("written by the next job")
+
+
+def test_a_workspace_filled_again_before_reuse_drops_the_tree(tmp_path: Path) -> None:
+    slots = Slots(str(tmp_path))
+    first = slots.acquire(None, bind=False, name="acme/widget")
+    slots.release(first)
+    (first.workspace / "late.txt").write_text("a stray process wrote this after the job")
+    second = slots.acquire(None, bind=False, name="acme/widget")
+    assert second.root != first.root and not first.root.exists()
+    assert list(second.workspace.iterdir()) == []
+
+
 def test_a_checkout_copy_is_fresh_for_every_job(tmp_path: Path) -> None:
     source = tmp_path / "repo"
     source.mkdir()

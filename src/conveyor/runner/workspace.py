@@ -31,12 +31,13 @@ class Slots:
     some filesystems (ext4 spent up to 0.6 ms per inode here under churn,
     truncating an existing file 0.01 ms), so a tree outlives its job. On
     release everything the job left is removed, except the env files and step
-    scripts, which are truncated (they may hold rendered secrets). A released
-    tree is handed out again only `reuse_after` seconds later, once the job's
-    stray processes are gone (the runner's lease guard kills them within that
-    time), and only if it is still exactly as it was left: real directories,
-    nothing in them, env files that are plain files of ours with one link.
-    Anything else, and the tree is dropped.
+    scripts, which are truncated (they may hold rendered secrets), and the
+    workspace directory itself, emptied (the next job of the same repository
+    takes it over). A released tree is handed out again only `reuse_after`
+    seconds later, once the job's stray processes are gone (the runner's lease
+    guard kills them within that time), and only if it is still exactly as it
+    was left: real directories, nothing in them, env files that are plain
+    files of ours with one link. Anything else, and the tree is dropped.
     """
 
     def __init__(self, parent: str | None, *, reuse_after: float = 0.0) -> None:
@@ -58,14 +59,12 @@ class Slots:
         for d in (temp, files, tool_cache, root / "workspace"):
             with contextlib.suppress(FileExistsError):  # a real directory: `_as_left` saw
                 os.mkdir(d, 0o700)
-        if source_dir is None:
-            base = name.rsplit("/", 1)[-1]
-            workspace = root / "workspace" / (base if base not in ("", ".", "..") else "workspace")
-            workspace.mkdir()
-        elif bind:
-            workspace = Path(source_dir)
-        else:
-            workspace = root / "workspace" / Path(source_dir).name
+        if bind and source_dir is not None:
+            return JobDirs(root, Path(source_dir), temp, files, tool_cache)
+        base = name.rsplit("/", 1)[-1] if source_dir is None else Path(source_dir).name
+        workspace = root / "workspace" / (base if base not in ("", ".", "..") else "workspace")
+        _only_empty_dir(workspace)
+        if source_dir is not None:
             copy_checkout(source_dir, str(workspace))
         return JobDirs(root, workspace, temp, files, tool_cache)
 
@@ -99,6 +98,8 @@ class Slots:
 _KEPT = ("files", "temp", "tool-cache", "workspace")
 """What a tree holds between jobs (only `files` holds anything: empty files)."""
 _UID = os.getuid()
+_DIR_MODE = 0o755
+"""A workspace directory's mode, whatever the umask: a kept one is put back to it."""
 
 
 def _emptied(root: Path) -> bool:
@@ -114,7 +115,11 @@ def _emptied(root: Path) -> bool:
                         _remove(file.path)
             else:
                 for inner in _entries(entry.path):
-                    _remove(inner.path)
+                    if entry.name == "workspace" and inner.is_dir(follow_symlinks=False):
+                        for item in _entries(inner.path):  # kept for the next job of its name
+                            _remove(item.path)
+                    else:
+                        _remove(inner.path)
     except OSError:
         return False
     return True  # checked again before the tree serves another job
@@ -126,20 +131,26 @@ def _entries(path: str) -> list[os.DirEntry[str]]:
 
 
 def _as_left(root: Path) -> bool:
-    """Whether the tree is as `_emptied` leaves it: nothing in it but empty files of ours."""
+    """Whether the tree is as `_emptied` leaves it: nothing in it but empty files of ours
+    and, in `workspace`, the last job's workspace directory, empty."""
     try:
         if not _real_dir(root):
             return False
         for kept in _entries(str(root)):
-            if kept.name not in _KEPT or not _real_dir(Path(kept.path)):
+            if kept.name not in _KEPT or not _real_dir(kept.path, 0o700):
                 return False
-            os.chmod(kept.path, 0o700)
-            for entry in _entries(kept.path):
-                if kept.name != "files" or not _plain_empty(entry.stat(follow_symlinks=False)):
-                    return False
+            if not all(_left_in(kept.name, entry) for entry in _entries(kept.path)):
+                return False
     except OSError:
         return False
     return True
+
+
+def _left_in(kept: str, entry: os.DirEntry[str]) -> bool:
+    """Whether `entry` of the kept directory `kept` is as `_emptied` leaves one."""
+    if kept == "files":
+        return _plain_empty(entry.stat(follow_symlinks=False))
+    return kept == "workspace" and _real_dir(entry.path, _DIR_MODE) and not _entries(entry.path)
 
 
 def _as_wanted(entry: os.DirEntry[str]) -> bool:
@@ -183,9 +194,32 @@ def _truncated(path: str) -> bool:
         os.close(fd)
 
 
-def _real_dir(path: Path) -> bool:
+def _real_dir(path: Path | str, mode: int | None = None) -> bool:
+    """Whether `path` is a directory of ours (not a link); with `mode`, now of that mode."""
     info = os.lstat(path)
-    return stat.S_ISDIR(info.st_mode) and info.st_uid == _UID
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != _UID:
+        return False
+    if mode is not None and stat.S_IMODE(info.st_mode) != mode:
+        os.chmod(path, mode)  # whatever the last job made of it
+    return True
+
+
+def _only_empty_dir(path: Path) -> None:
+    """Make `path` an empty directory, the only entry of its parent.
+
+    A reused tree may hold the last job's workspace directory, emptied:
+    when the name is the same it is kept (`_as_left` saw that it is a real,
+    empty directory), since creating and removing a directory is among the
+    dearest things a short job does on ext4.
+    """
+    for entry in _entries(str(path.parent)):
+        if entry.name != path.name:
+            _remove(entry.path)
+    try:
+        os.mkdir(path)
+    except FileExistsError:
+        return
+    os.chmod(path, _DIR_MODE)
 
 
 def _remove(path: str) -> None:
