@@ -34,6 +34,7 @@ from conveyor.engine.records import RepositoryRecord
 from conveyor.engine.runs import RunService, RunSettings
 from conveyor.engine.sources import RepositoryMirror
 from conveyor.engine.store import Store
+from conveyor.service.http_protocol import CoalescingHttpProtocol
 from conveyor.store.postgres import PostgresStore
 from conveyor.store.sqlite import SqliteStore
 
@@ -252,7 +253,13 @@ def live(tmp_path: Path, settings: Settings, database: str | None) -> Iterator[L
         # Port 0: uvicorn binds a free port itself (its sockets get TCP_NODELAY, which a
         # socket made here with proto 0 would not: every response would wait 40 ms).
         config = uvicorn.Config(
-            app, host="127.0.0.1", port=0, log_level="critical", lifespan="off", access_log=False
+            app,
+            host="127.0.0.1",
+            port=0,
+            http=CoalescingHttpProtocol,  # as `conveyor serve` runs it
+            log_level="critical",
+            lifespan="off",
+            access_log=False,
         )
         server = uvicorn.Server(config)
         task = asyncio.ensure_future(server.serve())

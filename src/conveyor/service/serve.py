@@ -153,6 +153,7 @@ async def serve(
     """Run the server until SIGINT/SIGTERM; `ready(url)` runs once it listens."""
     import uvicorn
 
+    from conveyor.service.http_protocol import CoalescingHttpProtocol
     from conveyor.store import open_store
 
     os.makedirs(options.data_dir, exist_ok=True)
@@ -166,6 +167,7 @@ async def serve(
             port=options.port,
             log_level="warning",
             lifespan="off",
+            http=CoalescingHttpProtocol,
             # Long polls (up to 50 s) must not hold a stopping server: give them 3 s.
             timeout_graceful_shutdown=3,
         )
