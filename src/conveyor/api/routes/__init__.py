@@ -1,1 +1,3 @@
-"""The API's routers, one per resource; `conveyor.api.app` mounts them under /api/v1."""
+"""The API's routers, one per resource, each under `API`; `conveyor.api.app` serves them."""
+
+API = "/api/v1"

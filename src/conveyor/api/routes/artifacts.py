@@ -34,12 +34,13 @@ from conveyor.api.deps import (
     runner,
     services,
 )
+from conveyor.api.routes import API
 from conveyor.api.schemas import ArtifactOut, ArtifactsOut, ArtifactsPageOut, artifact_out
 from conveyor.engine.records import JobRecord
 from conveyor.engine.states import LEASED
 from conveyor.errors import LeaseLost, NotFound
 
-router = APIRouter(tags=["artifacts"])
+router = APIRouter(prefix=API, tags=["artifacts"])
 
 MAX_NAME = 255
 _FORBIDDEN = re.compile(r'[\x00-\x1f\x7f"*:<>?|\\/]')

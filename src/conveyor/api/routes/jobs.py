@@ -7,9 +7,10 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request
 
 from conveyor.api.deps import Principal, admin, job_of_tenant, services
+from conveyor.api.routes import API
 from conveyor.api.schemas import JobDetailOut, job_detail_out
 
-router = APIRouter(prefix="/jobs", tags=["jobs"])
+router = APIRouter(prefix=f"{API}/jobs", tags=["jobs"])
 
 
 @router.get("/{job_id}")

@@ -17,11 +17,12 @@ from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import StreamingResponse
 
 from conveyor.api.deps import Invalid, Principal, admin, job_of_tenant, services
+from conveyor.api.routes import API
 from conveyor.api.schemas import LogPageOut, log_line_out
 from conveyor.engine.states import is_terminal
 from conveyor.engine.store import Store
 
-router = APIRouter(prefix="/jobs", tags=["logs"])
+router = APIRouter(prefix=f"{API}/jobs", tags=["logs"])
 
 Admin = Annotated[Principal, Depends(admin)]
 PAGE = 1000

@@ -12,6 +12,7 @@ from fastapi import APIRouter, Depends, Request
 
 from conveyor.api.deps import Invalid, Principal, admin, services
 from conveyor.api.idempotency import IdempotentRoute
+from conveyor.api.routes import API
 from conveyor.api.schemas import (
     RepositoriesOut,
     RepositoryIn,
@@ -19,7 +20,7 @@ from conveyor.api.schemas import (
     repository_out,
 )
 
-router = APIRouter(prefix="/repositories", tags=["repositories"], route_class=IdempotentRoute)
+router = APIRouter(prefix=f"{API}/repositories", tags=["repositories"], route_class=IdempotentRoute)
 
 Admin = Annotated[Principal, Depends(admin)]
 

@@ -29,6 +29,7 @@ from conveyor.api.deps import (
     runner,
     services,
 )
+from conveyor.api.routes import API
 from conveyor.api.schemas import (
     CompleteIn,
     EpochIn,
@@ -62,7 +63,7 @@ from conveyor.engine.reports import (
 from conveyor.engine.states import Conclusion, JobStatus, StepStatus
 from conveyor.errors import ConveyorError, LeaseLost
 
-router = APIRouter(tags=["runner protocol"])
+router = APIRouter(prefix=API, tags=["runner protocol"])
 
 
 Runner = Annotated[Principal, Depends(runner)]

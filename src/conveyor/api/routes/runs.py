@@ -8,11 +8,12 @@ from fastapi import APIRouter, Depends, Query, Request
 
 from conveyor.api.deps import Principal, admin, services
 from conveyor.api.idempotency import IdempotentRoute
+from conveyor.api.routes import API
 from conveyor.api.schemas import JobsOut, RunIdOut, RunOut, RunsOut, job_out, run_out
 from conveyor.engine.records import JobRecord
 from conveyor.engine.states import RunStatus
 
-router = APIRouter(prefix="/runs", tags=["runs"], route_class=IdempotentRoute)
+router = APIRouter(prefix=f"{API}/runs", tags=["runs"], route_class=IdempotentRoute)
 
 Admin = Annotated[Principal, Depends(admin)]
 Limit = Annotated[int, Query(ge=1, le=200)]

@@ -20,10 +20,11 @@ from fastapi import APIRouter, Header, Request
 from fastapi.responses import JSONResponse
 
 from conveyor.api.deps import Invalid, Unauthorized, services
+from conveyor.api.routes import API
 from conveyor.api.schemas import RunsTriggeredOut
 from conveyor.errors import NotFound
 
-router = APIRouter(prefix="/webhooks", tags=["webhooks"])
+router = APIRouter(prefix=f"{API}/webhooks", tags=["webhooks"])
 
 EVENTS = ("push", "pull_request")
 MAX_DELIVERY_ID = 200

@@ -17,6 +17,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 
 from conveyor.api.deps import Invalid, Principal, admin, services
 from conveyor.api.idempotency import IdempotentRoute, idempotency_key
+from conveyor.api.routes import API
 from conveyor.api.schemas import (
     DispatchIn,
     EnabledIn,
@@ -32,7 +33,7 @@ from conveyor.errors import Conflict, StaleWorkflow
 from conveyor.workflow import load_workflow, parse_workflow
 from conveyor.workflow.triggers import dispatch_inputs
 
-router = APIRouter(prefix="/workflows", tags=["workflows"], route_class=IdempotentRoute)
+router = APIRouter(prefix=f"{API}/workflows", tags=["workflows"], route_class=IdempotentRoute)
 
 Admin = Annotated[Principal, Depends(admin)]
 WORKFLOW_CACHE_SIZE = 10_000
