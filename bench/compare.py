@@ -27,6 +27,7 @@ _FIGURES = {
     "machine": re.compile(r"([\d.]+) ms on the machine"),
     "server": re.compile(r"the server ([\d.]+) ms"),
     "runners": re.compile(r"their steps ([\d.]+) ms"),
+    "alone": re.compile(r"runners alone ([\d.]+) ms"),
     "postgres": re.compile(r"PostgreSQL ([\d.]+) ms"),
 }
 

@@ -101,9 +101,14 @@ def process_seconds(pid: int, *, children: bool = False) -> float:
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
-def runners_seconds(agents: list[Runner]) -> float:
-    """CPU seconds used by the runner processes and the steps they have run."""
-    return sum(process_seconds(a.proc.pid, children=True) for a in agents if a.proc)
+def runners_seconds(agents: list[Runner]) -> tuple[float, float]:
+    """CPU seconds used by the runner processes and the steps they have run, and by
+    the runner processes alone."""
+    pids = [a.proc.pid for a in agents if a.proc]
+    return (
+        sum(process_seconds(pid, children=True) for pid in pids),
+        sum(process_seconds(pid) for pid in pids),
+    )
 
 
 def database_seconds() -> float:
@@ -200,8 +205,9 @@ def measure(backend: str, runners: int, jobs: int, samples: int) -> None:
             elapsed = time.monotonic() - started
             server_cpu = process_seconds(server.proc.pid) - server_before
             machine_cpu = busy_seconds() - busy_before
-            runners_cpu = runners_seconds(agents)
-            runners_cpu -= runners_before
+            runners_after = runners_seconds(agents)
+            runners_cpu = runners_after[0] - runners_before[0]
+            agents_cpu = runners_after[1] - runners_before[1]
             client_cpu = process_seconds(os.getpid()) - client_before
             database_cpu = database_seconds() - database_before if url else 0.0
             counts_after = transaction_counts(database) if url else (0, 0)
@@ -215,7 +221,8 @@ def measure(backend: str, runners: int, jobs: int, samples: int) -> None:
         print(
             f"[{backend}] CPU per job: {machine_cpu * per_job:.1f} ms on the machine "
             f"({os.cpu_count()} cores); of it the server {server_cpu * per_job:.1f} ms, "
-            f"the runners and their steps {runners_cpu * per_job:.1f} ms"
+            f"the runners and their steps {runners_cpu * per_job:.1f} ms "
+            f"(the runners alone {agents_cpu * per_job:.1f} ms)"
             + (f", PostgreSQL {database_cpu * per_job:.1f} ms" if url else "")
             + f", this benchmark's client {client_cpu * per_job:.1f} ms"
         )
