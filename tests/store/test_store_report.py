@@ -267,6 +267,41 @@ async def test_a_report_stores_nul_and_huge_lines(kit: Kit) -> None:
     assert recorded.outputs == {"out": "nul\x00value"}
 
 
+HOSTILE = [
+    "emoji 🚀 and accents é",
+    "quotes \" ' and a backslash \\ and \\u0041 spelled out",
+    "control \x1b[31mred\x1b[0m\ttab",
+    "nul\x00byte and a lone \ud800 surrogate",
+    "",
+]
+
+
+async def test_a_whole_job_stores_any_text_as_sent(kit: Kit) -> None:
+    job = await kit.acquired()
+    finish = StepFinish(
+        StepStatus.COMPLETED, OK, OK, {"out": "🚀\x00\\"}, "id \ud800", "name 🚀 \"x\""
+    )
+    report = [
+        JobStarted(),
+        *step(0, [(0, text) for text in HOSTILE], finish),
+        JobEnded(JobStatus.COMPLETED, OK, {"o": "\x1b 🚀"}, None),
+    ]
+    assert await kit.store.apply_report(job.id, job.lease_epoch, report) == len(HOSTILE)
+    stored = [n.text for n in await kit.store.read_log(job.id)]
+    assert stored == [
+        "emoji 🚀 and accents é",
+        "quotes \" ' and a backslash \\ and \\u0041 spelled out",
+        "control \x1b[31mred\x1b[0m\ttab",
+        "nul\ufffdbyte and a lone \ufffd surrogate",
+        "",
+    ]
+    (recorded,) = await kit.store.list_steps(job.id)
+    assert (recorded.step_id, recorded.name) == ("id \ufffd", "name 🚀 \"x\"")
+    assert recorded.outputs == {"out": "🚀\x00\\"}
+    ended = await kit.store.get_job(job.id)
+    assert (ended.status, ended.outputs) == (JobStatus.COMPLETED, {"o": "\x1b 🚀"})
+
+
 async def _running(kit: Kit, job: JobRecord) -> JobRecord:
     await kit.store.queue_job(job.id, [JobInstance(job.name, None)])
     acquired = await kit.store.acquire_job("runner-1", [], 60)

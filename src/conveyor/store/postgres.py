@@ -46,7 +46,7 @@ from conveyor.store.postgres_creation import (
     CREATE_NUMBERED_RUN,
     CREATE_RUN,
     NEXT_RUN_NUMBER,
-    job_params,
+    creation_rows,
     new_run_row,
 )
 from conveyor.store.postgres_jobs import UNLEASED_CANCELLABLE, PostgresJobSide
@@ -224,13 +224,9 @@ class PostgresStore(PostgresJobSide, PostgresRunnerSide, PostgresServiceSide, St
         flags = Signals.flags([(kind, run_id, data) for kind, _, data in events])
         params = {
             **values,
-            **job_params(job_rows),
+            **creation_rows(job_rows, events, run.carried_jobs),
             "carried_from": run.carried_from if run.carried_jobs else None,
-            "carried_jobs": list(run.carried_jobs),
             "outbox_lock": self._outbox_lock,
-            "e_kind": [kind for kind, _, _ in events],
-            "e_job": [job_id for _, job_id, _ in events],
-            "e_data": [rows.dump(data) for _, _, data in events],
             "channel": CHANNEL,
             "notice": f"{self._notice}|{flags}",
             "flags": flags,

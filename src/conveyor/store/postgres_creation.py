@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from conveyor.store import rows
+from conveyor.store.postgres_base import json_rows, json_rows_value
 
 # Never below the highest number in use: a server from before the counters (during an
 # upgrade) numbers runs from that. One index probe, given the repository's equality.
@@ -42,6 +43,20 @@ NEXT_RUN_NUMBER = {
     True: _NEXT_RUN_NUMBER.format(repository="repository_id IS NULL"),
 }
 """By whether the workflow has no repository."""
+
+_JOB_COLUMNS = (
+    ("id", "text"),
+    ("key", "text"),
+    ("name", "text"),
+    ("needs", "text"),
+    ("labels", "text"),
+    ("matrix", "text"),
+    ("spec", "text"),
+    ("status", "text"),
+    ("created_at", "float8"),
+    ("queued_at", "float8"),
+)
+_EVENT_COLUMNS = (("kind", "text"), ("job_id", "text"), ("data", "text"))
 
 _CREATE_RUN = f"""
     WITH {{numbering}}run AS (
@@ -64,12 +79,7 @@ _CREATE_RUN = f"""
             status, created_at, queued_at)
         SELECT j.id, run.id, run.tenant_id, j.key, j.name, j.needs, j.labels, j.matrix, j.spec,
             j.status, j.created_at, j.queued_at
-        FROM run, unnest(%(j_id)s::text[], %(j_key)s::text[], %(j_name)s::text[],
-            %(j_needs)s::text[], %(j_labels)s::text[], %(j_matrix)s::text[],
-            %(j_spec)s::text[], %(j_status)s::text[], %(j_created)s::float8[],
-            %(j_queued)s::float8[])
-            WITH ORDINALITY AS j (id, key, name, needs, labels, matrix, spec, status,
-                created_at, queued_at, n)
+        FROM run, {json_rows("%(jobs)s", "j", _JOB_COLUMNS)}
         ORDER BY j.n
         RETURNING {rows.JOB_COLUMNS}
     ),
@@ -78,7 +88,8 @@ _CREATE_RUN = f"""
         SELECT md5(random()::text || clock_timestamp()::text || a.name), run.id, a.name,
             a.path, a.size, a.created_at, a.job_key
         FROM run, artifacts AS a
-        WHERE a.run_id = %(carried_from)s AND a.job_key = ANY(%(carried_jobs)s::text[])
+        WHERE a.run_id = %(carried_from)s
+          AND a.job_key IN (SELECT json_array_elements_text(%(carried_jobs)s::json))
         RETURNING 1
     ),
     turn AS MATERIALIZED (
@@ -88,8 +99,7 @@ _CREATE_RUN = f"""
     appended AS (
         INSERT INTO outbox (kind, run_id, job_id, data, created_at)
         SELECT e.kind, %(id)s, e.job_id, e.data, %(now)s
-        FROM turn, unnest(%(e_kind)s::text[], %(e_job)s::text[], %(e_data)s::text[])
-            WITH ORDINALITY AS e (kind, job_id, data, n)
+        FROM turn, {json_rows("%(events)s", "e", _EVENT_COLUMNS)}
         ORDER BY e.n
         RETURNING 1
     ),
@@ -111,24 +121,21 @@ CREATE_NUMBERED_RUN = {
 }
 """The creation that draws the run's number too, by whether the workflow has no repository."""
 
-_JOB_PARAMS = (
-    "j_id",
-    "j_key",
-    "j_name",
-    "j_needs",
-    "j_labels",
-    "j_matrix",
-    "j_spec",
-    "j_status",
-    "j_created",
-    "j_queued",
-)
 
-
-def job_params(job_rows: Sequence[tuple[Any, ...]]) -> dict[str, list[Any]]:
-    """CREATE_RUN's job columns from rows of (id, *rows.new_job_rows' values)."""
-    columns = list(zip(*job_rows, strict=True)) or [()] * len(_JOB_PARAMS)
-    return {name: list(column) for name, column in zip(_JOB_PARAMS, columns, strict=True)}
+def creation_rows(
+    job_rows: Sequence[tuple[Any, ...]],
+    events: Sequence[tuple[str, str | None, Any]],
+    carried_jobs: Sequence[str],
+) -> dict[str, str]:
+    """CREATE_RUN's jobs (rows of id, then rows.new_job_rows' values), outbox rows
+    (kind, job id, data) and the jobs whose artifacts a re-run carries over."""
+    return {
+        "jobs": json_rows_value(_JOB_COLUMNS, job_rows),
+        "events": json_rows_value(
+            _EVENT_COLUMNS, ((kind, job, rows.dump(data)) for kind, job, data in events)
+        ),
+        "carried_jobs": rows.dump(list(carried_jobs)),
+    }
 
 
 def new_run_row(values: dict[str, Any]) -> tuple[Any, ...]:

@@ -46,7 +46,13 @@ from conveyor.engine.states import (
     allowed_from,
 )
 from conveyor.store import rows
-from conveyor.store.postgres_base import ALL_OTHERS_ENDED, run_conclusion
+from conveyor.store.postgres_base import (
+    ALL_OTHERS_ENDED,
+    Numbered,
+    json_rows,
+    json_rows_value,
+    run_conclusion,
+)
 from conveyor.store.signal import Signals
 
 
@@ -85,6 +91,21 @@ ACQUIRED_EVENT = f"""
 """
 """The outbox row of the job `picked` leased: kind, run, job and data (then its time)."""
 
+_STEP_COLUMNS = (
+    ("step_index", "integer"),
+    ("step_id", "text"),
+    ("name", "text"),
+    ("status", "text"),
+    ("outcome", "text"),
+    ("conclusion", "text"),
+    ("outputs", "text"),
+    ("started_at", "float8"),
+    ("completed_at", "float8"),
+)
+"""The steps' rows, in `_step_values`' order."""
+_LINE_COLUMNS = (("step_index", "integer"), ("text", "text"))
+_EVENT_COLUMNS = (("kind", "text"), ("data", "text"), ("created_at", "float8"))
+
 _WHOLE_JOB = f"""
     WITH job AS (
         UPDATE jobs SET status = %(status)s, conclusion = %(conclusion)s,
@@ -102,11 +123,7 @@ _WHOLE_JOB = f"""
             conclusion, outputs, started_at, completed_at)
         SELECT job.id, s.step_index, job.lease_epoch, s.step_id, s.name, s.status, s.outcome,
             s.conclusion, s.outputs, s.started_at, s.completed_at
-        FROM job, unnest(%(s_index)s::integer[], %(s_id)s::text[], %(s_name)s::text[],
-            %(s_status)s::text[], %(s_outcome)s::text[], %(s_conclusion)s::text[],
-            %(s_outputs)s::text[], %(s_started)s::float8[], %(s_ended)s::float8[])
-            AS s (step_index, step_id, name, status, outcome, conclusion, outputs,
-                started_at, completed_at)
+        FROM job, {json_rows("%(steps)s", "s", _STEP_COLUMNS)}
         ON CONFLICT (job_id, step_index) DO UPDATE SET
             epoch = excluded.epoch, step_id = excluded.step_id, name = excluded.name,
             status = excluded.status, outcome = excluded.outcome,
@@ -118,8 +135,7 @@ _WHOLE_JOB = f"""
     logged AS (
         INSERT INTO log_lines (job_id, seq, step_index, text)
         SELECT job.id, job.log_seq - %(line_count)s + l.n, l.step_index, l.text
-        FROM job, unnest(%(l_step)s::integer[], %(l_text)s::text[])
-            WITH ORDINALITY AS l (step_index, text, n)
+        FROM job, {json_rows("%(lines)s", "l", _LINE_COLUMNS)}
         RETURNING 1
     ),
     -- The run as it is now, waiting for whoever changes it meanwhile (another job's
@@ -168,8 +184,7 @@ _WHOLE_JOB = f"""
         FROM run WHERE run.starts
         UNION ALL
         SELECT 1 + e.n, e.kind, job.run_id, job.id, e.data, e.created_at
-        FROM job, unnest(%(e_kind)s::text[], %(e_data)s::text[], %(e_at)s::float8[])
-            WITH ORDINALITY AS e (kind, data, created_at, n)
+        FROM job, {json_rows("%(events)s", "e", _EVENT_COLUMNS)}
         UNION ALL
         SELECT %(last)s, '{EventKind.JOB_COMPLETED}', job.run_id, job.id,
             json_build_object('key', job.key, 'status', job.status,
@@ -213,39 +228,29 @@ _WHOLE_JOB = f"""
         job.log_seq{{picked_columns}}
     FROM job CROSS JOIN flags LEFT JOIN run ON TRUE{{picked_join}}
 """
-WHOLE_JOB = _WHOLE_JOB.format(
-    picked="", picked_written="", picked_event="", picked_columns="", picked_join=""
+WHOLE_JOB = Numbered.of(
+    _WHOLE_JOB.format(
+        picked="", picked_written="", picked_event="", picked_columns="", picked_join=""
+    )
 )
 """Columns: whom the commit concerns (its NOTIFY flags), the NOTIFYs sent, the refusal
 check, the job's last log line number."""
-WHOLE_JOB_THEN_ACQUIRE = _WHOLE_JOB.format(
-    # Only once the report is written; after it, so that the runner's next job is
-    # never the one it has just ended.
-    picked=f""",
+WHOLE_JOB_THEN_ACQUIRE = Numbered.of(
+    _WHOLE_JOB.format(
+        # Only once the report is written; after it, so that the runner's next job is
+        # never the one it has just ended.
+        picked=f""",
     picked AS ({pick_job("AND EXISTS (SELECT 1 FROM job)")})""",
-    picked_written=", (SELECT count(*) FROM picked) AS p",
-    picked_event=f"""
+        picked_written=", (SELECT count(*) FROM picked) AS p",
+        picked_event=f"""
         UNION ALL
         SELECT %(last)s + 2, {ACQUIRED_EVENT}, %(now)s FROM picked""",
-    picked_columns=", picked.*",
-    picked_join=" LEFT JOIN picked ON TRUE",
+        picked_columns=", picked.*",
+        picked_join=" LEFT JOIN picked ON TRUE",
+    )
 )
 """WHOLE_JOB, then the runner's next job leased as `acquire_job` would: its columns
 follow (all NULL when none was queued for the runner)."""
-
-
-_STEP_COLUMNS = (
-    "s_index",
-    "s_id",
-    "s_name",
-    "s_status",
-    "s_outcome",
-    "s_conclusion",
-    "s_outputs",
-    "s_started",
-    "s_ended",
-)
-"""The parameters that carry the steps' rows, a column each, in `_step_values`' order."""
 
 
 class WholeJob(NamedTuple):
@@ -298,7 +303,6 @@ def whole_job_params(
         events.append((EventKind.STEP_STARTED, rows.dump(rows.step_started(index)), started_at))
         data = rows.dump(rows.step_ended(index, ended.finish))
         events.append((EventKind.STEP_COMPLETED, data, ended_at))
-    columns = list(zip(*step_values, strict=True)) or [()] * len(_STEP_COLUMNS)
     end = report.end
     return {
         "status": end.status.value,
@@ -310,14 +314,13 @@ def whole_job_params(
         "line_count": len(report.lines),
         "id": job_id,
         "epoch": epoch,
-        **{name: list(column) for name, column in zip(_STEP_COLUMNS, columns, strict=True)},
+        "steps": json_rows_value(_STEP_COLUMNS, step_values),
         "step_count": len(report.steps),
-        "l_step": [step_index for step_index, _ in report.lines],
-        "l_text": [rows.text(text) for _, text in report.lines],
+        "lines": json_rows_value(
+            _LINE_COLUMNS, ((index, rows.text(text)) for index, text in report.lines)
+        ),
         "run_started": rows.dump({"status": RunStatus.IN_PROGRESS.value}),
-        "e_kind": [kind for kind, _, _ in events],
-        "e_data": [data for _, data, _ in events],
-        "e_at": [at for _, _, at in events],
+        "events": json_rows_value(_EVENT_COLUMNS, events),
         "last": len(events) + 2,
         **_flags(end),
     }
