@@ -166,6 +166,9 @@ async def serve(
             host=options.host,
             port=options.port,
             log_level="warning",
+            # Off, not just below the log level: uvicorn formats each request's client
+            # address and path for it before the logger discards the line.
+            access_log=False,
             lifespan="off",
             http=CoalescingHttpProtocol,
             # Long polls (up to 50 s) must not hold a stopping server: give them 3 s.

@@ -173,19 +173,28 @@ class SqliteRunnerSide(SqliteBase):
     ) -> JobRecord | None:
         if lease_ttl <= 0:
             raise ValueError(f"lease_ttl must be positive, not {lease_ttl}")
-        offered = rows.dump_labels(labels)
-        now = self._clock()
         self._signals.queue.looked()
-        job = None
         with self._write() as db:
-            row = db.execute(
-                _ACQUIRE_JOB, (rows.text(runner_id), now + lease_ttl, tenant_id, offered)
-            ).fetchone()
-            if row is not None:
-                job = rows.job(row)
-                data = {**rows.job_event(job), "runner": job.lease_owner, "epoch": job.lease_epoch}
-                self._emit(db, EventKind.JOB_ACQUIRED, job.run_id, job.id, data, now)
+            job = self._acquire(db, runner_id, labels, lease_ttl, tenant_id)
         self._signals.queue.tried(job is not None)
+        return job
+
+    def _acquire(
+        self,
+        db: sqlite3.Connection,
+        runner_id: str,
+        labels: Sequence[str],
+        lease_ttl: float,
+        tenant_id: str | None,
+    ) -> JobRecord | None:
+        now = self._clock()
+        values = (rows.text(runner_id), now + lease_ttl, tenant_id, rows.dump_labels(labels))
+        row = db.execute(_ACQUIRE_JOB, values).fetchone()
+        if row is None:
+            return None
+        job = rows.job(row)
+        data = {**rows.job_event(job), "runner": job.lease_owner, "epoch": job.lease_epoch}
+        self._emit(db, EventKind.JOB_ACQUIRED, job.run_id, job.id, data, now)
         return job
 
     async def start_job(self, job_id: str, epoch: int) -> JobRecord:
@@ -306,12 +315,20 @@ class SqliteRunnerSide(SqliteBase):
         lease_ttl: float,
         tenant_id: str | None = None,
     ) -> tuple[int | None, JobRecord | None]:
-        # In-process, two transactions cost what one does.
+        if lease_ttl <= 0:
+            raise ValueError(f"lease_ttl must be positive, not {lease_ttl}")
+        rows.check_report(events, _FINISH_STEP, _FINISH_JOB)
+        # One transaction: a commit writes every page it changed to the WAL, and the
+        # report and the acquisition change the same pages of `jobs`.
+        self._signals.queue.looked()
         try:
-            last = self._apply_report(job_id, epoch, events, seq)
+            with self._write() as db:
+                last = self._write_report(db, job_id, epoch, events, seq)
+                job = self._acquire(db, runner_id, labels, lease_ttl, tenant_id)
         except rows.Replayed as replay:
             return replay.last_seq, None
-        return last, await self.acquire_job(runner_id, labels, lease_ttl, tenant_id=tenant_id)
+        self._signals.queue.tried(job is not None)
+        return last, job
 
     async def apply_report(
         self, job_id: str, epoch: int, events: Sequence[ReportEvent], *, seq: int | None = None
@@ -326,30 +343,41 @@ class SqliteRunnerSide(SqliteBase):
     ) -> int | None:
         """The report in one transaction; rows.Replayed for one applied before."""
         rows.check_report(events, _FINISH_STEP, _FINISH_JOB)
-        last = None
         with self._write() as db:
-            # A report that starts the job claims its number with the start.
-            rest: Sequence[ReportEvent] = events
-            if events and isinstance(events[0], JobStarted):
-                if self._start_job(db, job_id, epoch, seq) is None:
-                    raise self._answered_before(db, job_id, epoch, seq, "start")
-                rest = events[1:]
-            elif seq is not None and not self._claim(db, job_id, epoch, seq):
-                raise self._answered_before(db, job_id, epoch, seq, "report on")
-            for event in rest:
-                if isinstance(event, JobStarted):
-                    if self._start_job(db, job_id, epoch) is None:
-                        raise self._refusal(db, job_id, "start", epoch)
-                elif isinstance(event, StepStarted):
-                    self._start_step(
-                        db, job_id, epoch, event.step_index, event.step_id, event.name, event.at
-                    )
-                elif isinstance(event, LogLines):
-                    last = self._append_log(db, job_id, epoch, event.lines)
-                elif isinstance(event, StepEnded):
-                    self._finish_step(db, job_id, epoch, event.step_index, event.finish, event.at)
-                else:
-                    self._finish_job(db, job_id, epoch, event)
+            return self._write_report(db, job_id, epoch, events, seq)
+
+    def _write_report(
+        self,
+        db: sqlite3.Connection,
+        job_id: str,
+        epoch: int,
+        events: Sequence[ReportEvent],
+        seq: int | None,
+    ) -> int | None:
+        """The report's writes, in the open transaction; -> the last log line's number."""
+        last = None
+        # A report that starts the job claims its number with the start.
+        rest: Sequence[ReportEvent] = events
+        if events and isinstance(events[0], JobStarted):
+            if self._start_job(db, job_id, epoch, seq) is None:
+                raise self._answered_before(db, job_id, epoch, seq, "start")
+            rest = events[1:]
+        elif seq is not None and not self._claim(db, job_id, epoch, seq):
+            raise self._answered_before(db, job_id, epoch, seq, "report on")
+        for event in rest:
+            if isinstance(event, JobStarted):
+                if self._start_job(db, job_id, epoch) is None:
+                    raise self._refusal(db, job_id, "start", epoch)
+            elif isinstance(event, StepStarted):
+                self._start_step(
+                    db, job_id, epoch, event.step_index, event.step_id, event.name, event.at
+                )
+            elif isinstance(event, LogLines):
+                last = self._append_log(db, job_id, epoch, event.lines)
+            elif isinstance(event, StepEnded):
+                self._finish_step(db, job_id, epoch, event.step_index, event.finish, event.at)
+            else:
+                self._finish_job(db, job_id, epoch, event)
         return last
 
     @staticmethod
