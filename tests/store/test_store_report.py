@@ -279,7 +279,7 @@ HOSTILE = [
 async def test_a_whole_job_stores_any_text_as_sent(kit: Kit) -> None:
     job = await kit.acquired()
     finish = StepFinish(
-        StepStatus.COMPLETED, OK, OK, {"out": "🚀\x00\\"}, "id \ud800", "name 🚀 \"x\""
+        StepStatus.COMPLETED, OK, OK, {"out": "🚀\x00\\"}, "id \ud800", 'name 🚀 "x"'
     )
     report = [
         JobStarted(),
@@ -296,7 +296,7 @@ async def test_a_whole_job_stores_any_text_as_sent(kit: Kit) -> None:
         "",
     ]
     (recorded,) = await kit.store.list_steps(job.id)
-    assert (recorded.step_id, recorded.name) == ("id \ufffd", "name 🚀 \"x\"")
+    assert (recorded.step_id, recorded.name) == ("id \ufffd", 'name 🚀 "x"')
     assert recorded.outputs == {"out": "🚀\x00\\"}
     ended = await kit.store.get_job(job.id)
     assert (ended.status, ended.outputs) == (JobStatus.COMPLETED, {"o": "\x1b 🚀"})

@@ -19,6 +19,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from conveyor.api.deps import ApiError, Services
+from conveyor.api.fastlane import FastLane
 from conveyor.api.routes import (
     artifacts,
     health,
@@ -101,6 +102,7 @@ def create_app(services: Services) -> FastAPI:
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(Exception, _internal_error)
+    app.add_middleware(FastLane, error_response=error_response)  # inside BodyLimit
     app.add_middleware(BodyLimit, limit=services.settings.max_request_bytes)
     return app
 
