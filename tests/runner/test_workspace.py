@@ -75,14 +75,17 @@ def test_the_next_job_of_a_repository_gets_its_workspace_back_empty_and_writable
     (second.workspace / "out.txt").write_text("written by the next job")
 
 
-def test_a_workspace_filled_again_before_reuse_drops_the_tree(tmp_path: Path) -> None:
+def test_what_a_stray_process_wrote_after_the_job_is_gone_when_the_tree_serves_again(
+    tmp_path: Path,
+) -> None:
     slots = Slots(str(tmp_path))
     first = slots.acquire(None, bind=False, name="acme/widget")
     slots.release(first)
     (first.workspace / "late.txt").write_text("a stray process wrote this after the job")
+    (first.temp / "late").mkdir()
     second = slots.acquire(None, bind=False, name="acme/widget")
-    assert second.root != first.root and not first.root.exists()
-    assert list(second.workspace.iterdir()) == []
+    assert second.root == first.root
+    assert holds_data(second) == [] and list(second.temp.iterdir()) == []
 
 
 def test_a_checkout_copy_is_fresh_for_every_job(tmp_path: Path) -> None:
@@ -225,3 +228,26 @@ def test_rewrite_replaces_contents_and_mode_and_never_follows_a_link(tmp_path: P
     with pytest.raises(OSError):
         rewrite(str(link), b"{}")
     assert target.read_text() == "keep"
+
+
+def test_each_step_gets_empty_env_files_whatever_the_last_step_made_of_them(
+    tmp_path: Path,
+) -> None:
+    target = tmp_path / "target.txt"
+    target.write_text("the runner user's file")
+    dirs = Slots(str(tmp_path / "jobs")).acquire(None, bind=False)
+    files = step_files(dirs)
+    Path(files["GITHUB_OUTPUT"]).write_text("name=value\n")
+    os.chmod(files["GITHUB_PATH"], 0o644)
+    os.remove(files["GITHUB_ENV"])
+    os.symlink(target, files["GITHUB_ENV"])
+    os.remove(files["GITHUB_STATE"])
+    os.mkfifo(files["GITHUB_STATE"])
+    os.remove(files["GITHUB_STEP_SUMMARY"])  # a step may remove one, too
+    again = step_files(dirs)
+    assert again == files
+    for path in again.values():
+        info = os.lstat(path)
+        assert stat.S_ISREG(info.st_mode) and info.st_size == 0
+        assert stat.S_IMODE(info.st_mode) == 0o600
+    assert target.read_text() == "the runner user's file"

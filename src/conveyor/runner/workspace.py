@@ -29,15 +29,16 @@ class Slots:
 
     Creating a file or a directory is the dearest thing a short job does on
     some filesystems (ext4 spent up to 0.6 ms per inode here under churn,
-    truncating an existing file 0.01 ms), so a tree outlives its job. On
-    release everything the job left is removed, except the env files and step
-    scripts, which are truncated (they may hold rendered secrets), and the
-    workspace directory itself, emptied (the next job of the same repository
-    takes it over). A released tree is handed out again only `reuse_after`
-    seconds later, once the job's stray processes are gone (the runner's lease
-    guard kills them within that time), and only if it is still exactly as it
-    was left: real directories, nothing in them, env files that are plain
-    files of ours with one link. Anything else, and the tree is dropped.
+    truncating an existing file 0.01 ms), so a tree outlives its job. A
+    released tree is handed out again only `reuse_after` seconds later, once
+    the job's stray processes are gone (the runner's lease guard kills them
+    within that time), and cleaned then, in one pass: everything the last
+    job left is removed, except the env files and step scripts, which are
+    truncated, and the workspace directory itself, emptied, when the next
+    job's has its name. Links are removed, never followed; a tree that cannot
+    be cleaned is dropped. What a job left thus stays on disk (in directories
+    only the runner's user can enter) until its tree serves again or the
+    runner stops, as a self-hosted GitHub runner keeps its work directory.
     """
 
     def __init__(self, parent: str | None, *, reuse_after: float = 0.0) -> None:
@@ -54,37 +55,41 @@ class Slots:
         Without a `source_dir` the workspace starts empty, named after the
         repository `name` ("owner/repo") as GitHub's runner names it.
         """
-        root = self._reused() or self._new_root()
+        base = name.rsplit("/", 1)[-1] if source_dir is None else Path(source_dir).name
+        base = base if base not in ("", ".", "..") else "workspace"
+        root = self._reused(base) or self._new_root()
         temp, files, tool_cache = root / "temp", root / "files", root / "tool-cache"
         for d in (temp, files, tool_cache, root / "workspace"):
-            with contextlib.suppress(FileExistsError):  # a real directory: `_as_left` saw
+            with contextlib.suppress(FileExistsError):  # a real directory: `_cleaned` saw
                 os.mkdir(d, 0o700)
         if bind and source_dir is not None:
             return JobDirs(root, Path(source_dir), temp, files, tool_cache)
-        base = name.rsplit("/", 1)[-1] if source_dir is None else Path(source_dir).name
-        workspace = root / "workspace" / (base if base not in ("", ".", "..") else "workspace")
-        _only_empty_dir(workspace)
+        workspace = root / "workspace" / base
+        try:
+            os.mkdir(workspace)
+            os.chmod(workspace, _DIR_MODE)
+        except FileExistsError:  # the last job's, emptied by `_cleaned`
+            pass
         if source_dir is not None:
             copy_checkout(source_dir, str(workspace))
         return JobDirs(root, workspace, temp, files, tool_cache)
 
     def release(self, dirs: JobDirs) -> None:
-        """Empty the tree, to be reused later; or drop it when it cannot be emptied."""
-        if _emptied(dirs.root):
-            self._free.append((time.monotonic(), dirs.root))
-        else:
-            shutil.rmtree(dirs.root, ignore_errors=True)
+        """Give the tree back, to be cleaned and reused `reuse_after` seconds from now."""
+        self._free.append((time.monotonic(), dirs.root))
 
     def close(self) -> None:
         """Remove the kept trees."""
         while self._free:
             shutil.rmtree(self._free.popleft()[1], ignore_errors=True)
 
-    def _reused(self) -> Path | None:
+    def _reused(self, workspace: str) -> Path | None:
+        """The oldest tree released long enough ago, cleaned for a job whose workspace
+        directory is named `workspace`."""
         now = time.monotonic()
         while self._free and now - self._free[0][0] >= self._reuse_after:
             _, root = self._free.popleft()
-            if _as_left(root):
+            if _cleaned(root, workspace):
                 return root
             shutil.rmtree(root, ignore_errors=True)
         return None
@@ -102,27 +107,33 @@ _DIR_MODE = 0o755
 """A workspace directory's mode, whatever the umask: a kept one is put back to it."""
 
 
-def _emptied(root: Path) -> bool:
-    """Remove what a job left in its tree (never following a link); -> whether that went
-    through (`_as_left` checks the result when the tree is wanted again)."""
+def _cleaned(root: Path, workspace: str) -> bool:
+    """Remove what the last job left in its tree (never following a link), keeping the
+    env files, truncated, and the workspace directory named `workspace`, emptied;
+    -> whether all of that went through."""
     try:
+        if not _real_dir(root, 0o700):
+            return False
         for entry in _entries(str(root)):
-            if entry.name not in _KEPT or not entry.is_dir(follow_symlinks=False):
-                _remove(entry.path)
-            elif entry.name == "files":
-                for file in _entries(entry.path):
-                    if not (_as_wanted(file) or _truncated(file.path)):
-                        _remove(file.path)
-            else:
-                for inner in _entries(entry.path):
-                    if entry.name == "workspace" and inner.is_dir(follow_symlinks=False):
-                        for item in _entries(inner.path):  # kept for the next job of its name
-                            _remove(item.path)
-                    else:
+            if entry.name not in _KEPT or not _real_dir(entry.path, 0o700):
+                _remove(entry.path)  # `acquire` makes a kept one again
+                continue
+            for inner in _entries(entry.path):
+                if entry.name == "files":
+                    if not (_as_wanted(inner) or _truncated(inner.path)):
                         _remove(inner.path)
+                elif (
+                    entry.name == "workspace"
+                    and inner.name == workspace
+                    and _real_dir(inner.path, _DIR_MODE)
+                ):
+                    for item in _entries(inner.path):
+                        _remove(item.path)
+                else:
+                    _remove(inner.path)
     except OSError:
         return False
-    return True  # checked again before the tree serves another job
+    return True
 
 
 def _entries(path: str) -> list[os.DirEntry[str]]:
@@ -130,46 +141,23 @@ def _entries(path: str) -> list[os.DirEntry[str]]:
         return list(entries)
 
 
-def _as_left(root: Path) -> bool:
-    """Whether the tree is as `_emptied` leaves it: nothing in it but empty files of ours
-    and, in `workspace`, the last job's workspace directory, empty."""
-    try:
-        if not _real_dir(root):
-            return False
-        for kept in _entries(str(root)):
-            if kept.name not in _KEPT or not _real_dir(kept.path, 0o700):
-                return False
-            if not all(_left_in(kept.name, entry) for entry in _entries(kept.path)):
-                return False
-    except OSError:
-        return False
-    return True
-
-
-def _left_in(kept: str, entry: os.DirEntry[str]) -> bool:
-    """Whether `entry` of the kept directory `kept` is as `_emptied` leaves one."""
-    if kept == "files":
-        return _plain_empty(entry.stat(follow_symlinks=False))
-    return kept == "workspace" and _real_dir(entry.path, _DIR_MODE) and not _entries(entry.path)
-
-
 def _as_wanted(entry: os.DirEntry[str]) -> bool:
     """Whether an env file is already as `_truncated` leaves one (seen without opening it:
-    most files of most jobs stay empty). `_as_left` looks again before the tree is reused."""
+    most files of most jobs stay empty)."""
     try:
-        info = entry.stat(follow_symlinks=False)
+        return _empty_env_file(entry.stat(follow_symlinks=False))
     except OSError:
         return False
-    return _plain_empty(info) and stat.S_IMODE(info.st_mode) == 0o600
 
 
-def _plain_empty(info: os.stat_result) -> bool:
-    """An empty regular file of ours with one link."""
+def _empty_env_file(info: os.stat_result) -> bool:
+    """An empty regular file of ours with one link and mode 0600 (as `_truncated` leaves one)."""
     return (
         stat.S_ISREG(info.st_mode)
         and info.st_nlink == 1
         and info.st_size == 0
         and info.st_uid == _UID
+        and stat.S_IMODE(info.st_mode) == 0o600
     )
 
 
@@ -204,34 +192,21 @@ def _real_dir(path: Path | str, mode: int | None = None) -> bool:
     return True
 
 
-def _only_empty_dir(path: Path) -> None:
-    """Make `path` an empty directory, the only entry of its parent.
-
-    A reused tree may hold the last job's workspace directory, emptied:
-    when the name is the same it is kept (`_as_left` saw that it is a real,
-    empty directory), since creating and removing a directory is among the
-    dearest things a short job does on ext4.
-    """
-    for entry in _entries(str(path.parent)):
-        if entry.name != path.name:
-            _remove(entry.path)
-    try:
-        os.mkdir(path)
-    except FileExistsError:
-        return
-    os.chmod(path, _DIR_MODE)
-
-
 def _remove(path: str) -> None:
-    """Remove a file, a link or a directory tree, never following a link."""
+    """Remove a file, a link or a directory tree, never following a link; OSError when
+    any of it is left."""
     try:
         os.rmdir(path)  # jobs mostly leave an empty directory: 1 system call, rmtree makes 13
-    except OSError:  # not empty, not a directory (rmdir never follows a link), or gone
-        if os.path.isdir(path) and not os.path.islink(path):
-            shutil.rmtree(path, ignore_errors=True)
-        else:
-            with contextlib.suppress(OSError):
-                os.unlink(path)
+        return
+    except FileNotFoundError:
+        return
+    except OSError:  # not empty, or not a directory (rmdir never follows a link)
+        pass
+    if os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path)
+    else:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
 
 
 def copy_checkout(source: str, dest: str) -> None:
@@ -298,10 +273,18 @@ def step_files(dirs: JobDirs) -> dict[str, str]:
 
     GitHub gives every step fresh files; emptying the job's own set gives the
     same view without creating five files a step (file creation costs ~0.2 ms
-    each on some filesystems, truncation ~0.01 ms).
+    each on some filesystems, truncation ~0.01 ms). Most steps write none of
+    them: a file that is already an empty plain file of ours is seen with one
+    lstat and left alone. Anything else a step made of one (a link, a pipe)
+    is replaced, never followed.
     """
     files = {name: os.path.join(dirs.files, name.lower()) for name in STEP_FILES}
     for path in files.values():
-        with open(path, "wb"):
-            pass
+        try:
+            ready = _empty_env_file(os.lstat(path))
+        except FileNotFoundError:
+            ready = False
+        if not (ready or _truncated(path)):
+            _remove(path)
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600))
     return files
