@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import stat
 import time
 from pathlib import Path
@@ -251,3 +252,16 @@ def test_each_step_gets_empty_env_files_whatever_the_last_step_made_of_them(
         assert stat.S_ISREG(info.st_mode) and info.st_size == 0
         assert stat.S_IMODE(info.st_mode) == 0o600
     assert target.read_text() == "the runner user's file"
+
+
+def test_a_released_tree_keeps_no_data_of_its_job(tmp_path: Path) -> None:
+    slots = Slots(str(tmp_path), reuse_after=60)
+    dirs = slots.acquire(None, bind=False, name="acme/widget")
+    use(dirs)
+    os.rmdir(dirs.tool_cache / "node")
+    shutil.rmtree(dirs.temp)  # a job may remove a directory of its tree, too
+    slots.release(dirs)
+    assert [p for p in dirs.root.rglob("*") if p.is_file() and p.stat().st_size] == []
+    assert list(dirs.workspace.iterdir()) == []
+    again = slots.acquire(None, bind=False, name="acme/widget")  # too soon: another tree
+    assert again.root != dirs.root

@@ -29,16 +29,17 @@ class Slots:
 
     Creating a file or a directory is the dearest thing a short job does on
     some filesystems (ext4 spent up to 0.6 ms per inode here under churn,
-    truncating an existing file 0.01 ms), so a tree outlives its job. A
+    truncating an existing file 0.01 ms), so a tree outlives its job. On
+    release the job's data goes: the step scripts, event payload and env
+    files (they may hold rendered secrets) are truncated, and what the job
+    put in its workspace, temp and tool-cache directories is removed. A
     released tree is handed out again only `reuse_after` seconds later, once
     the job's stray processes are gone (the runner's lease guard kills them
-    within that time), and cleaned then, in one pass: everything the last
-    job left is removed, except the env files and step scripts, which are
-    truncated, and the workspace directory itself, emptied, when the next
-    job's has its name. Links are removed, never followed; a tree that cannot
-    be cleaned is dropped. What a job left thus stays on disk (in directories
-    only the runner's user can enter) until its tree serves again or the
-    runner stops, as a self-hosted GitHub runner keeps its work directory.
+    within that time), and cleaned again then, whole: whatever is there that
+    the next job must not see (what a stray process wrote late, a link, a
+    changed mode) is removed or put right, and the workspace directory is
+    kept for a job whose workspace has its name. Links are removed, never
+    followed; a tree that cannot be cleaned is dropped.
     """
 
     def __init__(self, parent: str | None, *, reuse_after: float = 0.0) -> None:
@@ -75,8 +76,12 @@ class Slots:
         return JobDirs(root, workspace, temp, files, tool_cache)
 
     def release(self, dirs: JobDirs) -> None:
-        """Give the tree back, to be cleaned and reused `reuse_after` seconds from now."""
-        self._free.append((time.monotonic(), dirs.root))
+        """Take the job's data out of the tree and keep it, to be reused `reuse_after`
+        seconds from now; or drop it when that does not go through."""
+        if _scrubbed(dirs):
+            self._free.append((time.monotonic(), dirs.root))
+        else:
+            shutil.rmtree(dirs.root, ignore_errors=True)
 
     def close(self) -> None:
         """Remove the kept trees."""
@@ -105,6 +110,33 @@ _KEPT = ("files", "temp", "tool-cache", "workspace")
 _UID = os.getuid()
 _DIR_MODE = 0o755
 """A workspace directory's mode, whatever the umask: a kept one is put back to it."""
+
+
+def _scrubbed(dirs: JobDirs) -> bool:
+    """Truncate the tree's files, remove what the job put in its directories (never
+    following a link); -> whether that went through. A directory that is gone or no
+    longer a directory of ours is left to `_cleaned`."""
+    workspace = dirs.workspace if dirs.workspace.parent.parent == dirs.root else None
+    try:
+        for directory in (dirs.files, dirs.temp, dirs.tool_cache, workspace):
+            if directory is None or not _still_ours(directory):
+                continue
+            for entry in _entries(str(directory)):
+                if directory is dirs.files:
+                    if not (_as_wanted(entry) or _truncated(entry.path)):
+                        _remove(entry.path)
+                else:
+                    _remove(entry.path)
+    except OSError:
+        return False
+    return True
+
+
+def _still_ours(path: Path) -> bool:
+    try:
+        return _real_dir(path)
+    except FileNotFoundError:
+        return False
 
 
 def _cleaned(root: Path, workspace: str) -> bool:
