@@ -27,7 +27,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from conveyor.runner.agent import default_labels
-from conveyor.service.serve import Server, ServeOptions, ensure_tokens
+from conveyor.service.serve import ServeOptions, Server, ensure_tokens
 from conveyor.store import open_store
 
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
@@ -95,8 +95,14 @@ def report(job: dict[str, Any]) -> dict[str, Any]:
             {"type": "job_start"},
             {"type": "step_start", "index": 0, "name": "Run true", "at": now},
             {"type": "logs", "lines": [[0, "ok"]]},
-            {"type": "step_end", "index": 0, "name": "Run true", "outcome": "success",
-             "conclusion": "success", "at": now},
+            {
+                "type": "step_end",
+                "index": 0,
+                "name": "Run true",
+                "outcome": "success",
+                "conclusion": "success",
+                "at": now,
+            },
             {"type": "job_end", "conclusion": "success"},
         ],
     }
