@@ -22,20 +22,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
+from workload import NOOP
+
 from conveyor.runner.assignment import JobAssignment, StepReport
 from conveyor.runner.executor import JobExecutor
 from conveyor.runner.loop import run_event_loop
 from conveyor.runner.workspace import Slots
 from conveyor.workflow.parse import parse_workflow
-
-NOOP = """
-on: workflow_dispatch
-jobs:
-  noop:
-    runs-on: ubuntu-latest
-    steps:
-      - run: "true"
-"""
 
 
 class Reporter:

@@ -26,19 +26,11 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
+from workload import NOOP, PG_ADMIN
+
 from conveyor.runner.agent import default_labels
 from conveyor.service.serve import ServeOptions, Server, ensure_tokens
 from conveyor.store import open_store
-
-PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
-NOOP = """
-on: workflow_dispatch
-jobs:
-  noop:
-    runs-on: ubuntu-latest
-    steps:
-      - run: "true"
-"""
 
 
 class Client:

@@ -29,16 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import httpx
 from tests.service.cluster import Runner, Server
-
-PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
-NOOP = """
-on: workflow_dispatch
-jobs:
-  noop:
-    runs-on: ubuntu-latest
-    steps:
-      - run: "true"
-"""
+from workload import NOOP, PG_ADMIN
 
 
 class Dispatcher:
