@@ -135,7 +135,8 @@ class JobExecutor:
             timeout = timeout_seconds(assignment.job.timeout_minutes, state)
             scope = Scope(steps=assignment.job.steps, defaults=assignment.job.defaults)
             try:
-                await asyncio.wait_for(run_steps(state, scope), timeout=timeout)
+                async with asyncio.timeout(timeout):  # no task of its own, as wait_for makes
+                    await run_steps(state, scope)
             except TimeoutError:
                 minutes = assignment.job.timeout_minutes
                 reporter.log(None, f"##[error]The job exceeded its timeout of {minutes} minutes.")

@@ -219,7 +219,8 @@ class HttpReporter:
             elif self._closing:
                 return None
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout)
+                async with asyncio.timeout(timeout):  # no task of its own, as wait_for makes
+                    await self._wake.wait()
 
     def _take(self, now: float) -> list[dict[str, Any]]:
         """Events from the head of the queue, within one batch's limits of lines and size."""

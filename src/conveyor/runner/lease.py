@@ -100,6 +100,8 @@ class LeaseJob:
             channel, self.job_id, self.epoch, on_lost=self.abort, wants_next=wants_next
         )
         self._task: asyncio.Task[JobOutcome] | None = None
+        self._watching: asyncio.TimerHandle | None = None
+        """The timer that looks at the lease next (see `_watch`)."""
         self._stop_reason: str | None = None
         self._finishing = False
         self._left_killed = False
@@ -135,13 +137,15 @@ class LeaseJob:
             logger.error("the server sent a job without a job_id; ignoring it")
             return
         self._guard.watch(self._marker, self.lease.deadline)
-        helpers = [asyncio.create_task(self._watch()), asyncio.create_task(self._beat())]
+        self._watch()
+        beat = asyncio.create_task(self._beat())
         try:
             await self._run()
         finally:
-            for helper in helpers:
-                helper.cancel()
-            await asyncio.wait(helpers)
+            if self._watching is not None:
+                self._watching.cancel()
+            beat.cancel()
+            await asyncio.wait([beat])
             if not self._left_killed:  # what the job left running, wherever it went
                 self._guard.kill(self._marker)
 
@@ -183,15 +187,18 @@ class LeaseJob:
         if await self._reporter.complete(outcome):
             logger.info("job %s: %s", self.job_id, outcome.conclusion)
 
-    async def _watch(self) -> None:
-        """Abandon the job when the lease runs out without an acknowledged renewal."""
-        while not self.aborted:
-            remaining = self.lease.remaining()
-            if remaining <= 0:
-                quiet = self.lease.ttl - lease_margin(self.lease.ttl)
-                self.abort(f"no lease renewal acknowledged for {quiet:.1f} s")
-                return
-            await asyncio.sleep(remaining)
+    def _watch(self) -> None:
+        """Abandon the job when the lease runs out without an acknowledged renewal; else
+        look again when it would (a timer, not a task: one fewer per job)."""
+        self._watching = None
+        if self.aborted:
+            return
+        remaining = self.lease.remaining()
+        if remaining <= 0:
+            quiet = self.lease.ttl - lease_margin(self.lease.ttl)
+            self.abort(f"no lease renewal acknowledged for {quiet:.1f} s")
+            return
+        self._watching = asyncio.get_running_loop().call_later(remaining, self._watch)
 
     async def _beat(self) -> None:
         """Renew the lease every heartbeat interval; pass a server-side cancel on."""
