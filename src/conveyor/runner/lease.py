@@ -102,6 +102,7 @@ class LeaseJob:
         self._task: asyncio.Task[JobOutcome] | None = None
         self._watching: asyncio.TimerHandle | None = None
         """The timer that looks at the lease next (see `_watch`)."""
+        self._beats: asyncio.Task[None] | None = None
         self._stop_reason: str | None = None
         self._finishing = False
         self._left_killed = False
@@ -138,14 +139,17 @@ class LeaseJob:
             return
         self._guard.watch(self._marker, self.lease.deadline)
         self._watch()
-        beat = asyncio.create_task(self._beat())
+        # The heartbeats' task starts when the first one is due: most jobs end before.
+        first = asyncio.get_running_loop().call_later(self.heartbeat_interval, self._start_beats)
         try:
             await self._run()
         finally:
             if self._watching is not None:
                 self._watching.cancel()
-            beat.cancel()
-            await asyncio.wait([beat])
+            first.cancel()
+            if self._beats is not None:
+                self._beats.cancel()
+                await asyncio.wait([self._beats])
             if not self._left_killed:  # what the job left running, wherever it went
                 self._guard.kill(self._marker)
 
@@ -200,13 +204,18 @@ class LeaseJob:
             return
         self._watching = asyncio.get_running_loop().call_later(remaining, self._watch)
 
+    def _start_beats(self) -> None:
+        self._beats = asyncio.create_task(self._beat())
+
     async def _beat(self) -> None:
-        """Renew the lease every heartbeat interval; pass a server-side cancel on."""
+        """Renew the lease now, then every heartbeat interval; pass a server-side cancel on."""
         interval = self.heartbeat_interval
         backoff = Backoff(cap=interval)
         failing = False
+        pause = 0.0
         while not self.aborted:
-            await asyncio.sleep(backoff.next() if failing else interval)
+            await asyncio.sleep(pause)
+            pause = interval
             sent = self._clock()
             try:
                 beat = await self._channel.heartbeat(
@@ -216,6 +225,7 @@ class LeaseJob:
                 if not failing:
                     logger.warning("job %s: heartbeat failed: %s", self.job_id, exc)
                 failing = True
+                pause = backoff.next()
                 continue
             except (LeaseLost, Refused) as exc:
                 if not self._finishing:  # after completion the lease is gone by design
