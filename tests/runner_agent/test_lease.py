@@ -173,6 +173,27 @@ def test_without_acknowledged_renewals_the_job_is_killed_before_the_ttl(tmp_path
     assert "job_end" not in server.events()
 
 
+def test_a_job_whose_lease_ran_out_before_it_arrived_is_never_started(tmp_path: Path) -> None:
+    server = ProtocolServer()
+    pidfile = tmp_path / "pid"
+    data = assignment(f"      - run: echo $$ > {pidfile}\n", lease_ttl=1.0)
+
+    async def main() -> None:
+        late = time.monotonic() - 5.0  # the answer that handed it over took that long
+        job = LeaseJob(
+            server.channel(), Guard(None), data, slots=Slots(str(tmp_path)), received_at=late
+        )
+        try:
+            await asyncio.wait_for(job.run(), 10.0)
+        finally:
+            await server.close()
+        assert job.aborted
+
+    asyncio.run(main())
+    assert not pidfile.exists()
+    assert server.writes() == []
+
+
 def test_a_refused_heartbeat_abandons_the_job_at_once(tmp_path: Path) -> None:
     server = ProtocolServer()
     pidfile = tmp_path / "pid"

@@ -138,11 +138,12 @@ class LeaseJob:
             logger.error("the server sent a job without a job_id; ignoring it")
             return
         self._guard.watch(self._marker, self.lease.deadline)
-        self._watch()
+        self._watch()  # gives up at once a job whose lease ran out before it arrived
         # The heartbeats' task starts when the first one is due: most jobs end before.
         first = asyncio.get_running_loop().call_later(self.heartbeat_interval, self._start_beats)
         try:
-            await self._run()
+            if not self.aborted:
+                await self._run()
         finally:
             if self._watching is not None:
                 self._watching.cancel()
