@@ -6,6 +6,7 @@ import asyncio
 import os
 import signal
 import statistics
+import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -14,7 +15,12 @@ import pytest
 
 from conveyor.errors import ExecutionError
 from conveyor.runner.loop import run_event_loop
-from conveyor.runner.process import ProcessResult, kill_process_group, run_process
+from conveyor.runner.process import (
+    ProcessResult,
+    _exit_by_thread,
+    kill_process_group,
+    run_process,
+)
 
 ENV = {"PATH": os.environ["PATH"], "LC_ALL": "C.UTF-8"}
 # Small grace periods keep the signal-sequence tests fast.
@@ -251,3 +257,12 @@ def test_starting_a_trivial_script_is_cheap(tmp_path: Path) -> None:
 
     # A few milliseconds on an idle machine; the bound leaves room for a busy one.
     assert statistics.median(run_event_loop(timings())) < 0.05
+
+
+def test_without_pidfds_a_thread_notices_the_exit(tmp_path: Path) -> None:
+    async def main() -> int | None:
+        process = subprocess.Popen(["bash", "-c", "sleep 0.1; exit 3"], cwd=tmp_path)
+        await asyncio.wait_for(_exit_by_thread(asyncio.get_running_loop(), process), 5.0)
+        return process.returncode
+
+    assert run_event_loop(main()) == 3

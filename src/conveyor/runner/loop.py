@@ -1,8 +1,10 @@
-"""The event loop that commands running steps use: child exits noticed through pidfds.
+"""The event loop of the commands that start processes: child exits noticed through pidfds.
 
-Python 3.11's default child watcher starts a thread for every child process
-it waits for; waiting on a pidfd in the loop instead took 0.34 ms of the
-parent's CPU per spawned step here, against 0.4 to 0.55 ms. Python 3.12 picks
+Steps wait for their processes themselves (see process.py); the processes
+asyncio starts (git for the server's repository mirrors, the runner's lease
+guard) are waited for by a child watcher. Python 3.11's default one starts a
+thread for every child; waiting on a pidfd in the loop took 0.34 ms of the
+parent's CPU per process here, against 0.4 to 0.55 ms. Python 3.12 picks
 the pidfd watcher by itself where the kernel has pidfds (Linux 5.3+).
 """
 

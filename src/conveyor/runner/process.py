@@ -24,6 +24,7 @@ import asyncio
 import os
 import signal
 import subprocess
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -75,47 +76,53 @@ async def run_process(
     if not os.path.isdir(cwd):
         raise ExecutionError(f"working directory {cwd!r} does not exist")
     loop = asyncio.get_running_loop()
-    protocol = _OutputProtocol(loop, on_line, max_line_bytes)
+    read_end, write_end = os.pipe()
     try:
-        transport, _ = await loop.subprocess_exec(
-            lambda: protocol,
-            *argv,
+        process = subprocess.Popen(
+            argv,
             stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
+            stdout=write_end,
+            stderr=write_end,
             cwd=cwd,
-            env=None if env is None else dict(env),
+            env=env,
             start_new_session=True,
         )
-    except OSError as exc:
-        raise ExecutionError(f"cannot start {argv[0]!r}: {exc.strerror or exc}") from None
-    pid = transport.get_pid()
+    except BaseException as exc:
+        os.close(read_end)
+        if isinstance(exc, OSError):
+            raise ExecutionError(f"cannot start {argv[0]!r}: {exc.strerror or exc}") from None
+        raise
+    finally:
+        os.close(write_end)
+    pid = process.pid
     _live_groups.add(pid)
+    output = _Output(loop, read_end, on_line, max_line_bytes)
+    exited = _exit_of(loop, process)
     cancel_wait = asyncio.ensure_future(cancel.wait()) if cancel is not None else None
     timed_out = cancelled = False
     try:
-        waiters: set[asyncio.Future[Any]] = {protocol.exited, protocol.failed}
+        waiters: set[asyncio.Future[Any]] = {exited, output.failed}
         if cancel_wait is not None:
             waiters.add(cancel_wait)
         await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-        if not protocol.exited.done() and not protocol.failed.done():
+        if not exited.done() and not output.failed.done():
             cancelled = cancel is not None and cancel.is_set()
             timed_out = not cancelled
-            await _stop_group(pid, protocol.exited, interrupt_grace, terminate_grace)
-        if not protocol.failed.done():
-            await _wait(protocol.closed, linger)
-            protocol.finish()
-        if protocol.failed.done():
-            raise protocol.failed.result()
+            await _stop_group(pid, exited, interrupt_grace, terminate_grace)
+        if not output.failed.done():
+            await _wait(output.closed, linger)
+            output.finish()
+        if output.failed.done():
+            raise output.failed.result()
     except BaseException:
         kill_process_group(pid)
-        await _wait(protocol.exited, 5.0)  # reap it before its transport goes
+        await _wait(exited, 5.0)  # reap it
         raise
     finally:
         if cancel_wait is not None:
             cancel_wait.cancel()
-        transport.close()
-    code = transport.get_returncode()
+        output.close()
+    code = process.returncode
     exit_code = -1 if code is None else (128 - code if code < 0 else code)
     return ProcessResult(exit_code, timed_out=timed_out, cancelled=cancelled, pid=pid)
 
@@ -156,34 +163,52 @@ async def _wait(future: asyncio.Future[None], seconds: float) -> bool:
     return future.done()
 
 
-class _OutputProtocol(asyncio.SubprocessProtocol):
-    """Splits the merged output pipe into lines and tracks the process's end."""
+class _Output:
+    """The merged output pipe, read as the loop finds it readable: its lines go to
+    `on_line`, its end completes `closed`, an exception of `on_line` completes `failed`."""
 
     def __init__(
-        self, loop: asyncio.AbstractEventLoop, on_line: Callable[[str], None], max_line: int
+        self,
+        loop: asyncio.AbstractEventLoop,
+        fd: int,
+        on_line: Callable[[str], None],
+        max_line: int,
     ) -> None:
+        self._loop = loop
+        self._fd: int | None = fd
         self._on_line = on_line
         self._lines = _LineSplitter(max_line)
-        self.exited: asyncio.Future[None] = loop.create_future()
         self.closed: asyncio.Future[None] = loop.create_future()
         self.failed: asyncio.Future[BaseException] = loop.create_future()
+        os.set_blocking(fd, False)
+        loop.add_reader(fd, self._readable)
 
-    def pipe_data_received(self, fd: int, data: bytes | str) -> None:
-        assert isinstance(data, bytes)
-        self._deliver(self._lines.feed(data))
-
-    def pipe_connection_lost(self, fd: int, exc: Exception | None) -> None:
+    def _readable(self) -> None:
+        assert self._fd is not None
+        try:
+            data = os.read(self._fd, _READ)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if data:
+            self._deliver(self._lines.feed(data))
+            return
         self.finish()
-        if not self.closed.done():
-            self.closed.set_result(None)
-
-    def process_exited(self) -> None:
-        if not self.exited.done():
-            self.exited.set_result(None)
+        self.close()
 
     def finish(self) -> None:
         """Deliver a last line that had no line break (once)."""
         self._deliver(self._lines.flush())
+
+    def close(self) -> None:
+        """Stop reading (the rest of the output, if any, is not read)."""
+        if self._fd is not None:
+            self._loop.remove_reader(self._fd)
+            os.close(self._fd)
+            self._fd = None
+        if not self.closed.done():
+            self.closed.set_result(None)
 
     def _deliver(self, lines: list[str]) -> None:
         if self.failed.done():
@@ -194,6 +219,54 @@ class _OutputProtocol(asyncio.SubprocessProtocol):
             except Exception as exc:
                 self.failed.set_result(exc)
                 return
+
+
+_READ = 65536
+
+
+def _exit_of(
+    loop: asyncio.AbstractEventLoop, process: subprocess.Popen[bytes]
+) -> asyncio.Future[None]:
+    """A future done once `process` has exited and been reaped (its `returncode` set).
+
+    The loop watches the process's pidfd where the kernel gives one out;
+    elsewhere a thread waits for it, as Python 3.11's default child watcher
+    does. Either is cheaper than asyncio's subprocess transport, whose pipe
+    protocols and tasks cost a short step 0.11 ms more of the runner's CPU.
+    """
+    try:
+        pidfd = os.pidfd_open(process.pid)
+    except (AttributeError, OSError):  # no pidfds here (old kernel, seccomp policy)
+        return _exit_by_thread(loop, process)
+    exited: asyncio.Future[None] = loop.create_future()
+
+    def readable() -> None:
+        if process.poll() is None:
+            return  # not yet (a pidfd turns readable only once its process has ended)
+        loop.remove_reader(pidfd)
+        os.close(pidfd)
+        _done(exited)
+
+    loop.add_reader(pidfd, readable)
+    return exited
+
+
+def _exit_by_thread(
+    loop: asyncio.AbstractEventLoop, process: subprocess.Popen[bytes]
+) -> asyncio.Future[None]:
+    exited: asyncio.Future[None] = loop.create_future()
+
+    def wait() -> None:
+        process.wait()
+        loop.call_soon_threadsafe(_done, exited)
+
+    threading.Thread(target=wait, name=f"wait-{process.pid}", daemon=True).start()
+    return exited
+
+
+def _done(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 class _LineSplitter:
