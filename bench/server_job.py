@@ -20,13 +20,12 @@ import statistics
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from workload import NOOP, PG_ADMIN
+from workload import NOOP, create_database, drop_database
 
 from conveyor.runner.agent import default_labels
 from conveyor.service.serve import ServeOptions, Server, ensure_tokens
@@ -142,17 +141,11 @@ def one_round(jobs: int, backend: str) -> float:
     with tempfile.TemporaryDirectory(prefix="conveyor-server-job-") as tmp:
         if backend == "sqlite":
             return asyncio.run(drain(jobs, tmp, None))
-        import psycopg
-
-        database = f"conveyor_bench_{uuid.uuid4().hex[:10]}"
-        with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{database}"')
+        database, url = create_database()
         try:
-            url = f"postgresql://postgres@127.0.0.1:5432/{database}"
             return asyncio.run(drain(jobs, tmp, url))
         finally:
-            with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-                conn.execute(f'DROP DATABASE "{database}" WITH (FORCE)')
+            drop_database(database)
 
 
 def main() -> None:

@@ -22,14 +22,13 @@ import sys
 import tempfile
 import threading
 import time
-import uuid
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import httpx
 from tests.service.cluster import Runner, Server
-from workload import NOOP, PG_ADMIN
+from workload import NOOP, PG_ADMIN, create_database, drop_database
 
 
 class Dispatcher:
@@ -185,14 +184,7 @@ def transaction_counts(database: str) -> tuple[int, int]:
 
 def measure(backend: str, runners: int, jobs: int, samples: int) -> None:
     tmp = Path(tempfile.mkdtemp(prefix="conveyor-throughput-"))
-    database = f"conveyor_bench_{uuid.uuid4().hex[:10]}"
-    url = None
-    if backend == "postgres":
-        import psycopg
-
-        with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{database}"')
-        url = f"postgresql://postgres@127.0.0.1:5432/{database}"
+    database, url = create_database() if backend == "postgres" else ("", None)
     server = Server(tmp / "data", url, lease_ttl=30.0).start()
     agents = [Runner(server, tmp / f"runner-{i}").start() for i in range(runners)]
     try:
@@ -275,10 +267,7 @@ def measure(backend: str, runners: int, jobs: int, samples: int) -> None:
         server.kill()
         shutil.rmtree(tmp, ignore_errors=True)
         if url:
-            import psycopg
-
-            with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-                conn.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+            drop_database(database)
 
 
 def main() -> int:

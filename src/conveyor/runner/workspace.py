@@ -118,15 +118,11 @@ def _scrubbed(dirs: JobDirs) -> bool:
     longer a directory of ours is left to `_cleaned`."""
     workspace = dirs.workspace if dirs.workspace.parent.parent == dirs.root else None
     try:
-        for directory in (dirs.files, dirs.temp, dirs.tool_cache, workspace):
-            if directory is None or not _still_ours(directory):
-                continue
-            for entry in _entries(str(directory)):
-                if directory is dirs.files:
-                    if not (_as_wanted(entry) or _truncated(entry.path)):
-                        _remove(entry.path)
-                else:
-                    _remove(entry.path)
+        if _still_ours(dirs.files):
+            _empty_env_files(str(dirs.files))
+        for directory in (dirs.temp, dirs.tool_cache, workspace):
+            if directory is not None and _still_ours(directory):
+                _empty(str(directory))
     except OSError:
         return False
     return True
@@ -149,23 +145,33 @@ def _cleaned(root: Path, workspace: str) -> bool:
         for entry in _entries(str(root)):
             if entry.name not in _KEPT or not _real_dir(entry.path, 0o700):
                 _remove(entry.path)  # `acquire` makes a kept one again
-                continue
-            for inner in _entries(entry.path):
-                if entry.name == "files":
-                    if not (_as_wanted(inner) or _truncated(inner.path)):
+            elif entry.name == "files":
+                _empty_env_files(entry.path)
+            elif entry.name == "workspace":
+                for inner in _entries(entry.path):
+                    if inner.name == workspace and _real_dir(inner.path, _DIR_MODE):
+                        _empty(inner.path)
+                    else:
                         _remove(inner.path)
-                elif (
-                    entry.name == "workspace"
-                    and inner.name == workspace
-                    and _real_dir(inner.path, _DIR_MODE)
-                ):
-                    for item in _entries(inner.path):
-                        _remove(item.path)
-                else:
-                    _remove(inner.path)
+            else:
+                _empty(entry.path)
     except OSError:
         return False
     return True
+
+
+def _empty(directory: str) -> None:
+    """Remove everything in `directory`, never following a link."""
+    for entry in _entries(directory):
+        _remove(entry.path)
+
+
+def _empty_env_files(directory: str) -> None:
+    """Truncate the plain files of ours in `directory` (env files, scripts: they may hold
+    rendered secrets); remove anything else."""
+    for entry in _entries(directory):
+        if not (_as_wanted(entry) or _truncated(entry.path)):
+            _remove(entry.path)
 
 
 def _entries(path: str) -> list[os.DirEntry[str]]:

@@ -333,18 +333,12 @@ class SqliteRunnerSide(SqliteBase):
     async def apply_report(
         self, job_id: str, epoch: int, events: Sequence[ReportEvent], *, seq: int | None = None
     ) -> int | None:
+        rows.check_report(events, _FINISH_STEP, _FINISH_JOB)
         try:
-            return self._apply_report(job_id, epoch, events, seq)
+            with self._write() as db:
+                return self._write_report(db, job_id, epoch, events, seq)
         except rows.Replayed as replay:
             return replay.last_seq
-
-    def _apply_report(
-        self, job_id: str, epoch: int, events: Sequence[ReportEvent], seq: int | None
-    ) -> int | None:
-        """The report in one transaction; rows.Replayed for one applied before."""
-        rows.check_report(events, _FINISH_STEP, _FINISH_JOB)
-        with self._write() as db:
-            return self._write_report(db, job_id, epoch, events, seq)
 
     def _write_report(
         self,
