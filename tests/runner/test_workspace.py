@@ -187,6 +187,32 @@ def test_a_tree_waits_before_it_serves_again(tmp_path: Path) -> None:
     assert slots.acquire(None, bind=False).root == first.root
 
 
+def test_a_tree_serves_again_at_once_when_its_jobs_processes_are_gone(tmp_path: Path) -> None:
+    slots = Slots(str(tmp_path / "jobs"), reuse_after=60)
+    first, second = slots.acquire(None, bind=False), slots.acquire(None, bind=False)
+    slots.release(first, "m1")
+    slots.release(second, "m2")
+    slots.gone(["m2", "unknown"])
+    assert slots.acquire(None, bind=False).root == second.root  # not the older first
+    assert slots.acquire(None, bind=False).root not in (first.root, second.root)
+    slots.gone(["m1"])
+    assert slots.acquire(None, bind=False).root == first.root
+
+
+def test_a_tree_whose_jobs_processes_may_live_waits_for_the_time_limit(tmp_path: Path) -> None:
+    slots = Slots(str(tmp_path / "jobs"), reuse_after=0.3)
+    first = slots.acquire(None, bind=False)
+    slots.release(first, "m1")
+    slots.gone(["m2"])  # another job's
+    assert slots.acquire(None, bind=False).root != first.root
+    time.sleep(0.35)
+    again = slots.acquire(None, bind=False)
+    assert again.root == first.root
+    slots.release(again, "m3")
+    slots.gone(["m1"])  # late: it says nothing of the tree's new job
+    assert slots.acquire(None, bind=False).root != first.root
+
+
 def test_links_and_odd_files_among_the_env_files_are_removed_not_followed(tmp_path: Path) -> None:
     target = tmp_path / "target.txt"
     target.write_text("outside data")

@@ -3,14 +3,24 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
+import threading
 import time
 from pathlib import Path
 
 from conveyor.runner.agent import REUSE_AFTER
-from conveyor.runner.guard import KILL_DELAY, MARKER_ENV, PAUSE, ROUNDS, Guard, marked
+from conveyor.runner.guard import (
+    KILL_DELAY,
+    MARKER_ENV,
+    PAUSE,
+    ROUNDS,
+    Guard,
+    marked,
+    serve,
+)
 
 
 def fake_proc(tmp_path: Path, environs: dict[str, bytes]) -> str:
@@ -78,6 +88,53 @@ def test_the_ended_jobs_processes_are_killed_together_and_soon() -> None:
             await guard.close()
 
     asyncio.run(main())
+
+
+def test_the_guard_says_when_an_ended_jobs_processes_are_gone() -> None:
+    async def main() -> None:
+        said: list[list[str]] = []
+        heard = asyncio.Event()
+
+        def on_gone(markers: list[str]) -> None:
+            said.append(markers)
+            heard.set()
+
+        guard = await Guard.start(on_gone=on_gone)
+        first, second = start_marked("g1"), start_marked("g2")
+        try:
+            guard.kill("g1")
+            guard.kill("g2")
+            await asyncio.wait_for(heard.wait(), 5)
+            assert sorted(marker for markers in said for marker in markers) == ["g1", "g2"]
+            for victim in (first, second):  # dead by then (a zombie is no process of theirs)
+                assert await asyncio.to_thread(victim.wait, 1) == -signal.SIGKILL
+        finally:
+            await guard.close()
+
+    asyncio.run(main())
+
+
+def test_a_guard_whose_agent_reads_nothing_still_kills(tmp_path: Path) -> None:
+    commands_read, commands = os.pipe()
+    answers, answers_written = os.pipe()
+    os.set_blocking(answers_written, False)
+    with contextlib.suppress(BlockingIOError):
+        while True:  # the agent is stopped: its end of the pipe is full
+            os.write(answers_written, b"x" * 4096)
+    os.set_blocking(answers_written, True)
+    victim = start_marked("s1")
+    guard = threading.Thread(target=serve, args=(commands_read, answers_written))
+    guard.start()
+    try:
+        os.write(commands, b"kill s1\n")
+        victim.wait(5)
+        assert victim.returncode == -signal.SIGKILL
+    finally:
+        os.close(commands)
+        guard.join(5)
+        for fd in (commands_read, answers, answers_written):
+            os.close(fd)
+    assert not guard.is_alive()
 
 
 def test_closing_the_guard_kills_what_it_was_told_to_and_what_it_watches() -> None:

@@ -45,9 +45,10 @@ POLL_WAIT = 50.0
 CREDENTIALS = "runner.json"
 GRACE = 60.0
 REUSE_AFTER = 1.0
-"""Seconds before a job's directory tree serves another job: time enough for the lease
-guard to kill what the job left running (it starts within guard.KILL_DELAY, and its
-rounds take ROUNDS x PAUSE more, plus their scans)."""
+"""Seconds at most before a job's directory tree serves another job, when the lease
+guard has not said sooner that the job's processes are gone: time enough for it to
+kill them (it starts within guard.KILL_DELAY, and its rounds take ROUNDS x PAUSE more,
+plus their scans)."""
 _ARCH = {"x86_64": "x64", "amd64": "x64", "aarch64": "arm64", "arm64": "arm64", "i686": "x86"}
 _HOSTED = {"linux": "ubuntu-latest", "darwin": "macos-latest"}
 
@@ -237,8 +238,8 @@ class _Agent:
         for leftover in os.listdir(jobs_dir):  # from a runner that died mid-job
             shutil.rmtree(os.path.join(jobs_dir, leftover), ignore_errors=True)
         channel = HttpChannel(self.url, token)
-        guard = await Guard.start()
         slots = Slots(jobs_dir, reuse_after=REUSE_AFTER)
+        guard = await Guard.start(on_gone=slots.gone)
         try:
             logger.info(
                 "runner %s: waiting for jobs from %s (labels: %s, %d at a time)",

@@ -22,6 +22,7 @@ from conveyor.expr import Environment, render_value, to_string
 from conveyor.runner import workspace
 from conveyor.runner.artifacts import ArtifactStore
 from conveyor.runner.assignment import JobAssignment, JobOutcome, JobReporter
+from conveyor.runner.guard import MARKER_ENV
 from conveyor.runner.hashfiles import hash_files
 from conveyor.runner.masking import Masker
 from conveyor.runner.process import kill_process_group
@@ -110,7 +111,9 @@ class JobState:
 class JobExecutor:
     """Runs one `JobAssignment` to its end and returns how it ended.
 
-    Each job gets a directory tree from `slots`, for the time it runs.
+    Each job gets a directory tree from `slots`, for the time it runs. With a
+    `marker`, its processes carry it in their environment, for the lease guard
+    to find them, and the tree goes back under it (see workspace.Slots).
     """
 
     def __init__(
@@ -119,9 +122,13 @@ class JobExecutor:
         slots: workspace.Slots,
         base_env: Mapping[str, str] | None = None,
         artifacts: ArtifactStore | None = None,
+        marker: str = "",
     ) -> None:
         self._slots = slots
         self._base_env = dict(os.environ if base_env is None else base_env)
+        if marker:
+            self._base_env[MARKER_ENV] = marker
+        self._marker = marker
         self._artifacts = artifacts
 
     async def run(self, assignment: JobAssignment, reporter: JobReporter) -> JobOutcome:
@@ -153,7 +160,7 @@ class JobExecutor:
         finally:
             for pgid in state.process_groups if state else ():
                 kill_process_group(pgid)
-            self._slots.release(dirs)
+            self._slots.release(dirs, self._marker)
 
     def _initial_state(
         self, a: JobAssignment, dirs: workspace.JobDirs, reporter: JobReporter

@@ -32,7 +32,7 @@ from typing import Any
 from conveyor.errors import ConveyorError, LeaseLost
 from conveyor.runner.assignment import JobAssignment, JobOutcome
 from conveyor.runner.executor import JobExecutor
-from conveyor.runner.guard import MARKER_ENV, Guard
+from conveyor.runner.guard import Guard
 from conveyor.runner.http_artifacts import HttpArtifactStore
 from conveyor.runner.http_channel import Backoff, HttpChannel, Refused, ServerUnavailable
 from conveyor.runner.http_reporter import HttpReporter
@@ -165,7 +165,8 @@ class LeaseJob:
         logger.info("job %s (%s): started", self.job_id, assignment.name)
         executor = JobExecutor(
             slots=self._slots,
-            base_env={**os.environ, MARKER_ENV: self._marker},
+            base_env=os.environ,
+            marker=self._marker,
             artifacts=HttpArtifactStore(self._channel, self.job_id, self.epoch, on_lost=self.abort),
         )
         self._task = asyncio.create_task(executor.run(assignment, self._reporter))

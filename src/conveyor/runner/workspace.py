@@ -9,6 +9,7 @@ import stat
 import tempfile
 import time
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,9 +34,11 @@ class Slots:
     release the job's data goes: the step scripts, event payload and env
     files (they may hold rendered secrets) are truncated, and what the job
     put in its workspace, temp and tool-cache directories is removed. A
-    released tree is handed out again only `reuse_after` seconds later, once
-    the job's stray processes are gone (the runner's lease guard kills them
-    within that time), and cleaned again then, whole: whatever is there that
+    released tree is handed out again once the job's stray processes are gone:
+    when `gone` is told so (the runner's lease guard kills them and says when
+    none is left), or at the latest `reuse_after` seconds after its release
+    (the guard kills them within that time). It is cleaned again then,
+    whole: whatever is there that
     the next job must not see (what a stray process wrote late, a link, a
     changed mode) is removed or put right, and the workspace directory is
     kept for a job whose workspace has its name. Links are removed, never
@@ -45,8 +48,11 @@ class Slots:
     def __init__(self, parent: str | None, *, reuse_after: float = 0.0) -> None:
         self._parent = parent
         self._reuse_after = reuse_after
-        self._free: deque[tuple[float, Path]] = deque()
-        """Released trees with the monotonic time of their release, oldest first."""
+        self._free: deque[_Kept] = deque()
+        """Released trees, oldest first."""
+        self._waiting: dict[str, _Kept] = {}
+        """The released trees not yet known to be free of their job's processes, by
+        the marker of those processes."""
 
     def acquire(self, source_dir: str | None, *, bind: bool, name: str = "") -> JobDirs:
         """A tree for one job; its workspace is a copy of `source_dir`.
@@ -75,34 +81,66 @@ class Slots:
             copy_checkout(source_dir, str(workspace))
         return JobDirs(root, workspace, temp, files, tool_cache)
 
-    def release(self, dirs: JobDirs) -> None:
-        """Take the job's data out of the tree and keep it, to be reused `reuse_after`
-        seconds from now; or drop it when that does not go through."""
-        if _scrubbed(dirs):
-            self._free.append((time.monotonic(), dirs.root))
-        else:
+    def release(self, dirs: JobDirs, marker: str = "") -> None:
+        """Take the job's data out of the tree and keep it, to be reused once `gone`
+        says the processes marked `marker` are gone, or `reuse_after` seconds from
+        now; or drop it when that does not go through."""
+        if not _scrubbed(dirs):
             shutil.rmtree(dirs.root, ignore_errors=True)
+            return
+        kept = _Kept(dirs.root, time.monotonic(), marker)
+        self._free.append(kept)
+        if marker:
+            self._waiting[marker] = kept
+
+    def gone(self, markers: Iterable[str]) -> None:
+        """No process marked with one of `markers` is left: their trees may serve now."""
+        for marker in markers:
+            kept = self._waiting.pop(marker, None)
+            if kept is not None:
+                kept.free = True
 
     def close(self) -> None:
         """Remove the kept trees."""
+        self._waiting.clear()
         while self._free:
-            shutil.rmtree(self._free.popleft()[1], ignore_errors=True)
+            shutil.rmtree(self._free.popleft().root, ignore_errors=True)
 
     def _reused(self, workspace: str) -> Path | None:
-        """The oldest tree released long enough ago, cleaned for a job whose workspace
-        directory is named `workspace`."""
-        now = time.monotonic()
-        while self._free and now - self._free[0][0] >= self._reuse_after:
-            _, root = self._free.popleft()
-            if _cleaned(root, workspace):
-                return root
-            shutil.rmtree(root, ignore_errors=True)
+        """The oldest tree free of its job's processes, cleaned for a job whose
+        workspace directory is named `workspace`."""
+        while (kept := self._oldest_free()) is not None:
+            self._free.remove(kept)
+            self._waiting.pop(kept.marker, None)
+            if _cleaned(kept.root, workspace):
+                return kept.root
+            shutil.rmtree(kept.root, ignore_errors=True)
+        return None
+
+    def _oldest_free(self) -> _Kept | None:
+        released_before = time.monotonic() - self._reuse_after
+        for kept in self._free:
+            if kept.free or kept.released_at <= released_before:
+                return kept
         return None
 
     def _new_root(self) -> Path:
         if self._parent is not None:
             os.makedirs(self._parent, exist_ok=True)
         return Path(tempfile.mkdtemp(prefix="job-", dir=self._parent))
+
+
+@dataclass(eq=False)
+class _Kept:
+    """A released tree."""
+
+    root: Path
+    released_at: float
+    """Its release's monotonic time."""
+    marker: str
+    """What its job's processes are marked with (see runner.guard), if anything."""
+    free: bool = False
+    """Whether its job's processes are known to be gone."""
 
 
 _KEPT = ("files", "temp", "tool-cache", "workspace")
