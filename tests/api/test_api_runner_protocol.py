@@ -77,6 +77,39 @@ def test_poll_returns_at_once_when_a_job_is_queued_during_the_wait(live: Live) -
     assert job["run_id"] == run_id and job["key"] == "build"
 
 
+def test_a_poll_asked_again_after_a_lost_answer_is_handed_the_same_job(live: Live) -> None:
+    workflow_id = live.register_workflow()
+    first_run, second_run = live.dispatch(workflow_id), live.dispatch(workflow_id)
+    _, token = live.register_runner(["linux"])
+    _, other = live.register_runner(["linux"])
+    poll = "/api/v1/runners/poll"
+    lost = _post(live, token, poll, {"wait": 0, "request": "n-1"}).json()["job"]
+    assert lost["run_id"] == first_run
+    # Another runner's poll of the same name takes the next job, not this one.
+    taken = _post(live, other, poll, {"wait": 0, "request": "n-1", "again": True}).json()["job"]
+    assert taken["run_id"] == second_run
+    again = _post(live, token, poll, {"wait": 0, "request": "n-1", "again": True}).json()["job"]
+    assert (again["job_id"], again["epoch"]) == (lost["job_id"], lost["epoch"])
+    # A new poll, or one whose job the runner has started, is handed no job twice.
+    assert _post(live, token, poll, {"wait": 0, "request": "n-2"}).json() == {"job": None}
+    base = f"/api/v1/jobs/{lost['job_id']}"
+    assert _post(live, token, f"{base}/start", {"epoch": lost["epoch"]}).status_code == 200
+    answer = _post(live, token, poll, {"wait": 0, "request": "n-1", "again": True})
+    assert answer.json() == {"job": None}
+
+
+def test_a_polls_name_is_checked(live: Live) -> None:
+    _, token = live.register_runner(["linux"])
+    for hostile in ("", "../x", "a b", "nul\x00", "é", "x" * 65, 7, None):
+        body = {"wait": 0, "request": hostile, "again": True}
+        answer = _post(live, token, "/api/v1/runners/poll", body)
+        if hostile is None:
+            assert answer.json() == {"job": None}  # no name: an ordinary poll
+        else:
+            assert answer.status_code == 422, hostile
+            assert answer.json()["code"] == "invalid"
+
+
 def test_the_assignment_carries_what_the_runner_needs(live: Live) -> None:
     _token, job = live.leased_job()
     assert set(job) >= {

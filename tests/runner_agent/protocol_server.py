@@ -38,6 +38,9 @@ class ProtocolServer:
     """How many connections met a closed door."""
     unanswered: int = 0
     """How many of the next requests are received (and recorded) but never answered."""
+    dropped: int = 0
+    """How many of the next requests are received (and recorded), then their connection
+    closes unanswered: an answer lost on the way, seen at once."""
     cancel_requested: bool = False
     lease_ttl: float = 10.0
     _server: asyncio.AbstractServer | None = None
@@ -92,6 +95,9 @@ class ProtocolServer:
                     return  # drop the connection unanswered
                 method, path, body = request
                 status, answer = self._answer(method, path, body)
+                if self.dropped > 0:
+                    self.dropped -= 1
+                    return
                 if self.unanswered > 0:
                     self.unanswered -= 1
                     return  # the answer is lost on the way

@@ -68,6 +68,37 @@ async def test_acquire_can_be_limited_to_a_tenant(kit: Kit) -> None:
     assert got is not None and got.tenant_id == "acme"
 
 
+async def test_a_job_whose_handing_was_lost_is_handed_again_to_its_runner(kit: Kit) -> None:
+    first, second = await kit.queued(), await kit.queued()
+    got = await kit.store.acquire_job("runner-1", [], TTL, request="poll:a1")
+    assert got is not None and got.id == first.id
+    assert await kit.store.hand_again("runner-2", "poll:a1", TTL) is None  # not its call
+    assert await kit.store.hand_again("runner-1", "poll:b2", TTL) is None  # another call
+    kit.clock.advance(30)
+    again = await kit.store.hand_again("runner-1", "poll:a1", TTL)
+    assert again is not None and again.id == first.id
+    assert (again.status, again.lease_owner, again.lease_epoch) == (
+        JobStatus.ACQUIRED,
+        "runner-1",
+        got.lease_epoch,
+    )
+    assert again.lease_expires_at == kit.clock.now + TTL  # counted from now, as the runner does
+    # Once started, the job is the runner's own business: no call hands it again.
+    await kit.store.start_job(first.id, got.lease_epoch)
+    assert await kit.store.hand_again("runner-1", "poll:a1", TTL) is None
+    assert (await kit.store.get_job(second.id)).status is JobStatus.QUEUED
+
+
+async def test_a_job_requeued_after_its_lease_is_not_handed_again(kit: Kit) -> None:
+    await kit.queued()
+    got = await kit.store.acquire_job("runner-1", [], TTL, request="poll:a1")
+    assert got is not None
+    kit.clock.advance(TTL + 1)
+    assert [job.id for job in await kit.store.reap_expired(max_retries=3)] == [got.id]
+    assert await kit.store.hand_again("runner-1", "poll:a1", TTL) is None
+    assert (await kit.store.get_job(got.id)).status is JobStatus.QUEUED
+
+
 async def test_lease_ttl_must_be_positive(kit: Kit) -> None:
     job = await kit.acquired()
     with pytest.raises(ValueError, match="positive"):

@@ -507,14 +507,37 @@ async def test_a_refused_report_takes_no_next_job(kit: Kit) -> None:
     assert len(await kit.events()) == mark
 
 
-async def test_a_report_sent_again_takes_no_second_job(kit: Kit) -> None:
+@pytest.mark.parametrize("whole", [True, False], ids=["whole-job", "step-by-step"])
+async def test_a_report_sent_again_is_handed_the_same_next_job(kit: Kit, whole: bool) -> None:
     job = await kit.acquired()
     first, second = await kit.queued(), await kit.queued()
-    ending = [JobStarted(), JobEnded(JobStatus.COMPLETED, OK, {})]
+    ending = [
+        JobStarted(),
+        *(step(0, LINES, BUILT) if whole else []),
+        JobEnded(JobStatus.COMPLETED, OK, {}),
+    ]
     asked = {"runner_id": "runner-1", "labels": [], "lease_ttl": 60}
-    _, handed = await kit.store.report_and_acquire(job.id, job.lease_epoch, ending, seq=1, **asked)
+    last, handed = await kit.store.report_and_acquire(
+        job.id, job.lease_epoch, ending, seq=1, **asked
+    )
     assert handed is not None and handed.id == first.id
-    # the answer was lost: the same report again is answered, and leases nothing more
+    replayed = last or 0  # what a report sent again answers: the job's last line so far
+    # The answer was lost: the same report again is answered (not applied again) with the
+    # same job, its lease counted from now, as the runner will count it; nothing else goes.
+    kit.clock.advance(20)
     again = await kit.store.report_and_acquire(job.id, job.lease_epoch, ending, seq=1, **asked)
-    assert again == (0, None)  # the job's last line so far, as for any report sent again
+    assert again[0] == replayed
+    assert again[1] is not None and again[1].id == first.id
+    assert again[1].lease_epoch == handed.lease_epoch
+    assert again[1].lease_expires_at == kit.clock.now + 60
+    assert (await kit.store.get_job(second.id)).status is JobStatus.QUEUED
+    # Another runner's call of the same name is handed nothing of it.
+    elsewhere = {**asked, "runner_id": "runner-2"}
+    assert await kit.store.report_and_acquire(
+        job.id, job.lease_epoch, ending, seq=1, **elsewhere
+    ) == (replayed, None)
+    # Once the runner has started that job, the report sent again hands nothing.
+    await kit.store.start_job(first.id, handed.lease_epoch)
+    sent_again = await kit.store.report_and_acquire(job.id, job.lease_epoch, ending, seq=1, **asked)
+    assert sent_again == (replayed, None)
     assert (await kit.store.get_job(second.id)).status is JobStatus.QUEUED

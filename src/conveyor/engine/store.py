@@ -186,13 +186,22 @@ class Store(Protocol):
         lease_ttl: float,
         *,
         tenant_id: str | None = None,
+        request: str | None = None,
     ) -> JobRecord | None:
         """Lease the oldest QUEUED job the runner can run, or None.
 
         A job matches when its labels are a subset of `labels` (exact
         strings; no labels matches any runner). QUEUED → ACQUIRED,
         `lease_epoch + 1`; outbox `job.acquired`. Safe under concurrent callers.
+        The job remembers `request`, the runner's name for the call that
+        leased it (see `hand_again`).
         """
+        ...
+
+    async def hand_again(self, runner_id: str, request: str, lease_ttl: float) -> JobRecord | None:
+        """The job leased to the runner by its call `request`, if the runner has not
+        started it (the answer that handed it was lost), with its lease renewed to now +
+        `lease_ttl` (the runner counts it from now); None if there is none."""
         ...
 
     async def start_job(self, job_id: str, epoch: int) -> JobRecord:
@@ -293,7 +302,9 @@ class Store(Protocol):
     ) -> tuple[int | None, JobRecord | None]:
         """`apply_report`, then `acquire_job` for the runner (whose slot the report may have
         freed): -> (the report's answer, the job now leased to the runner or None). A
-        backend may do both in one transaction; a refused report acquires nothing."""
+        backend may do both in one transaction; a refused report acquires nothing. A
+        numbered report sent again (its answer was lost) is answered with the job the
+        first one was handed, if the runner has not started it (see `hand_again`)."""
         ...
 
     async def read_log(self, job_id: str, after_seq: int = 0, limit: int = 1000) -> list[LogLine]:

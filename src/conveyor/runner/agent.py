@@ -21,6 +21,7 @@ import json
 import logging
 import os
 import platform
+import secrets
 import shutil
 import signal
 import socket
@@ -294,7 +295,7 @@ class _Agent:
             if await self._wait_or_stop(free.acquire()) is None:
                 break
             try:
-                data = await self._until_stopped(lambda: channel.poll(self.poll_wait))
+                data = await self._poll(channel)
             except Refused as exc:
                 free.release()
                 logger.error("the server refused to hand out jobs: %s", exc)
@@ -307,6 +308,19 @@ class _Agent:
                 continue
             self._start(channel, guard, slots, data, time.monotonic(), free)
         return 0
+
+    async def _poll(self, channel: HttpChannel) -> dict[str, Any] | None:
+        """A job, or None; a poll whose answer was lost goes again under its name, so
+        that the job it may have leased is handed to us again, not left to its lease."""
+        request = secrets.token_urlsafe(12)
+        asked = False
+
+        async def ask() -> dict[str, Any] | None:
+            nonlocal asked
+            again, asked = asked, True
+            return await channel.poll(self.poll_wait, request=request, again=again)
+
+        return await self._until_stopped(ask)
 
     def _start(
         self,

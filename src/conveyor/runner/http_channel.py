@@ -145,9 +145,18 @@ class HttpChannel:
         data = await self._call("POST", "/runners/register", {"name": name, "labels": list(labels)})
         return _text(data, "runner_id"), _text(data, "token")
 
-    async def poll(self, wait: float) -> dict[str, Any] | None:
-        """Wait up to `wait` seconds for a job; -> its assignment (now leased to us) or None."""
-        data = await self._call("POST", "/runners/poll", {"wait": wait}, timeout=wait + POLL_SLACK)
+    async def poll(
+        self, wait: float, *, request: str | None = None, again: bool = False
+    ) -> dict[str, Any] | None:
+        """Wait up to `wait` seconds for a job; -> its assignment (now leased to us) or None.
+
+        `request` names the poll; `again` says the last poll of that name got no answer,
+        so that a job it leased is handed again rather than left to its lease's end.
+        """
+        body: dict[str, Any] = {"wait": wait}
+        if request is not None:
+            body.update(request=request, again=again)
+        data = await self._call("POST", "/runners/poll", body, timeout=wait + POLL_SLACK)
         job = data.get("job")
         if job is not None and not isinstance(job, dict):
             raise ServerUnavailable(f"{self.url}: the poll answer's job is not an object")

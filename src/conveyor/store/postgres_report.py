@@ -58,11 +58,13 @@ from conveyor.store.signal import Signals
 
 def pick_job(condition: str) -> str:
     """The UPDATE that leases the oldest queued job the runner may run (its labels in
-    %(offered)s, as JSON text; labels compare as their JSON spelling), with `condition`
-    (SQL, ours) added to the candidate's; RETURNING the job's columns."""
+    %(offered)s, as JSON text; labels compare as their JSON spelling) under its call
+    %(request)s, with `condition` (SQL, ours) added to the candidate's; RETURNING the
+    job's columns."""
     return f"""
         UPDATE jobs SET status = 'acquired', lease_owner = %(owner)s,
-            lease_epoch = lease_epoch + 1, lease_expires_at = %(expires)s, report_seq = 0
+            lease_epoch = lease_epoch + 1, lease_expires_at = %(expires)s, report_seq = 0,
+            handed_with = %(request)s
         WHERE id = (
             SELECT candidate.id FROM jobs AS candidate
             WHERE candidate.status = 'queued'

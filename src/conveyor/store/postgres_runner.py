@@ -69,6 +69,12 @@ _ACQUIRE_JOB = f"""
     )
     SELECT {_J} FROM picked
 """
+# A job the runner's call leased but the runner never heard of (see Store.hand_again).
+_HAND_AGAIN = f"""
+    UPDATE jobs SET lease_expires_at = %s
+    WHERE lease_owner = %s AND handed_with = %s AND status = 'acquired'
+    RETURNING {_J}
+"""
 # A numbered report takes its turn: only one numbered above the last applied goes
 # in. The update also locks the job for the rest of the report.
 _CLAIM_REPORT = f"""
@@ -212,13 +218,21 @@ class PostgresRunnerSide(PostgresBase):
         lease_ttl: float,
         *,
         tenant_id: str | None = None,
+        request: str | None = None,
     ) -> JobRecord | None:
         if lease_ttl <= 0:
             raise ValueError(f"lease_ttl must be positive, not {lease_ttl}")
-        params = self._acquisition(runner_id, labels, lease_ttl, tenant_id)
+        params = self._acquisition(runner_id, labels, lease_ttl, tenant_id, request)
         self._signals.queue.looked()
         row = await self._statement(_ACQUIRE_JOB, params)
         self._signals.queue.tried(row is not None)
+        return None if row is None else rows.job(row)
+
+    async def hand_again(self, runner_id: str, request: str, lease_ttl: float) -> JobRecord | None:
+        if lease_ttl <= 0:
+            raise ValueError(f"lease_ttl must be positive, not {lease_ttl}")
+        values = (self._clock() + lease_ttl, rows.text(runner_id), rows.text(request))
+        row = await self._statement(_HAND_AGAIN, values)
         return None if row is None else rows.job(row)
 
     async def start_job(self, job_id: str, epoch: int) -> JobRecord:
@@ -355,17 +369,23 @@ class PostgresRunnerSide(PostgresBase):
         if lease_ttl <= 0:
             raise ValueError(f"lease_ttl must be positive, not {lease_ttl}")
         rows.check_report(events, _FINISH_STEP, _FINISH_JOB)
+        request = None if seq is None else rows.report_request(job_id, seq)
         whole = whole_job(events)
         if whole is not None:
-            acquiring = self._acquisition(runner_id, labels, lease_ttl, tenant_id)
+            acquiring = self._acquisition(runner_id, labels, lease_ttl, tenant_id, request)
             written = await self._whole_job(job_id, epoch, whole, seq, acquiring)
             if written is not None:
                 return written
         try:
             last = await self._apply_report(job_id, epoch, events, seq)
         except rows.Replayed as replay:
-            return replay.last_seq, None
-        return last, await self.acquire_job(runner_id, labels, lease_ttl, tenant_id=tenant_id)
+            if request is None:
+                return replay.last_seq, None
+            return replay.last_seq, await self.hand_again(runner_id, request, lease_ttl)
+        job = await self.acquire_job(
+            runner_id, labels, lease_ttl, tenant_id=tenant_id, request=request
+        )
+        return last, job
 
     async def apply_report(
         self, job_id: str, epoch: int, events: Sequence[ReportEvent], *, seq: int | None = None
@@ -432,11 +452,17 @@ class PostgresRunnerSide(PostgresBase):
         return await self._transact(body)
 
     def _acquisition(
-        self, runner_id: str, labels: Sequence[str], lease_ttl: float, tenant_id: str | None
+        self,
+        runner_id: str,
+        labels: Sequence[str],
+        lease_ttl: float,
+        tenant_id: str | None,
+        request: str | None,
     ) -> dict[str, Any]:
         """The parameters of an acquisition (pick_job's and its outbox row's)."""
         now = self._clock()
         return {
+            "request": rows.optional_text(request),
             "owner": rows.text(runner_id),
             "expires": now + lease_ttl,
             "tenant": tenant_id,

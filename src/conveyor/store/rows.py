@@ -268,6 +268,12 @@ def event(row: tuple[Any, ...]) -> OutboxEvent:
     )
 
 
+def report_request(job_id: str, seq: int) -> str:
+    """The request, in the sense of `Store.acquire_job`, of a numbered report that asks
+    for the runner's next job: the same when the report is sent again."""
+    return f"report:{job_id}:{seq}"
+
+
 def carried(conclusion: Conclusion, outputs: Mapping[str, str]) -> tuple[str, str, str]:
     """`(conclusion, outputs, reason)` of a job carried over from the previous attempt."""
     if conclusion != Conclusion.SUCCESS:

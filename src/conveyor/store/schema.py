@@ -20,6 +20,7 @@ from conveyor.store.migrations import (
     m0003_report_seq,
     m0004_artifact_job,
     m0005_one_statement_writes,
+    m0006_handed_with,
 )
 
 
@@ -44,6 +45,7 @@ MIGRATIONS: tuple[Migration, ...] = (
         m0005_one_statement_writes.SQLITE,
         m0005_one_statement_writes.POSTGRES,
     ),
+    Migration(6, m0006_handed_with.NAME, m0006_handed_with.SQLITE, m0006_handed_with.POSTGRES),
 )
 LATEST: int = MIGRATIONS[-1].version
 

@@ -41,7 +41,7 @@ _J = rows.JOB_COLUMNS
 # A job matches when none of its labels is missing from the runner's.
 _ACQUIRE_JOB = f"""
     UPDATE jobs SET status = 'acquired', lease_owner = ?1, lease_epoch = lease_epoch + 1,
-        lease_expires_at = ?2, report_seq = 0
+        lease_expires_at = ?2, report_seq = 0, handed_with = ?5
     WHERE id = (
         SELECT candidate.id FROM jobs AS candidate
         WHERE candidate.status = 'queued'
@@ -74,6 +74,12 @@ _START_JOB = f"""
 _START_RUN = """
     UPDATE workflow_runs SET status = 'in_progress', started_at = ?
     WHERE id = ? AND status = 'queued'
+"""
+# A job the runner's call leased but the runner never heard of (see Store.hand_again).
+_HAND_AGAIN = f"""
+    UPDATE jobs SET lease_expires_at = ?
+    WHERE lease_owner = ? AND handed_with = ? AND status = 'acquired'
+    RETURNING {_J}
 """
 _RENEW_LEASE = f"""
     UPDATE jobs SET lease_expires_at = ?
@@ -170,14 +176,28 @@ class SqliteRunnerSide(SqliteBase):
         lease_ttl: float,
         *,
         tenant_id: str | None = None,
+        request: str | None = None,
     ) -> JobRecord | None:
         if lease_ttl <= 0:
             raise ValueError(f"lease_ttl must be positive, not {lease_ttl}")
         self._signals.queue.looked()
         with self._write() as db:
-            job = self._acquire(db, runner_id, labels, lease_ttl, tenant_id)
+            job = self._acquire(db, runner_id, labels, lease_ttl, tenant_id, request)
         self._signals.queue.tried(job is not None)
         return job
+
+    async def hand_again(self, runner_id: str, request: str, lease_ttl: float) -> JobRecord | None:
+        if lease_ttl <= 0:
+            raise ValueError(f"lease_ttl must be positive, not {lease_ttl}")
+        with self._write() as db:
+            return self._hand_again(db, runner_id, request, lease_ttl)
+
+    def _hand_again(
+        self, db: sqlite3.Connection, runner_id: str, request: str, lease_ttl: float
+    ) -> JobRecord | None:
+        values = (self._clock() + lease_ttl, rows.text(runner_id), rows.text(request))
+        row = db.execute(_HAND_AGAIN, values).fetchone()
+        return None if row is None else rows.job(row)
 
     def _acquire(
         self,
@@ -186,9 +206,16 @@ class SqliteRunnerSide(SqliteBase):
         labels: Sequence[str],
         lease_ttl: float,
         tenant_id: str | None,
+        request: str | None,
     ) -> JobRecord | None:
         now = self._clock()
-        values = (rows.text(runner_id), now + lease_ttl, tenant_id, rows.dump_labels(labels))
+        values = (
+            rows.text(runner_id),
+            now + lease_ttl,
+            tenant_id,
+            rows.dump_labels(labels),
+            rows.optional_text(request),
+        )
         row = db.execute(_ACQUIRE_JOB, values).fetchone()
         if row is None:
             return None
@@ -320,13 +347,16 @@ class SqliteRunnerSide(SqliteBase):
         rows.check_report(events, _FINISH_STEP, _FINISH_JOB)
         # One transaction: a commit writes every page it changed to the WAL, and the
         # report and the acquisition change the same pages of `jobs`.
+        request = None if seq is None else rows.report_request(job_id, seq)
         self._signals.queue.looked()
         try:
             with self._write() as db:
                 last = self._write_report(db, job_id, epoch, events, seq)
-                job = self._acquire(db, runner_id, labels, lease_ttl, tenant_id)
+                job = self._acquire(db, runner_id, labels, lease_ttl, tenant_id, request)
         except rows.Replayed as replay:
-            return replay.last_seq, None
+            if request is None:
+                return replay.last_seq, None
+            return replay.last_seq, await self.hand_again(runner_id, request, lease_ttl)
         self._signals.queue.tried(job is not None)
         return last, job
 

@@ -106,8 +106,14 @@ async def poll(body: PollIn, request: Request, principal: Runner) -> PollOut:
     svc = services(request)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + min(body.wait, svc.settings.max_poll_wait)
+    handed = None if body.request is None else _POLL + body.request
+    if handed is not None and body.again:
+        assert principal.runner_id is not None
+        job = await svc.store.hand_again(principal.runner_id, handed, svc.settings.lease_ttl)
+        if job is not None and (assignment := await _handing_out(request, svc, job)):
+            return PollOut(job=assignment)
     while not await request.is_disconnected():
-        assignment = await _take_job(request, svc, principal)
+        assignment = await _take_job(request, svc, principal, handed)
         if assignment is not None:
             return PollOut(job=assignment)
         remaining = deadline - loop.time()
@@ -117,16 +123,24 @@ async def poll(body: PollIn, request: Request, principal: Runner) -> PollOut:
     return PollOut(job=None)
 
 
+_POLL = "poll:"
+"""What a poll's `request` is stored behind (reports have their own, see rows)."""
+
+
 async def _take_job(
-    request: Request, svc: Services, principal: Principal
+    request: Request, svc: Services, principal: Principal, handed: str | None = None
 ) -> dict[str, object] | None:
-    """The assignment of a queued job for the runner, now leased to it; None if none is
-    queued for its labels."""
+    """The assignment of a queued job for the runner, now leased to it under the call
+    `handed`; None if none is queued for its labels."""
     assert principal.runner_id is not None
     labels = await _labels(request, svc, principal.runner_id)
     while True:
         job = await svc.store.acquire_job(
-            principal.runner_id, labels, svc.settings.lease_ttl, tenant_id=principal.tenant_id
+            principal.runner_id,
+            labels,
+            svc.settings.lease_ttl,
+            tenant_id=principal.tenant_id,
+            request=handed,
         )
         if job is None:
             return None
