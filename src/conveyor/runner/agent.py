@@ -213,6 +213,8 @@ class _Agent:
         self.poll_wait = poll_wait
         self.jobs: dict[asyncio.Task[None], LeaseJob] = {}
         self.signals = 0
+        self.environ = dict(os.environ)
+        """The jobs' starting environment, read once (see LeaseJob)."""
 
     def on_signal(self) -> None:
         self.signals += 1
@@ -340,6 +342,7 @@ class _Agent:
             slots=slots,
             received_at=received_at,
             wants_next=lambda: not self.stop.is_set(),
+            environ=self.environ,
         )
         task = asyncio.create_task(job.run())
         self.jobs[task] = job

@@ -82,8 +82,12 @@ class LeaseJob:
         received_at: float | None = None,
         clock: Callable[[], float] = time.monotonic,
         wants_next: Callable[[], bool] = lambda: False,
+        environ: Mapping[str, str] | None = None,
     ) -> None:
         self.data = data
+        self._environ = os.environ if environ is None else environ
+        """What the job's processes start from (the agent's own environment, read once:
+        each read of os.environ decodes every variable again)."""
         self.job_id = str(data.get("job_id") or "")
         epoch = data.get("epoch")
         self.epoch = epoch if isinstance(epoch, int) else 0
@@ -165,7 +169,7 @@ class LeaseJob:
         logger.info("job %s (%s): started", self.job_id, assignment.name)
         executor = JobExecutor(
             slots=self._slots,
-            base_env=os.environ,
+            base_env=self._environ,
             marker=self._marker,
             artifacts=HttpArtifactStore(self._channel, self.job_id, self.epoch, on_lost=self.abort),
         )
