@@ -83,17 +83,26 @@ async def test_a_job_whose_handing_was_lost_is_handed_again_to_its_runner(kit: K
         got.lease_epoch,
     )
     assert again.lease_expires_at == kit.clock.now + TTL  # counted from now, as the runner does
-    # Once started, the job is the runner's own business: no call hands it again.
-    await kit.store.start_job(first.id, got.lease_epoch)
+    # Once: a call whose answers never get through cannot keep the lease alive.
     assert await kit.store.hand_again("runner-1", "poll:a1", TTL) is None
+    assert (await kit.store.get_job(first.id)).lease_expires_at == again.lease_expires_at
     assert (await kit.store.get_job(second.id)).status is JobStatus.QUEUED
 
 
-async def test_a_job_requeued_after_its_lease_is_not_handed_again(kit: Kit) -> None:
+async def test_a_started_job_is_never_handed_again(kit: Kit) -> None:
+    await kit.queued()
+    got = await kit.store.acquire_job("runner-1", [], TTL, request="poll:a1")
+    assert got is not None
+    await kit.store.start_job(got.id, got.lease_epoch)  # the runner has it: its own business
+    assert await kit.store.hand_again("runner-1", "poll:a1", TTL) is None
+
+
+async def test_a_job_whose_lease_ran_out_is_not_handed_again(kit: Kit) -> None:
     await kit.queued()
     got = await kit.store.acquire_job("runner-1", [], TTL, request="poll:a1")
     assert got is not None
     kit.clock.advance(TTL + 1)
+    assert await kit.store.hand_again("runner-1", "poll:a1", TTL) is None  # the reaper's now
     assert [job.id for job in await kit.store.reap_expired(max_retries=3)] == [got.id]
     assert await kit.store.hand_again("runner-1", "poll:a1", TTL) is None
     assert (await kit.store.get_job(got.id)).status is JobStatus.QUEUED

@@ -46,8 +46,8 @@ class RegisterOut(BaseModel):
 class PollIn(BaseModel):
     wait: float = Field(default=0.0, ge=0.0)
     request: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_-]{1,64}$")
-    """The runner's name for this poll, the same when it asks again: a job the poll
-    leases remembers it."""
+    """The runner's name for this poll, the same when it asks again after a lost answer
+    and never again once answered: a job the poll leases remembers it."""
     again: bool = False
     """The runner asked with this `request` before and its answer was lost: a job that
     poll leased and the runner never started is handed again, not another."""

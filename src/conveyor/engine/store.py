@@ -200,8 +200,10 @@ class Store(Protocol):
 
     async def hand_again(self, runner_id: str, request: str, lease_ttl: float) -> JobRecord | None:
         """The job leased to the runner by its call `request`, if the runner has not
-        started it (the answer that handed it was lost), with its lease renewed to now +
-        `lease_ttl` (the runner counts it from now); None if there is none."""
+        started it (the answer that handed it was lost) and its lease has not run out,
+        with the lease renewed to now + `lease_ttl` (the runner counts it from now); None
+        if there is none. A job is handed again once: a call whose answers never get
+        through cannot keep it from the reaper."""
         ...
 
     async def start_job(self, job_id: str, epoch: int) -> JobRecord:

@@ -70,9 +70,18 @@ _ACQUIRE_JOB = f"""
     SELECT {_J} FROM picked
 """
 # A job the runner's call leased but the runner never heard of (see Store.hand_again).
+# Once: the job forgets the call's name, so a call whose answers never get through
+# cannot keep its job's lease alive (the reaper takes it back when it runs out). The
+# conditions hold again once the row is locked (a reaper may have been first).
 _HAND_AGAIN = f"""
-    UPDATE jobs SET lease_expires_at = %s
-    WHERE lease_owner = %s AND handed_with = %s AND status = 'acquired'
+    UPDATE jobs SET lease_expires_at = %(expires)s, handed_with = NULL
+    WHERE id = (
+        SELECT id FROM jobs
+        WHERE status = 'acquired' AND lease_expires_at >= %(now)s
+          AND lease_owner = %(owner)s AND handed_with = %(request)s
+        LIMIT 1
+    ) AND status = 'acquired' AND lease_expires_at >= %(now)s
+      AND lease_owner = %(owner)s AND handed_with = %(request)s
     RETURNING {_J}
 """
 # A numbered report takes its turn: only one numbered above the last applied goes
@@ -231,8 +240,14 @@ class PostgresRunnerSide(PostgresBase):
     async def hand_again(self, runner_id: str, request: str, lease_ttl: float) -> JobRecord | None:
         if lease_ttl <= 0:
             raise ValueError(f"lease_ttl must be positive, not {lease_ttl}")
-        values = (self._clock() + lease_ttl, rows.text(runner_id), rows.text(request))
-        row = await self._statement(_HAND_AGAIN, values)
+        now = self._clock()
+        params = {
+            "expires": now + lease_ttl,
+            "now": now,
+            "owner": rows.text(runner_id),
+            "request": rows.text(request),
+        }
+        row = await self._statement(_HAND_AGAIN, params)
         return None if row is None else rows.job(row)
 
     async def start_job(self, job_id: str, epoch: int) -> JobRecord:

@@ -76,9 +76,17 @@ _START_RUN = """
     WHERE id = ? AND status = 'queued'
 """
 # A job the runner's call leased but the runner never heard of (see Store.hand_again).
+# Once: the job forgets the call's name, so a call whose answers never get through
+# cannot keep its job's lease alive (the reaper takes it back when it runs out). The
+# lease condition spelled as jobs_lease's lets SQLite read that index, not the table.
 _HAND_AGAIN = f"""
-    UPDATE jobs SET lease_expires_at = ?
-    WHERE lease_owner = ? AND handed_with = ? AND status = 'acquired'
+    UPDATE jobs SET lease_expires_at = ?1, handed_with = NULL
+    WHERE id = (
+        SELECT id FROM jobs
+        WHERE status IN {LEASED_IN} AND status = 'acquired' AND lease_expires_at >= ?2
+          AND lease_owner = ?3 AND handed_with = ?4
+        LIMIT 1
+    )
     RETURNING {_J}
 """
 _RENEW_LEASE = f"""
@@ -195,7 +203,8 @@ class SqliteRunnerSide(SqliteBase):
     def _hand_again(
         self, db: sqlite3.Connection, runner_id: str, request: str, lease_ttl: float
     ) -> JobRecord | None:
-        values = (self._clock() + lease_ttl, rows.text(runner_id), rows.text(request))
+        now = self._clock()
+        values = (now + lease_ttl, now, rows.text(runner_id), rows.text(request))
         row = db.execute(_HAND_AGAIN, values).fetchone()
         return None if row is None else rows.job(row)
 
