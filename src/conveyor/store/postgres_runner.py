@@ -69,6 +69,8 @@ _ACQUIRE_JOB = f"""
     )
     SELECT {_J} FROM picked
 """
+# An acquisition inside a transaction, which appends its outbox row with the others.
+_PICK_JOB = pick_job("")
 # A job the runner's call leased but the runner never heard of (see Store.hand_again).
 # Once: the job forgets the call's name, so a call whose answers never get through
 # cannot keep its job's lease alive (the reaper takes it back when it runs out). The
@@ -391,15 +393,15 @@ class PostgresRunnerSide(PostgresBase):
             written = await self._whole_job(job_id, epoch, whole, seq, acquiring)
             if written is not None:
                 return written
+        acquiring = self._acquisition(runner_id, labels, lease_ttl, tenant_id, request)
+        self._signals.queue.looked()
         try:
-            last = await self._apply_report(job_id, epoch, events, seq)
+            last, job = await self._apply_report(job_id, epoch, events, seq, acquiring)
         except rows.Replayed as replay:
             if request is None:
                 return replay.last_seq, None
             return replay.last_seq, await self.hand_again(runner_id, request, lease_ttl)
-        job = await self.acquire_job(
-            runner_id, labels, lease_ttl, tenant_id=tenant_id, request=request
-        )
+        self._signals.queue.tried(job is not None)
         return last, job
 
     async def apply_report(
@@ -412,17 +414,24 @@ class PostgresRunnerSide(PostgresBase):
             if written is not None:
                 return written[0]
         try:
-            return await self._apply_report(job_id, epoch, events, seq)
+            return (await self._apply_report(job_id, epoch, events, seq))[0]
         except rows.Replayed as replay:
             return replay.last_seq
 
     async def _apply_report(
-        self, job_id: str, epoch: int, events: Sequence[ReportEvent], seq: int | None
-    ) -> int | None:
-        """The report as separate statements in one transaction; rows.Replayed for one
-        applied before."""
+        self,
+        job_id: str,
+        epoch: int,
+        events: Sequence[ReportEvent],
+        seq: int | None,
+        acquiring: Mapping[str, Any] | None = None,
+    ) -> tuple[int | None, JobRecord | None]:
+        """The report as separate statements in one transaction, then the acquisition
+        `acquiring` describes, in the same one (a report sent again finds the job it
+        was handed, or the report not applied); -> the report's answer and the job
+        acquired; rows.Replayed for a report applied before."""
 
-        async def body(tx: Tx) -> int | None:
+        async def body(tx: Tx) -> tuple[int | None, JobRecord | None]:
             # Lock the job row for update first: a FOR SHARE lock taken by a
             # step's fence would need upgrading for the job's own updates later.
             # A report that starts the job locks it (and claims its number) with
@@ -462,7 +471,15 @@ class PostgresRunnerSide(PostgresBase):
                         await self._finish_step(tx, job_id, epoch, *step_end, run_id=run_id)
                 else:
                     await self._finish_job(tx, job_id, epoch, event)
-            return last
+            if acquiring is None:
+                return last, None
+            row = await tx.one(_PICK_JOB, acquiring)
+            if row is None:
+                return last, None
+            job = rows.job(row)
+            data = {**rows.job_event(job), "runner": job.lease_owner, "epoch": job.lease_epoch}
+            tx.emit(EventKind.JOB_ACQUIRED, job.run_id, job.id, data, acquiring["now"])
+            return last, job
 
         return await self._transact(body)
 
