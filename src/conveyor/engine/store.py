@@ -347,6 +347,11 @@ class Store(Protocol):
         """
         ...
 
+    def wake_waiters(self) -> None:
+        """Wake every task in `wait_for_event` or `wait_for_queued` now (the server is
+        stopping: its long polls answer instead of holding the shutdown)."""
+        ...
+
     # -- tokens and runners -----------------------------------------------------------
 
     async def create_token(

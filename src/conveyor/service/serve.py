@@ -154,6 +154,7 @@ async def serve(
     import uvicorn
 
     from conveyor.service.http_protocol import CoalescingHttpProtocol
+    from conveyor.service.http_server import Server as HttpServer
     from conveyor.store import open_store
 
     os.makedirs(options.data_dir, exist_ok=True)
@@ -171,10 +172,11 @@ async def serve(
             access_log=False,
             lifespan="off",
             http=CoalescingHttpProtocol,
-            # Long polls (up to 50 s) must not hold a stopping server: give them 3 s.
+            # Long polls (up to 50 s) answer as the server stops (`_stop_polls`); any other
+            # request gets 3 s.
             timeout_graceful_shutdown=3,
         )
-        http = uvicorn.Server(config)
+        http = HttpServer(config, on_stop=lambda: _stop_polls(server))
         url = f"http://{options.host}:{options.port}"
         out.write(
             f"Conveyor is listening on {url} (API docs: {url}/api/v1/docs)\n"
@@ -198,6 +200,12 @@ async def serve(
     finally:
         await store.close()
     return 0
+
+
+def _stop_polls(server: Server) -> None:
+    """Have the runners' long polls answer now (no job): the server is stopping."""
+    server.app.state.stopping.set()
+    server.store.wake_waiters()
 
 
 async def _when_started(http: Any, ready: Callable[[str], Awaitable[None]], url: str) -> None:

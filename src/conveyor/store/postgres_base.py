@@ -320,6 +320,9 @@ class PostgresBase:
         """Write transactions committed through this store since it opened (for benchmarks)."""
         return self._commits
 
+    def wake_waiters(self) -> None:
+        self._signals.committed("sq")  # as if a commit concerned them all
+
     async def _transact(self, body: Callable[[Tx], Awaitable[T]]) -> T:
         """Run `body` in one transaction, again from the start after a deadlock."""
         attempt = 0

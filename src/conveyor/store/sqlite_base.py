@@ -66,6 +66,9 @@ class SqliteBase:
         """Write transactions committed through this store since it opened (for benchmarks)."""
         return self._commits
 
+    def wake_waiters(self) -> None:
+        self._signals.committed("sq")  # as if a commit concerned them all
+
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
         """One write transaction; any exception rolls all of it back."""

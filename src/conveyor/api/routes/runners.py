@@ -112,15 +112,16 @@ async def poll(body: PollIn, request: Request, principal: Runner) -> PollOut:
         job = await svc.store.hand_again(principal.runner_id, handed, svc.settings.lease_ttl)
         if job is not None and (assignment := await _handing_out(request, svc, job)):
             return PollOut(job=assignment)
-    while not await request.is_disconnected():
+    stopping: asyncio.Event = request.app.state.stopping
+    while not (stopping.is_set() or await request.is_disconnected()):
         assignment = await _take_job(request, svc, principal, handed)
         if assignment is not None:
             return PollOut(job=assignment)
         remaining = deadline - loop.time()
         if remaining <= 0:
             break
-        await svc.store.wait_for_queued(remaining)
-    return PollOut(job=None)
+        await svc.store.wait_for_queued(remaining)  # a stopping server wakes it
+    return PollOut(job=None)  # a stopping server answers at once: the runner asks another
 
 
 _POLL = "poll:"
