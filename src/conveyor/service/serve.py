@@ -148,9 +148,10 @@ async def serve(
     options: ServeOptions,
     out: TextIO = sys.stdout,
     *,
-    ready: Callable[[str], Awaitable[None]] | None = None,
+    ready: Callable[[str, asyncio.Event], Awaitable[None]] | None = None,
 ) -> int:
-    """Run the server until SIGINT/SIGTERM; `ready(url)` runs once it listens."""
+    """Run the server until SIGINT/SIGTERM; `ready(url, stopping)` runs once it listens
+    (`stopping` is set when the server begins to stop)."""
     import uvicorn
 
     from conveyor.service.http_protocol import CoalescingHttpProtocol
@@ -188,7 +189,8 @@ async def serve(
         out.flush()
         tasks = [asyncio.ensure_future(loop()) for loop in server.loops()]
         if ready is not None:
-            tasks.append(asyncio.ensure_future(_when_started(http, ready, url)))
+            stopping = server.app.state.stopping
+            tasks.append(asyncio.ensure_future(_when_started(http, ready, url, stopping)))
         try:
             await http.serve()
         finally:
@@ -208,7 +210,12 @@ def _stop_polls(server: Server) -> None:
     server.store.wake_waiters()
 
 
-async def _when_started(http: Any, ready: Callable[[str], Awaitable[None]], url: str) -> None:
+async def _when_started(
+    http: Any,
+    ready: Callable[[str, asyncio.Event], Awaitable[None]],
+    url: str,
+    stopping: asyncio.Event,
+) -> None:
     while not http.started:
         await asyncio.sleep(0.02)
-    await ready(url)
+    await ready(url, stopping)
