@@ -37,12 +37,11 @@ class Slots:
     released tree is handed out again once the job's stray processes are gone:
     when `gone` is told so (the runner's lease guard kills them and says when
     none is left), or at the latest `reuse_after` seconds after its release
-    (the guard kills them within that time). It is cleaned again then,
-    whole: whatever is there that
-    the next job must not see (what a stray process wrote late, a link, a
-    changed mode) is removed or put right, and the workspace directory is
-    kept for a job whose workspace has its name. Links are removed, never
-    followed; a tree that cannot be cleaned is dropped.
+    (the guard kills them within that time). It is cleaned again then, whole:
+    whatever is there that the next job must not see (what a stray process
+    wrote late, a link, a changed mode) is removed or put right, and the
+    workspace directory is kept for a job whose workspace has its name. Links
+    are removed, never followed; a tree that cannot be cleaned is dropped.
     """
 
     def __init__(self, parent: str | None, *, reuse_after: float = 0.0) -> None:
