@@ -82,8 +82,9 @@ _COMPLETE_RUN = f"""
 _POOL_SIZE = 4
 """Connections per server. A server's statements are short, and PostgreSQL gains
 nothing from more of them at once than it has cores: with 8, they queued for the
-outbox turn inside it instead, and it spent 3.5 ms of CPU a job against 3.2 with 4
-(bench/compare.py, medians of 5: 148 -> 154 jobs/s)."""
+outbox turn inside it instead: PostgreSQL's CPU per job fell by 0.1 to 0.3 ms with 4,
+the jobs/s rose 2 to 4 % (bench/compare.py, two runs of 5 pairs; 3 connections
+measured the same, 2 fewer jobs/s)."""
 
 
 async def _listening_connection(pool: Pool) -> Connection:
