@@ -16,9 +16,12 @@ from conveyor.runner.guard import (
     KILL_DELAY,
     KILL_GATHER,
     MARKER_ENV,
+    MAX_KILL_DELAY,
     PAUSE,
     ROUNDS,
+    SCAN_SHARE,
     Guard,
+    gathering,
     marked,
     serve,
 )
@@ -58,10 +61,16 @@ def test_every_marker_variable_of_an_environment_is_looked_at(tmp_path: Path) ->
 
 
 def test_a_released_tree_serves_again_only_after_the_kill_of_what_its_job_left() -> None:
-    # The agent tells the guard within KILL_GATHER, the kill starts within KILL_DELAY;
-    # its rounds follow, each a pause and a scan (3 ms for 500 processes here; 10 ms
-    # allowed).
-    assert KILL_GATHER + KILL_DELAY + ROUNDS * (PAUSE + 0.01) <= REUSE_AFTER
+    # The agent tells the guard within KILL_GATHER, the kill starts within
+    # MAX_KILL_DELAY; its rounds follow, each a pause and a scan (3 ms for 500
+    # processes here; 10 ms allowed).
+    assert KILL_GATHER + MAX_KILL_DELAY + ROUNDS * (PAUSE + 0.01) <= REUSE_AFTER
+
+
+def test_kills_are_gathered_longer_where_a_scan_takes_long() -> None:
+    assert gathering(0.0007) == KILL_DELAY  # 80 processes here
+    assert gathering(0.01) == 0.01 * SCAN_SHARE  # a scan is then at most 1/40 of a core
+    assert gathering(5.0) == MAX_KILL_DELAY
 
 
 def start_marked(marker: str) -> subprocess.Popen[bytes]:

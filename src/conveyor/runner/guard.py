@@ -45,6 +45,11 @@ KILL_DELAY = 0.2
 runner ending 30 jobs a second scans five times a second (0.7 ms a scan of 80
 processes here). The job's directory tree serves again once the guard says its
 processes are gone, or at the latest after agent.REUSE_AFTER."""
+SCAN_SHARE = 40
+"""On a machine with many processes, where a scan takes long, kills are gathered for
+at least this many times the last scan's time (up to MAX_KILL_DELAY): scanning then
+takes at most a 40th of a core."""
+MAX_KILL_DELAY = 0.5
 
 logger = logging.getLogger("conveyor.runner")
 
@@ -97,6 +102,11 @@ def _environ(path: str) -> bytes:
     return b"".join([b"\0", *chunks, b"\0"]) if chunks else b""
 
 
+def gathering(scan_seconds: float) -> float:
+    """How long to gather kills when the last scan took `scan_seconds`."""
+    return min(max(KILL_DELAY, SCAN_SHARE * scan_seconds), MAX_KILL_DELAY)
+
+
 def kill_marked(*markers: str) -> bool:
     """SIGKILL every process marked with one of `markers`, again until none is left;
     -> whether none is left (a killed process that still runs is found again)."""
@@ -114,15 +124,16 @@ def kill_marked(*markers: str) -> bool:
 def serve(fd: int = 0, out: int = 1) -> None:
     """Obey commands from `fd` until it closes, then kill everything still watched.
 
-    The kills of jobs that ended are gathered for up to KILL_DELAY seconds and
-    done in one scan of the processes: a runner ending many short jobs would
-    otherwise read every process's environment once per job. When none of
-    their processes is left, that is said on `out`.
+    The kills of jobs that ended are gathered (see `gathering`) and done in
+    one scan of the processes: a runner ending many short jobs would otherwise
+    read every process's environment once per job. When none of their
+    processes is left, that is said on `out`.
     """
     os.set_blocking(out, False)  # a stopped agent must never stop the kills
     deadlines: dict[str, float] = {}
     ended: set[str] = set()
     kill_at: float | None = None
+    scan_seconds = 0.0
     pending = b""
     while True:
         due = [*deadlines.values(), *([kill_at] if kill_at is not None else [])]
@@ -136,6 +147,7 @@ def serve(fd: int = 0, out: int = 1) -> None:
         if kill_at is not None and now >= kill_at:
             if kill_marked(*ended):
                 _say_gone(out, sorted(ended))
+            scan_seconds = time.monotonic() - now  # the rounds' pauses too: an upper bound
             ended.clear()
             kill_at = None
         if not ready:
@@ -149,7 +161,7 @@ def serve(fd: int = 0, out: int = 1) -> None:
             finished = _obey(line.decode(errors="replace").split(), deadlines)
             if finished is not None:
                 ended.add(finished)
-                kill_at = kill_at or time.monotonic() + KILL_DELAY
+                kill_at = kill_at or time.monotonic() + gathering(scan_seconds)
     if deadlines or ended:
         kill_marked(*deadlines, *ended)
 
