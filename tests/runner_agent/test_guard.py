@@ -11,6 +11,9 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
+
+from conveyor.runner import guard as guard_module
 from conveyor.runner.agent import REUSE_AFTER
 from conveyor.runner.guard import (
     KILL_DELAY,
@@ -65,6 +68,28 @@ def test_a_released_tree_serves_again_only_after_the_kill_of_what_its_job_left()
     # MAX_KILL_DELAY; its rounds follow, each a pause and a scan (3 ms for 500
     # processes here; 10 ms allowed).
     assert KILL_GATHER + MAX_KILL_DELAY + ROUNDS * (PAUSE + 0.01) <= REUSE_AFTER
+
+
+def test_none_is_left_only_after_two_quiet_scans(monkeypatch: pytest.MonkeyPatch) -> None:
+    # What the scans find: nothing, then a child forked while the first one ran, then
+    # (killed) nothing twice.
+    found = iter([[], [4242], [], []])
+    killed: list[int] = []
+    monkeypatch.setattr(guard_module, "marked", lambda *markers: next(found))
+    monkeypatch.setattr(guard_module.os, "kill", lambda pid, sig: killed.append(pid))
+    monkeypatch.setattr(guard_module, "PAUSE", 0.0)
+    assert guard_module.kill_marked("m").none_left
+    assert killed == [4242]
+    assert next(found, None) is None  # every scan was needed
+
+
+def test_a_process_that_outlives_every_round_is_not_said_gone(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(guard_module, "marked", lambda *markers: [4242])
+    monkeypatch.setattr(guard_module.os, "kill", lambda pid, sig: None)
+    monkeypatch.setattr(guard_module, "PAUSE", 0.0)
+    assert not guard_module.kill_marked("m").none_left
 
 
 def test_kills_are_gathered_longer_where_a_scan_takes_long() -> None:

@@ -34,6 +34,7 @@ import signal
 import sys
 import time
 from collections.abc import Callable
+from typing import NamedTuple
 
 MARKER_ENV = "CONVEYOR_JOB_MARKER"
 ROUNDS = 20
@@ -107,18 +108,36 @@ def gathering(scan_seconds: float) -> float:
     return min(max(KILL_DELAY, SCAN_SHARE * scan_seconds), MAX_KILL_DELAY)
 
 
-def kill_marked(*markers: str) -> bool:
-    """SIGKILL every process marked with one of `markers`, again until none is left;
-    -> whether none is left (a killed process that still runs is found again)."""
+QUIET_SCANS = 2
+"""Scans in a row that must find no marked process before none is said to be left: a
+process that forks and exits while one scan runs hides its child from that scan
+(the child was not listed yet, the parent is gone when read), not from the next."""
+
+
+class Killed(NamedTuple):
+    none_left: bool
+    """Whether no marked process is left (a killed one that still runs is found again)."""
+    scan_seconds: float
+    """The CPU time of one scan of the processes (the longest): its cost, not how long
+    a busy machine kept the guard waiting for a core."""
+
+
+def kill_marked(*markers: str) -> Killed:
+    """SIGKILL every process marked with one of `markers`, again until none is left."""
+    quiet = 0
+    longest = 0.0
     for _ in range(ROUNDS):
+        started = time.thread_time()
         pids = [pid for pid in marked(*markers) if pid != os.getpid()]
-        if not pids:
-            return True
+        longest = max(longest, time.thread_time() - started)
+        quiet = 0 if pids else quiet + 1
+        if quiet == QUIET_SCANS:
+            return Killed(True, longest)
         for pid in pids:
             with contextlib.suppress(OSError):
                 os.kill(pid, signal.SIGKILL)
         time.sleep(PAUSE)
-    return False
+    return Killed(False, longest)
 
 
 def serve(fd: int = 0, out: int = 1) -> None:
@@ -145,9 +164,10 @@ def serve(fd: int = 0, out: int = 1) -> None:
                 del deadlines[marker]
                 kill_marked(marker)
         if kill_at is not None and now >= kill_at:
-            if kill_marked(*ended):
+            killed = kill_marked(*ended)
+            if killed.none_left:
                 _say_gone(out, sorted(ended))
-            scan_seconds = time.monotonic() - now  # the rounds' pauses too: an upper bound
+            scan_seconds = killed.scan_seconds
             ended.clear()
             kill_at = None
         if not ready:
