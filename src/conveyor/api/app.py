@@ -82,9 +82,8 @@ def create_app(services: Services) -> FastAPI:
     app.state.polling = {}  # runner id -> (when last seen, labels): see routes.runners.poll
     app.state.leases = {}  # job id -> (runner id, epoch) handed out: see routes.runners._leased
     app.state.workflows = {}  # (tenant, workflow id) -> record: see routes.workflows.dispatch
-    app.state.stopping = (
-        asyncio.Event()
-    )  # set as the server begins to stop: see routes.runners.poll
+    # Set as the server begins to stop: see routes.runners.poll.
+    app.state.stopping = asyncio.Event()
     # The routers' routes join the application's own list instead of being included:
     # FastAPI matches an included router's routes twice per request, ~100 µs a request
     # with these, a fifth of the server's time for a short job. The runner's come first.

@@ -49,9 +49,9 @@ class Slots:
         self._reuse_after = reuse_after
         self._free: deque[_Kept] = deque()
         """Released trees, oldest first."""
-        self._waiting: dict[str, _Kept] = {}
-        """The released trees not yet known to be free of their job's processes, by
-        the marker of those processes."""
+        self._waiting: set[str] = set()
+        """The markers of released trees not yet known to be free of their job's
+        processes."""
 
     def acquire(self, source_dir: str | None, *, bind: bool, name: str = "") -> JobDirs:
         """A tree for one job; its workspace is a copy of `source_dir`.
@@ -87,17 +87,13 @@ class Slots:
         if not _scrubbed(dirs):
             shutil.rmtree(dirs.root, ignore_errors=True)
             return
-        kept = _Kept(dirs.root, time.monotonic(), marker)
-        self._free.append(kept)
+        self._free.append(_Kept(dirs.root, time.monotonic(), marker))
         if marker:
-            self._waiting[marker] = kept
+            self._waiting.add(marker)
 
     def gone(self, markers: Iterable[str]) -> None:
         """No process marked with one of `markers` is left: their trees may serve now."""
-        for marker in markers:
-            kept = self._waiting.pop(marker, None)
-            if kept is not None:
-                kept.free = True
+        self._waiting.difference_update(markers)
 
     def close(self) -> None:
         """Remove the kept trees."""
@@ -110,7 +106,7 @@ class Slots:
         workspace directory is named `workspace`."""
         while (kept := self._oldest_free()) is not None:
             self._free.remove(kept)
-            self._waiting.pop(kept.marker, None)
+            self._waiting.discard(kept.marker)
             if _cleaned(kept.root, workspace):
                 return kept.root
             shutil.rmtree(kept.root, ignore_errors=True)
@@ -119,7 +115,8 @@ class Slots:
     def _oldest_free(self) -> _Kept | None:
         released_before = time.monotonic() - self._reuse_after
         for kept in self._free:
-            if kept.free or kept.released_at <= released_before:
+            told_gone = kept.marker and kept.marker not in self._waiting
+            if told_gone or kept.released_at <= released_before:
                 return kept
         return None
 
@@ -129,7 +126,7 @@ class Slots:
         return Path(tempfile.mkdtemp(prefix="job-", dir=self._parent))
 
 
-@dataclass(eq=False)
+@dataclass(frozen=True, eq=False)
 class _Kept:
     """A released tree."""
 
@@ -137,9 +134,8 @@ class _Kept:
     released_at: float
     """Its release's monotonic time."""
     marker: str
-    """What its job's processes are marked with (see runner.guard), if anything."""
-    free: bool = False
-    """Whether its job's processes are known to be gone."""
+    """What its job's processes are marked with (see runner.guard), if anything: once
+    the marker is no longer waited on, they are known to be gone."""
 
 
 _KEPT = ("files", "temp", "tool-cache", "workspace")

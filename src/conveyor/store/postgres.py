@@ -84,7 +84,7 @@ _POOL_SIZE = 4
 nothing from more of them at once than it has cores: with 8, they queued for the
 outbox turn inside it instead: PostgreSQL's CPU per job fell by 0.1 to 0.3 ms with 4,
 the jobs/s rose 2 to 4 % (bench/compare.py, two runs of 5 pairs; 3 connections
-measured the same, 2 fewer jobs/s)."""
+measured about the same, 2 gave fewer jobs/s)."""
 
 
 async def _listening_connection(pool: Pool) -> Connection:

@@ -74,7 +74,7 @@ _PICK_JOB = pick_job("")
 # A job the runner's call leased but the runner never heard of (see Store.hand_again).
 # Once: the job forgets the call's name, so a call whose answers never get through
 # cannot keep its job's lease alive (the reaper takes it back when it runs out). The
-# conditions hold again once the row is locked (a reaper may have been first).
+# row lock makes PostgreSQL look at the conditions again (a reaper may have been first).
 _HAND_AGAIN = f"""
     UPDATE jobs SET lease_expires_at = %(expires)s, handed_with = NULL
     WHERE id = (
@@ -82,8 +82,8 @@ _HAND_AGAIN = f"""
         WHERE status = 'acquired' AND lease_expires_at >= %(now)s
           AND lease_owner = %(owner)s AND handed_with = %(request)s
         LIMIT 1
-    ) AND status = 'acquired' AND lease_expires_at >= %(now)s
-      AND lease_owner = %(owner)s AND handed_with = %(request)s
+        FOR UPDATE
+    )
     RETURNING {_J}
 """
 # A numbered report takes its turn: only one numbered above the last applied goes
@@ -477,8 +477,8 @@ class PostgresRunnerSide(PostgresBase):
             if row is None:
                 return last, None
             job = rows.job(row)
-            data = {**rows.job_event(job), "runner": job.lease_owner, "epoch": job.lease_epoch}
-            tx.emit(EventKind.JOB_ACQUIRED, job.run_id, job.id, data, acquiring["now"])
+            acquired = rows.acquired_event(job)
+            tx.emit(EventKind.JOB_ACQUIRED, job.run_id, job.id, acquired, acquiring["now"])
             return last, job
 
         return await self._transact(body)

@@ -287,6 +287,11 @@ def job_event(record: JobRecord) -> Mapping[str, Any]:
     return new_job_event(record.key, record.status.value, conclusion)
 
 
+def acquired_event(record: JobRecord) -> Mapping[str, Any]:
+    """The data of a job's `job.acquired` event: `job_event`'s, and whose lease it is."""
+    return {**job_event(record), "runner": record.lease_owner, "epoch": record.lease_epoch}
+
+
 def new_job_event(key: str, status: str, conclusion: str | None = None) -> dict[str, Any]:
     """`job_event` of a job known by its key and status."""
     return {"key": key, "status": status, "conclusion": conclusion}

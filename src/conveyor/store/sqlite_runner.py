@@ -229,8 +229,7 @@ class SqliteRunnerSide(SqliteBase):
         if row is None:
             return None
         job = rows.job(row)
-        data = {**rows.job_event(job), "runner": job.lease_owner, "epoch": job.lease_epoch}
-        self._emit(db, EventKind.JOB_ACQUIRED, job.run_id, job.id, data, now)
+        self._emit(db, EventKind.JOB_ACQUIRED, job.run_id, job.id, rows.acquired_event(job), now)
         return job
 
     async def start_job(self, job_id: str, epoch: int) -> JobRecord:
