@@ -33,7 +33,7 @@ lint: $(STAMP)
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-BENCHMARKS = bench/local_run.py bench/throughput.py bench/runner_job.py bench/server_job.py
+BENCHMARKS = bench/reference_queue.py bench/local_run.py bench/throughput.py bench/runner_job.py bench/server_job.py
 
 bench: bytecode  # bench/compare.py compares two commits: run it by hand
 	@for b in $(BENCHMARKS); do echo "== $$b"; $(BIN)/python $$b || exit 1; done
