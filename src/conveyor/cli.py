@@ -140,7 +140,7 @@ def _serve(args: argparse.Namespace) -> int:
     from conveyor.service.serve import ServeOptions, serve
 
     options = ServeOptions(
-        data_dir=args.data_dir,
+        data_dir=os.path.abspath(args.data_dir),
         host=args.host,
         port=args.port,
         database_url=args.database_url or os.environ.get("CONVEYOR_DATABASE_URL") or None,

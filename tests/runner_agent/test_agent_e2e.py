@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import signal
 import stat
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -353,6 +355,28 @@ def test_bad_arguments_end_the_agent_with_a_clear_message(
     assert second.wait(15) == 2
     assert "another runner is using it" in second.log()
     assert "Traceback" not in wrong.log() + bad_url.log() + second.log()
+
+
+def test_the_runner_command_as_the_readme_gives_it_runs_steps(
+    server: ServerProcess, tmp_path: Path
+) -> None:
+    """`conveyor runner --url … --token …` from any directory: the default work directory
+    is relative to it, and the job's scripts and workspace must be found from anywhere."""
+    repo = make_repo(tmp_path / "repo", {"ci.yml": PIPELINE}, {"greeting.txt": "hello\n"})
+    cwd = tmp_path / "somewhere"
+    cwd.mkdir()
+    command = [sys.executable, "-m", "conveyor", "runner", "--url", server.url]
+    command += ["--token", server.registration_token]
+    with open(tmp_path / "cli-runner.log", "wb") as log:
+        runner = subprocess.Popen(command, cwd=cwd, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        with server.api() as api:
+            run = wait_run(api, dispatch(api, repo, "acme/widget", "ci.yml"))
+            assert run["conclusion"] == "success", (tmp_path / "cli-runner.log").read_text()
+        assert (cwd / ".conveyor-runner" / "runner.json").is_file()
+    finally:
+        runner.send_signal(signal.SIGTERM)
+        assert runner.wait(15) == 0
 
 
 MATRIX = """

@@ -107,6 +107,7 @@ async def run_agent(
     if concurrency < 1:
         logger.error("--concurrency must be at least 1, not %d", concurrency)
         return 2
+    workdir = os.path.abspath(workdir)  # steps run elsewhere and must find their scripts
     try:
         os.makedirs(os.path.join(workdir, "jobs"), exist_ok=True)
         lock = _lock(workdir)
