@@ -23,26 +23,6 @@ from conveyor.engine.store import Store
 if TYPE_CHECKING:
     from tests.store.conftest import Clock, Place
 
-TICK = 1_700_000_000.0
-
-
-async def test_a_cron_tick_raced_by_servers_fires_once(shared: Place, clock: Clock) -> None:
-    async def claim(store: Store, n: int) -> list[bool]:
-        return [await store.claim_cron_tick("wf", "* * * * *", TICK + 60 * k) for k in range(20)]
-
-    claims = in_threads(shared, clock, 4, claim)
-    assert [sum(column) for column in zip(*claims, strict=True)] == [1] * 20
-
-
-async def test_two_stores_claim_one_tick(shared: Place, clock: Clock) -> None:
-    one, two = await shared.open(clock), await shared.open(clock)
-    won = await asyncio.gather(
-        one.claim_cron_tick("wf", "0 * * * *", TICK), two.claim_cron_tick("wf", "0 * * * *", TICK)
-    )
-    assert sorted(won) == [False, True]
-    await one.close()
-    await two.close()
-
 
 async def test_one_delivery_creates_one_run(shared: Place, clock: Clock) -> None:
     async def deliver(store: Store, n: int) -> str:

@@ -198,29 +198,16 @@ async def test_workflows_page_by_id(kit: Kit) -> None:
     assert await store.list_workflows("default", limit=0) == []
 
 
-async def test_deleting_a_workflow_frees_its_cron_ticks_but_keeps_runs(kit: Kit) -> None:
+async def test_deleting_a_workflow_keeps_its_runs(kit: Kit) -> None:
     store = kit.store
     flow = await store.register_workflow("default", "nightly.yml", "on: schedule", "Nightly")
     run, _ = await kit.run(workflow_id=flow.id)
-    assert await store.claim_cron_tick(flow.id, "0 3 * * *", 1_700_000_000.0)
     await store.delete_workflow("default", flow.id)
     with pytest.raises(NotFound):
         await store.get_workflow("default", flow.id)
     with pytest.raises(NotFound):
         await store.delete_workflow("default", flow.id)
     assert (await store.get_run(run.id)).workflow_id == flow.id
-
-
-async def test_a_cron_tick_is_claimed_once(kit: Kit) -> None:
-    store = kit.store
-    tick = 1_700_000_040.0
-    assert await store.claim_cron_tick("wf-1", "* * * * *", tick)
-    assert not await store.claim_cron_tick("wf-1", "* * * * *", tick)
-    assert await store.claim_cron_tick("wf-1", "* * * * *", tick + 60)
-    assert await store.claim_cron_tick("wf-1", "*/5 * * * *", tick)
-    assert await store.claim_cron_tick("wf-2", "* * * * *", tick)
-    assert await store.claim_cron_tick(SQL, UNICODE, tick)
-    assert not await store.claim_cron_tick(SQL, UNICODE, tick)
 
 
 async def test_artifacts_are_named_once_per_run(kit: Kit) -> None:

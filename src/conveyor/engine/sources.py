@@ -62,7 +62,13 @@ class RepositoryMirror:
         return sorted(p for p in out.splitlines() if p.endswith((".yml", ".yaml")))
 
 
+GIT_TIMEOUT = 300.0
+"""How long one git command may take: a remote that hangs must not hold a webhook's
+request, or cron's loop, forever."""
+
+
 async def _git(*args: str) -> str:
+    what = f"git {args[-2] if len(args) > 1 else ''}"
     proc = await asyncio.create_subprocess_exec(
         "git",
         *args,
@@ -71,10 +77,13 @@ async def _git(*args: str) -> str:
         stderr=asyncio.subprocess.PIPE,
         env={**os.environ, "GIT_TERMINAL_PROMPT": "0"},
     )
-    out, err = await proc.communicate()
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(), GIT_TIMEOUT)
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+        raise SourceError(f"{what}: no answer in {GIT_TIMEOUT:.0f} s") from None
     if proc.returncode != 0:
         message = err.decode("utf-8", "replace").strip().splitlines()
-        raise SourceError(
-            f"git {args[-2] if len(args) > 1 else ''}: {message[-1] if message else 'failed'}"
-        )
+        raise SourceError(f"{what}: {message[-1] if message else 'failed'}")
     return out.decode("utf-8", "replace")

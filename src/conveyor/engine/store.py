@@ -435,10 +435,6 @@ class Store(Protocol):
         """Remove the workflow and its cron ticks; its runs keep their `workflow_id`."""
         ...
 
-    async def claim_cron_tick(self, workflow_id: str, cron: str, tick: float) -> bool:
-        """True for the first caller only, across every server sharing the database."""
-        ...
-
     # -- artifacts and idempotent responses ------------------------------------------------
 
     async def add_artifact(

@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
-from conveyor.engine.records import WorkflowRecord
+from conveyor.engine.records import RunRecord, WorkflowRecord
 from conveyor.engine.runs import RunService, RunSettings
 from conveyor.engine.scheduler import Scheduler
 from conveyor.engine.sources import RepositoryMirror
@@ -127,8 +127,13 @@ class Server:
             )
         )
 
-    async def _start_scheduled(self, tenant: str, workflow: WorkflowRecord, cron: str) -> object:
-        return await self.runs.start_run(tenant, workflow, "schedule", {"schedule": cron}, {})
+    async def _start_scheduled(
+        self, tenant: str, workflow: WorkflowRecord, cron: str, key: str
+    ) -> RunRecord:
+        payload = {"schedule": cron}
+        return await self.runs.start_run(
+            tenant, workflow, "schedule", payload, {}, idempotency_key=key
+        )
 
     def loops(self) -> list[Callable[[], Awaitable[None]]]:
         loops: list[Callable[[], Awaitable[None]]] = [

@@ -251,17 +251,6 @@ class PostgresServiceSide(PostgresBase):
 
         await self._transact(body)
 
-    async def claim_cron_tick(self, workflow_id: str, cron: str, tick: float) -> bool:
-        async def body(tx: Tx) -> bool:
-            claimed = await tx.run(
-                "INSERT INTO cron_ticks (workflow_id, cron, tick, claimed_at) "
-                "VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING",
-                (workflow_id, cron, tick, self._clock()),
-            )
-            return claimed == 1
-
-        return await self._transact(body)
-
     # -- artifacts and remembered responses ------------------------------------------------
 
     async def add_artifact(

@@ -241,15 +241,6 @@ class SqliteServiceSide(SqliteBase):
                 raise NotFound(f"workflow {wf_id!r} not found")
             db.execute("DELETE FROM cron_ticks WHERE workflow_id = ?", (wf_id,))
 
-    async def claim_cron_tick(self, workflow_id: str, cron: str, tick: float) -> bool:
-        with self._write() as db:
-            claimed: int = db.execute(
-                "INSERT INTO cron_ticks (workflow_id, cron, tick, claimed_at) VALUES (?, ?, ?, ?) "
-                "ON CONFLICT DO NOTHING",
-                (workflow_id, cron, tick, self._clock()),
-            ).rowcount
-            return claimed == 1
-
     # -- artifacts and remembered responses ------------------------------------------------
 
     async def add_artifact(
