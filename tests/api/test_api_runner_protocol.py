@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from conveyor.api.deps import hash_token
 from conveyor.engine.states import JobStatus
@@ -214,6 +215,48 @@ def test_heartbeat_reports_a_cancel_request(live: Live) -> None:
         assert http.post(f"/api/v1/runs/{job['run_id']}/cancel").status_code == 202
     beat = _post(live, token, f"{base}/heartbeat", {"epoch": job["epoch"]})
     assert beat.json()["cancel_requested"] is True
+
+
+@pytest.mark.settings(heartbeat_interval=20.0)
+def test_a_held_heartbeat_answers_as_soon_as_its_jobs_cancel_is_asked_for(live: Live) -> None:
+    token, job = live.leased_job()
+    base = f"/api/v1/jobs/{job['job_id']}"
+    _post(live, token, f"{base}/start", {"epoch": job["epoch"]})
+    result: dict[str, Any] = {}
+
+    def beat() -> None:
+        started = time.monotonic()
+        result["answer"] = _post(
+            live, token, f"{base}/heartbeat", {"epoch": job["epoch"], "wait": 20}
+        )
+        result["elapsed"] = time.monotonic() - started
+
+    holder = threading.Thread(target=beat)
+    holder.start()
+    time.sleep(0.5)
+    assert holder.is_alive()  # held: nothing to say yet
+    with live.client() as http:
+        assert http.post(f"/api/v1/runs/{job['run_id']}/cancel").status_code == 202
+    holder.join(timeout=15)
+    assert result["answer"].json()["cancel_requested"] is True
+    assert result["elapsed"] < 5
+
+
+def test_a_held_heartbeat_renews_and_answers_after_its_wait_capped_by_the_server(
+    live: Live,
+) -> None:
+    token, job = live.leased_job()
+    base = f"/api/v1/jobs/{job['job_id']}"
+    before = live.call(live.store.get_job(job["job_id"])).lease_expires_at
+    for wait, low, high in ((0.3, 0.25, 2.0), (3600, 0.9, live.settings.heartbeat_interval + 2)):
+        started = time.monotonic()
+        answer = _post(live, token, f"{base}/heartbeat", {"epoch": job["epoch"], "wait": wait})
+        assert answer.json() == {"cancel_requested": False, "lease_ttl": live.settings.lease_ttl}
+        assert low <= time.monotonic() - started < high
+    assert live.call(live.store.get_job(job["job_id"])).lease_expires_at > before
+    for hostile in (-1, "soon", None, 1e308):
+        answer = _post(live, token, f"{base}/heartbeat", {"epoch": job["epoch"], "wait": hostile})
+        assert answer.status_code == 422, hostile
 
 
 def test_stale_epoch_writes_are_refused_and_leave_no_trace(live: Live) -> None:

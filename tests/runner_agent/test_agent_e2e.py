@@ -246,6 +246,29 @@ def test_a_cancel_from_the_server_reaches_the_running_step(
         assert [s["outcome"] for s in steps] == ["cancelled", "success"]
 
 
+def test_a_cancel_reaches_a_quiet_step_at_once_whatever_the_heartbeat_interval(
+    agents: list[AgentProcess], tmp_path: Path
+) -> None:
+    """The server holds each heartbeat for an interval (here 30 s) and answers it as soon
+    as the job's cancel is asked for: the step, which prints nothing, hears of it at once."""
+    server = ServerProcess(tmp_path / "slow-beats", lease_ttl=120.0, heartbeat=30.0).start()
+    try:
+        repo = make_repo(tmp_path / "repo", {"work.yml": INTERRUPTIBLE}, {})
+        start(agents, server, "runner-a")
+        with server.api() as api:
+            run_id = dispatch(api, repo, "acme/work", "work.yml")
+            wait_until(lambda: "ready" in job_log(api, run_id), what="the step to start")
+            time.sleep(1.5)  # the first heartbeat is held by now
+            assert api.post(f"/runs/{run_id}/cancel").status_code == 202
+            asked = time.monotonic()
+            run = wait_run(api, run_id)
+            assert time.monotonic() - asked < 3.0
+            assert run["conclusion"] == "cancelled"
+            assert "got SIGINT" in job_log(api, run_id)
+    finally:
+        server.stop()
+
+
 def test_sigterm_lets_the_running_job_finish_and_exits_0(
     server: ServerProcess, agents: list[AgentProcess], tmp_path: Path
 ) -> None:

@@ -136,6 +136,46 @@ def test_a_job_runs_and_reports_in_order(tmp_path: Path) -> None:
     assert not [p for p in kept if p.parent.parent.name == "workspace"]
 
 
+def test_a_retry_restores_its_run_once_steps_and_runs_the_others_again(tmp_path: Path) -> None:
+    server = ProtocolServer()
+    steps = (
+        "      - id: migrate\n"
+        "        run: echo migrated; echo version=7 >> $GITHUB_OUTPUT\n"
+        "        run-once: true\n"
+        "        if: false\n"  # restored whatever its `if:` says now
+        "      - id: build\n"
+        "        run: echo built; echo n=1 >> $GITHUB_OUTPUT\n"
+        "      - run: echo got ${{ steps.migrate.outputs.version }}"
+        " ${{ steps.migrate.outcome }} ${{ steps.build.outputs.n }}\n"
+    )
+    data = assignment(steps, epoch=3)
+    data["completed_steps"] = [
+        {"index": 0, "epoch": 2, "outputs": {"version": "7"}},
+        {"index": 1, "epoch": 2, "outputs": {"n": "0"}},  # not run-once: runs again
+    ]
+    run_job(server, data, tmp_path)
+    assert transitions(server) == [
+        "job_start",
+        "step_end 0",
+        "step_start 1",
+        "step_end 1",
+        "step_start 2",
+        "step_end 2",
+        "job_end",
+    ]
+    restored = reported(server, "step_end")[0]
+    assert (restored["outcome"], restored["conclusion"], restored["restored"]) == (
+        "success",
+        "success",
+        True,
+    )
+    assert restored["outputs"] == {"version": "7"}
+    assert "restored" not in reported(server, "step_end")[1]
+    lines = server.lines()
+    assert "migrated" not in lines and "built" in lines and "got 7 success 1" in lines
+    assert "Already completed (recorded under fencing token 2); not run again (run-once)." in lines
+
+
 def test_a_cancel_from_the_server_reaches_the_running_step(tmp_path: Path) -> None:
     server = ProtocolServer()
     steps = "      - run: echo started; sleep 30\n      - run: echo cleanup\n        if: always()\n"

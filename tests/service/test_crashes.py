@@ -74,6 +74,66 @@ def test_killed_runner_job_is_retried_elsewhere_and_never_overlaps(
         server.kill()
 
 
+def test_a_retry_does_not_run_a_completed_run_once_step_again(
+    tmp_path: Path, database_url: str | None
+) -> None:
+    ledger = tmp_path / "ledger"
+    wf = f"""
+        on: workflow_dispatch
+        jobs:
+          deploy:
+            runs-on: ubuntu-latest
+            outputs:
+              version: ${{{{ steps.migrate.outputs.version }}}}
+            steps:
+              - id: migrate
+                run-once: true
+                run: |
+                  echo "migrate $CONVEYOR_FENCING_TOKEN" >> {ledger}
+                  echo "version=7-$CONVEYOR_FENCING_TOKEN" >> "$GITHUB_OUTPUT"
+              - run: |
+                  echo "wait $CONVEYOR_FENCING_TOKEN" >> {ledger}
+                  if [ "$CONVEYOR_FENCING_TOKEN" = 1 ]; then sleep 60; fi
+              - run: echo "saw ${{{{ steps.migrate.outputs.version }}}}" >> {ledger}
+          check:
+            needs: deploy
+            runs-on: ubuntu-latest
+            steps:
+              - run: echo "needs ${{{{ needs.deploy.outputs.version }}}}" >> {ledger}
+    """
+    repo = make_repo(tmp_path / "repo", {"deploy.yml": wf})
+    server = Server(tmp_path / "data", database_url, lease_ttl=TTL).start()
+    first = Runner(server, tmp_path / "runner-a").start()
+    second = Runner(server, tmp_path / "runner-b")
+    try:
+        with server.api() as api:
+            run_id = _dispatch(api, repo, "acme/deploy", ".github/workflows/deploy.yml")
+
+            def migrated() -> bool:
+                jobs = jobs_of(api, run_id)
+                steps = api.get(f"/api/v1/jobs/{jobs[0]['id']}").json()["steps"] if jobs else []
+                return bool(steps) and steps[0]["status"] == "completed"
+
+            _wait_for(lambda: _lines(ledger) == ["migrate 1", "wait 1"] and migrated())
+            first.signal(signal.SIGKILL)
+            second.start()
+            run = wait_run(api, run_id, timeout=60)
+            assert run["conclusion"] == "success", second.log()
+            deploy = jobs_of(api, run_id)[0]
+            assert (deploy["key"], deploy["retry_count"]) == ("deploy", 1)
+            step = api.get(f"/api/v1/jobs/{deploy['id']}").json()["steps"][0]
+            log = api.get(f"/api/v1/jobs/{deploy['id']}/logs").json()["lines"]
+        assert (step["status"], step["conclusion"]) == ("skipped", "success")
+        assert step["outputs"] == {"version": "7-1"}
+        why = "Already completed (recorded under fencing token 1); not run again (run-once)."
+        assert (0, why) in [(line["step"], line["text"]) for line in log]
+        assert _lines(ledger) == ["migrate 1", "wait 1", "wait 2", "saw 7-1", "needs 7-1"]
+    finally:
+        first.stop()
+        second.stop()
+        server.kill()
+
+
 def test_frozen_runner_late_writes_are_refused(tmp_path: Path, database_url) -> None:
     wf = """
         on: workflow_dispatch

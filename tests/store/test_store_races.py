@@ -39,6 +39,17 @@ async def test_one_delivery_creates_one_run(shared: Place, clock: Clock) -> None
     await store.close()
 
 
+async def test_one_of_many_requests_with_a_key_reserves_it(shared: Place, clock: Clock) -> None:
+    async def reserve(store: Store, n: int) -> list[str | None]:
+        return [
+            (await store.reserve_response("default", f"key-{k}", "f" * 64, 60.0)).reservation
+            for k in range(10)
+        ]
+
+    held = in_threads(shared, clock, 4, reserve)
+    assert [sum(r is not None for r in column) for column in zip(*held, strict=True)] == [1] * 10
+
+
 @pytest.mark.parametrize("reads_number", [True, False])
 async def test_runs_created_at_once_get_distinct_numbers(
     shared: Place, clock: Clock, reads_number: bool

@@ -1,4 +1,4 @@
-"""Service objects: tokens, runners, repositories, workflows, cron ticks, artifacts, responses."""
+"""Service objects: tokens, runners, repositories, workflows, cron ticks, responses."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from conveyor.engine.records import TokenKind, TokenRecord
+from conveyor.engine.records import KeyedRequest, TokenKind, TokenRecord
 from conveyor.errors import Conflict, NotFound, StoreError
 
 if TYPE_CHECKING:
@@ -15,6 +15,9 @@ if TYPE_CHECKING:
 
 SQL = "x'); DROP TABLE workflows; -- \" % _ \\ %s %(x)s ?"
 UNICODE = "naïve 🚀 日本語 \u202eevil\u202c e\u0301"
+REQUEST, OTHER = "a" * 64, "b" * 64
+"""Fingerprints of two requests sent with an `Idempotency-Key`."""
+STALE = 60.0
 
 
 def digest(token: str) -> str:
@@ -210,69 +213,48 @@ async def test_deleting_a_workflow_keeps_its_runs(kit: Kit) -> None:
     assert (await store.get_run(run.id)).workflow_id == flow.id
 
 
-async def test_artifacts_are_named_once_per_run(kit: Kit) -> None:
-    store = kit.store
-    run, _ = await kit.run()
-    other, _ = await kit.run()
-    await store.add_artifact(run.id, "dist", 1234, "/data/artifacts/a/dist.tar")
-    await store.add_artifact(run.id, "coverage", 0, "/data/artifacts/a/coverage.tar")
-    await store.add_artifact(other.id, "dist", 5, "/data/artifacts/b/dist.tar")
-    with pytest.raises(Conflict):
-        await store.add_artifact(run.id, "dist", 1, "/elsewhere")
-    dist = await store.get_artifact(run.id, "dist")
-    assert (dist.run_id, dist.name, dist.size, dist.path, dist.created_at) == (
-        run.id,
-        "dist",
-        1234,
-        "/data/artifacts/a/dist.tar",
-        kit.clock.now,
-    )
-    assert [a.name for a in await store.list_artifacts(run.id)] == ["coverage", "dist"]
-    assert (await store.get_artifact(other.id, "dist")).size == 5
-    with pytest.raises(NotFound):
-        await store.get_artifact(run.id, "missing")
-    with pytest.raises(NotFound):
-        await store.add_artifact("ghost", "x", 1, "/x")
-    with pytest.raises(NotFound):
-        await store.list_artifacts("ghost")
-    big = 5 * 1024**4  # sizes beyond 32 bits
-    await store.add_artifact(other.id, "huge", big, "/h")
-    assert (await store.get_artifact(other.id, "huge")).size == big
-
-
-async def test_a_rerun_of_failed_jobs_keeps_the_artifacts_of_the_jobs_it_carries(
-    kit: Kit,
-) -> None:
-    store = kit.store
-    first, _ = await kit.run()
-    await store.add_artifact(first.id, "dist", 10, "/a/dist.tar", job_key="build")
-    await store.add_artifact(first.id, "logs", 20, "/a/logs.tar", job_key="test")
-    await store.add_artifact(first.id, "docs", 30, "/a/docs.tar", job_key="build")
-    second, _ = await store.create_run(
-        kit.new_run(attempt=2, carried_from=first.id, carried_jobs=("build",)), []
-    )
-    kept = await store.list_artifacts(second.id)
-    assert [(a.run_id, a.name, a.size, a.path, a.job_key) for a in kept] == [
-        (second.id, "dist", 10, "/a/dist.tar", "build"),
-        (second.id, "docs", 30, "/a/docs.tar", "build"),
-    ]
-    # the job that runs again uploads its own anew
-    await store.add_artifact(second.id, "logs", 21, "/b/logs.tar", job_key="test")
-    assert len(await store.list_artifacts(first.id)) == 3
-
-
-async def test_responses_are_remembered_once_per_request(kit: Kit) -> None:
+async def test_a_key_is_reserved_by_one_request_which_stores_its_answer(kit: Kit) -> None:
     store = kit.store
     body = '{"run_id": "r1", "note": "' + UNICODE + '"}'
-    assert await store.recall_response("default", "k1", "POST", "/api/v1/runs") is None
-    assert await store.remember_response("default", "k1", "POST", "/api/v1/runs", 202, body)
-    assert not await store.remember_response("default", "k1", "POST", "/api/v1/runs", 500, "x")
-    assert await store.recall_response("default", "k1", "POST", "/api/v1/runs") == (202, body)
-    assert await store.recall_response("acme", "k1", "POST", "/api/v1/runs") is None
-    assert await store.recall_response("default", "k1", "POST", "/api/v1/other") is None
-    assert await store.recall_response("default", "k1", "PUT", "/api/v1/runs") is None
-    assert await store.remember_response("default", SQL, "POST", SQL, 201, SQL)
-    assert await store.recall_response("default", SQL, "POST", SQL) == (201, SQL)
+    first = await store.reserve_response("default", "k1", REQUEST, STALE)
+    assert first.fingerprint == REQUEST and first.reservation is not None
+    in_flight = KeyedRequest(REQUEST)
+    assert await store.reserve_response("default", "k1", REQUEST, STALE) == in_flight
+    assert await store.reserve_response("default", "k1", OTHER, STALE) == in_flight
+    assert (await store.reserve_response("acme", "k1", OTHER, STALE)).reservation is not None
+    assert not await store.keep_response("default", "k1", "not-its", 202, body)
+    assert await store.keep_response("default", "k1", first.reservation, 202, body)
+    assert not await store.keep_response("default", "k1", first.reservation, 500, "x")
+    assert not await store.release_response("default", "k1", first.reservation)
+    kit.clock.advance(10 * STALE)  # an answer never goes stale
+    done = KeyedRequest(REQUEST, None, 202, body)
+    assert await store.reserve_response("default", "k1", REQUEST, STALE) == done
+    held = await store.reserve_response("default", SQL, SQL, STALE)
+    assert held.reservation is not None
+    assert await store.keep_response("default", SQL, held.reservation, 201, SQL)
+    assert await store.reserve_response("default", SQL, SQL, STALE) == KeyedRequest(
+        SQL, None, 201, SQL
+    )
+
+
+async def test_a_released_or_stale_key_is_reserved_again(kit: Kit) -> None:
+    store = kit.store
+    first = await store.reserve_response("default", "k", REQUEST, STALE)
+    assert first.reservation is not None
+    assert await store.release_response("default", "k", first.reservation)
+    again = await store.reserve_response("default", "k", OTHER, STALE)  # free for any request
+    assert again.reservation not in (None, first.reservation)
+    kit.clock.advance(STALE - 1)
+    assert await store.reserve_response("default", "k", OTHER, STALE) == KeyedRequest(OTHER)
+    kit.clock.advance(2)
+    # stale, but bound to another request: not taken over by this one
+    assert await store.reserve_response("default", "k", REQUEST, STALE) == KeyedRequest(OTHER)
+    taken = await store.reserve_response("default", "k", OTHER, STALE)
+    assert taken.reservation not in (None, again.reservation)
+    assert again.reservation is not None and taken.reservation is not None
+    assert not await store.keep_response("default", "k", again.reservation, 202, "late")
+    assert not await store.release_response("default", "k", again.reservation)
+    assert await store.keep_response("default", "k", taken.reservation, 202, "{}")
 
 
 async def test_hostile_values_in_service_objects(kit: Kit) -> None:
@@ -287,8 +269,10 @@ async def test_hostile_values_in_service_objects(kit: Kit) -> None:
     assert (nul.path, nul.source, nul.name) == ("a\ufffdb.yml", "run: \ufffd", "N\ufffdL")
     runner = await store.register_runner(SQL, "r\x00", [SQL, "with\x00nul"])
     assert runner.name == "r\ufffd" and runner.labels == (SQL, "with\x00nul")
-    assert await store.remember_response("default", "k", "POST", "/p", 200, "a\x00b")
-    assert await store.recall_response("default", "k", "POST", "/p") == (200, "a\ufffdb")
+    held = await store.reserve_response("default", "k", REQUEST, STALE)
+    assert held.reservation is not None
+    assert await store.keep_response("default", "k", held.reservation, 200, "a\x00b")
+    assert (await store.reserve_response("default", "k", REQUEST, STALE)).body == "a\ufffdb"
     with pytest.raises(StoreError, match="text cannot be stored"):  # a key, not free text
         await store.create_repository("lone \udcff", "web", "/x")
     odd = await store.create_repository("default", "lone \udcff", "/x")

@@ -273,3 +273,47 @@ async def test_a_woken_poll_that_ends_without_trying_passes_its_wake_up_on(kit: 
     job = await kit.queued()
     await asyncio.wait_for(gone, 5)
     assert await asyncio.wait_for(taker, 5) == job.id
+
+
+async def cancel_timed(store: Store, timeout: float) -> float:
+    started = time.monotonic()
+    await store.wait_for_cancel(timeout)
+    return time.monotonic() - started
+
+
+async def test_a_running_jobs_cancel_wakes_a_held_heartbeat_and_nothing_else_does(
+    kit: Kit,
+) -> None:
+    job = await kit.running()
+    kit.store.cancels_looked()
+    waiter = asyncio.create_task(cancel_timed(kit.store, 30))
+    await asyncio.sleep(0.05)
+    await kit.queued()  # a queued job, a new run: not a cancel
+    await kit.store.renew_lease(job.id, job.lease_epoch, 60)
+    await asyncio.sleep(0.1)
+    assert not waiter.done()
+    await kit.store.cancel_run(job.run_id)
+    assert await asyncio.wait_for(waiter, 5) < 5
+
+
+async def test_a_cancel_since_the_last_look_returns_at_once(kit: Kit) -> None:
+    job = await kit.running()
+    kit.store.cancels_looked()
+    await kit.store.cancel_job(job.id, "user asked")  # between the heartbeat's read and its wait
+    assert await cancel_timed(kit.store, 30) < 5
+    assert await cancel_timed(kit.store, QUIET) >= QUIET  # that commit is now seen
+
+
+async def test_another_servers_cancel_wakes_a_postgres_heartbeat(
+    place_of: object, clock: Clock
+) -> None:
+    place: Place = place_of("postgres")  # type: ignore[operator]
+    listener, writer = await place.open(clock), await place.open(clock)
+    job = await Kit(writer, clock).running()
+    listener.cancels_looked()
+    waiter = asyncio.create_task(cancel_timed(listener, 30))
+    await asyncio.sleep(0.05)
+    await writer.cancel_run(job.run_id)
+    assert await asyncio.wait_for(waiter, 5) < 5
+    await writer.close()
+    await listener.close()

@@ -314,10 +314,53 @@ def test_every_problem_is_collected() -> None:
     assert found == [
         "w.yml:5:22: timeout-minutes: expected a number or an expression, got a string [wrong-type]",
         "w.yml:8:9: unknown key 'with' in a run step; allowed: continue-on-error, env, id, if, "
-        "name, run, shell, timeout-minutes, working-directory [unknown-key]",
+        "name, run, run-once, shell, timeout-minutes, working-directory [unknown-key]",
         "w.yml:9:3: job 'b' needs 'runs-on' [missing-key]",
         "w.yml:10:12: job 'b' needs unknown job 'nope'; jobs: a, b [unknown-need]",
     ]
+
+
+def test_run_once_is_a_literal_boolean_of_a_jobs_steps() -> None:
+    valid = workflow("""\
+        on: push
+        jobs:
+          a:
+            runs-on: x
+            steps:
+              - run: ./migrate
+                run-once: true
+              - uses: ./deploy
+                run-once: false
+              - run: echo
+    """)
+    assert [step.run_once for step in valid.jobs["a"].steps] == [True, False, False]
+    assert problems("""\
+        on: push
+        jobs:
+          a:
+            runs-on: x
+            steps:
+              - run: ./migrate
+                run-once: yes
+              - run: ./seed
+                run-once: ${{ github.event_name == 'push' }}
+    """) == [
+        "w.yml:7:19: run-once: expected true or false (not an expression), got a string "
+        "[wrong-type]",
+        "w.yml:9:19: run-once: expected true or false (not an expression), got a string "
+        "[wrong-type]",
+    ]
+
+
+def test_run_once_is_not_a_key_of_a_composite_actions_steps(tmp_path: Path) -> None:
+    path = tmp_path / "action.yml"
+    path.write_text(
+        "runs:\n  using: composite\n  steps:\n  - run: echo\n    shell: bash\n    run-once: true\n"
+    )
+    with pytest.raises(WorkflowError) as caught:
+        load_action(str(path), display_path="action.yml")
+    [diagnostic] = caught.value.diagnostics
+    assert str(diagnostic).startswith("action.yml:6:5: unknown key 'run-once' in a run step")
 
 
 def test_inputs_under_an_event_without_inputs_is_an_unknown_key_not_a_crash(tmp_path) -> None:

@@ -58,6 +58,21 @@ class TooLarge(ApiError):
     code = "too_large"
 
 
+class KeyInUse(ApiError):
+    """Another request with the same `Idempotency-Key` is still being answered."""
+
+    status = 409
+    code = "idempotency_key_in_use"
+    headers = MappingProxyType({"Retry-After": "1"})
+
+
+class KeyReused(ApiError):
+    """The `Idempotency-Key` was first sent with another request (method, path or body)."""
+
+    status = 422
+    code = "idempotency_key_reused"
+
+
 @dataclass(frozen=True)
 class Settings:
     """The server's tunables; `conveyor serve` fills them from its command line."""

@@ -61,6 +61,16 @@ class EpochIn(BaseModel):
     epoch: int = Field(ge=0)
 
 
+class HeartbeatIn(EpochIn):
+    wait: float = Field(
+        default=0.0,
+        ge=0,
+        le=3600,
+        description="hold the answer up to this many seconds (at most the server's heartbeat"
+        " interval) unless the job's cancel is asked for meanwhile",
+    )
+
+
 class HeartbeatOut(BaseModel):
     cancel_requested: bool
     lease_ttl: float
@@ -77,6 +87,8 @@ class StepFinishIn(EpochIn):
     outcome: Outcome
     conclusion: Outcome
     outputs: dict[str, str] = Field(default_factory=dict)
+    restored: bool = False
+    """Not run: a run-once step's recorded completion restored (recorded as skipped)."""
 
 
 class LogsIn(EpochIn):
@@ -119,6 +131,8 @@ class StepEndEvent(BaseModel):
     conclusion: Outcome
     outputs: dict[str, str] = Field(default_factory=dict)
     at: float | None = Field(default=None, allow_inf_nan=False)
+    restored: bool = False
+    """As `StepFinishIn.restored`."""
 
 
 class JobEndEvent(BaseModel):

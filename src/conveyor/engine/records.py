@@ -279,3 +279,23 @@ class ArtifactRecord:
     created_at: float
     job_key: str | None = None
     """The key of the job that uploaded it (None for artifacts older than that record)."""
+    job_id: str | None = None
+    """The job that uploaded it (None for artifacts older than that record, or carried over)."""
+    epoch: int | None = None
+    """The lease epoch it was uploaded under; a retry of `job_id` with a later one replaces it."""
+
+
+@dataclass(frozen=True)
+class KeyedRequest:
+    """The request a tenant's `Idempotency-Key` is bound to, as `Store.reserve_response`
+    found it.
+
+    `reservation` is set when the caller has just reserved the key and must
+    act; otherwise another request holds it: `status` and `body` are its
+    stored answer, or None while it is still in flight.
+    """
+
+    fingerprint: str
+    reservation: str | None = None
+    status: int | None = None
+    body: str | None = None

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from conveyor.engine.contexts import ref_for_event
+from conveyor.engine.ledger import completed_steps
 from conveyor.engine.records import JobInstance, JobRecord, NewJob, NewRun, RunRecord
 from conveyor.engine.runplan import PlannedJob, group_members
 from conveyor.engine.runsource import LoadedRun, event_of, event_sha, github_of, load_run_sources
@@ -355,6 +356,7 @@ class RunService:
                 ]
             ),
             "checkout": dict(loaded.checkout) if loaded.checkout else None,
+            "completed_steps": await completed_steps(self._store, job, planned.job),
             "lease_ttl": self._settings.lease_ttl,
             "heartbeat_interval": self._settings.heartbeat_interval,
         }

@@ -11,8 +11,8 @@ rolled back (no trace, no event) and the method raises:
 - `Conflict`   the object is not in a status the transition starts from.
 
 Runner writes (`start_job`, `renew_lease`, `start_step`, `finish_step`,
-`append_log`, `finish_job`) carry the job's lease epoch, the fencing token
-that `acquire_job` increments; a runner flushes its logs before
+`append_log`, `add_artifact`, `finish_job`) carry the job's lease epoch, the
+fencing token that `acquire_job` increments; a runner flushes its logs before
 `finish_job`, after which its epoch holds nothing. Heartbeats and log
 lines are not state changes and write no outbox row.
 
@@ -36,6 +36,7 @@ from conveyor.engine.records import (
     ArtifactRecord,
     JobInstance,
     JobRecord,
+    KeyedRequest,
     LogLine,
     NewJob,
     NewRun,
@@ -347,9 +348,21 @@ class Store(Protocol):
         """
         ...
 
+    def cancels_looked(self) -> None:
+        """Note that the calling task is about to read whether a job's cancel was asked
+        for: `wait_for_cancel` returns at once for a cancel committed since."""
+        ...
+
+    async def wait_for_cancel(self, timeout: float) -> None:
+        """Return when some running job's cancel may have been asked for
+        (`job.cancel_requested`), or after `timeout` seconds; as `wait_for_event`, with
+        `cancels_looked` as the look."""
+        ...
+
     def wake_waiters(self) -> None:
-        """Wake every task in `wait_for_event` or `wait_for_queued` now (the server is
-        stopping: its long polls answer instead of holding the shutdown)."""
+        """Wake every task in `wait_for_event`, `wait_for_queued` or `wait_for_cancel`
+        now (the server is stopping: its long polls answer instead of holding the
+        shutdown)."""
         ...
 
     # -- tokens and runners -----------------------------------------------------------
@@ -438,9 +451,15 @@ class Store(Protocol):
     # -- artifacts and idempotent responses ------------------------------------------------
 
     async def add_artifact(
-        self, run_id: str, name: str, size: int, path: str, *, job_key: str | None = None
-    ) -> None:
-        """Record an artifact job `job_key` uploaded; a name the run already has is a Conflict."""
+        self, job_id: str, epoch: int, name: str, size: int, path: str
+    ) -> str | None:
+        """Record an artifact of the job's run that the job uploaded under lease `epoch`.
+
+        A runner write: LeaseLost unless `epoch` holds the job's lease, checked
+        in the write itself. A name the run already has is a Conflict, unless
+        this job uploaded it under an earlier epoch (an execution the reaper
+        took back): then it is replaced. -> the path of the replaced artifact.
+        """
         ...
 
     async def list_artifacts(self, run_id: str) -> list[ArtifactRecord]:
@@ -449,16 +468,26 @@ class Store(Protocol):
 
     async def get_artifact(self, run_id: str, name: str) -> ArtifactRecord: ...
 
-    async def remember_response(
-        self, tenant_id: str, key: str, method: str, path: str, status: int, body: str
-    ) -> bool:
-        """Keep the response to an `Idempotency-Key` request; False if one is kept already."""
+    async def reserve_response(
+        self, tenant_id: str, key: str, fingerprint: str, stale_after: float
+    ) -> KeyedRequest:
+        """Reserve the tenant's `key` for the request `fingerprint`, or say who holds it.
+
+        The first caller inserts the key's row; a concurrent one loses the
+        insert, across every server sharing the database. A reservation of
+        the same request older than `stale_after` seconds, with no answer,
+        is taken over (its server died).
+        """
         ...
 
-    async def recall_response(
-        self, tenant_id: str, key: str, method: str, path: str
-    ) -> tuple[int, str] | None:
-        """`(status, body)` remembered for this request, or None."""
+    async def keep_response(
+        self, tenant_id: str, key: str, reservation: str, status: int, body: str
+    ) -> bool:
+        """Store the answer of the request holding `reservation`; False if it no longer does."""
+        ...
+
+    async def release_response(self, tenant_id: str, key: str, reservation: str) -> bool:
+        """Free the key (its request failed) so a retry can act; False if no longer held."""
         ...
 
     async def close(self) -> None: ...

@@ -11,6 +11,15 @@ from conveyor.workflow.model import Job, Workflow
 
 
 @dataclass(frozen=True)
+class CompletedStep:
+    """A run-once step's completion that an earlier lease of the run attempt recorded."""
+
+    epoch: int
+    """The fencing token of the lease that recorded it."""
+    outputs: Mapping[str, str]
+
+
+@dataclass(frozen=True)
 class JobAssignment:
     """One acquired job: its definition, its contexts and its lease."""
 
@@ -32,6 +41,8 @@ class JobAssignment:
     """Run in `source_dir` itself instead of a copy of it."""
     checkout: Mapping[str, str] | None = None
     """{url, sha, ref}: the commit `actions/checkout` fetches into an empty workspace."""
+    completed_steps: Mapping[int, CompletedStep] = field(default_factory=dict)
+    """By step index: the run-once steps not to run again (an automatic retry's)."""
 
 
 @dataclass(frozen=True)
@@ -44,6 +55,8 @@ class StepReport:
     outcome: str  # success | failure | cancelled | skipped
     conclusion: str
     outputs: Mapping[str, str]
+    restored: bool = False
+    """Not run: a recorded completion restored (run-once); recorded as skipped."""
 
 
 @dataclass(frozen=True)

@@ -163,11 +163,12 @@ class HttpChannel:
         return job
 
     async def heartbeat(
-        self, job_id: str, epoch: int, *, timeout: float | None = None
+        self, job_id: str, epoch: int, *, wait: float = 0.0, timeout: float | None = None
     ) -> Heartbeat:
-        data = await self._call(
-            "POST", f"{_job(job_id)}/heartbeat", {"epoch": epoch}, timeout=timeout
-        )
+        """Renew the lease; the server may hold its answer up to `wait` seconds, until
+        the job's cancel is asked for."""
+        body = {"epoch": epoch, "wait": wait} if wait > 0 else {"epoch": epoch}
+        data = await self._call("POST", f"{_job(job_id)}/heartbeat", body, timeout=timeout)
         ttl = data.get("lease_ttl")
         if not isinstance(ttl, int | float) or isinstance(ttl, bool) or ttl <= 0:
             raise ServerUnavailable(f"{self.url}: the heartbeat answer has no valid lease_ttl")

@@ -110,18 +110,19 @@ class HttpReporter:
         self._add({"type": "step_start", **event})
 
     async def step_finished(self, report: StepReport) -> None:
-        self._add(
-            {
-                "type": "step_end",
-                "index": report.index,
-                "step_id": report.step_id,
-                "name": report.name,
-                "outcome": report.outcome,
-                "conclusion": report.conclusion,
-                "outputs": dict(report.outputs),
-                "at": time.time(),
-            }
-        )
+        event = {
+            "type": "step_end",
+            "index": report.index,
+            "step_id": report.step_id,
+            "name": report.name,
+            "outcome": report.outcome,
+            "conclusion": report.conclusion,
+            "outputs": dict(report.outputs),
+            "at": time.time(),
+        }
+        if report.restored:
+            event["restored"] = True
+        self._add(event)
 
     def log(self, step_index: int | None, line: str) -> None:
         if self._ended or self._closing:

@@ -25,12 +25,12 @@ import logging
 import os
 import secrets
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 from typing import Any
 
 from conveyor.errors import ConveyorError, LeaseLost
-from conveyor.runner.assignment import JobAssignment, JobOutcome
+from conveyor.runner.assignment import CompletedStep, JobAssignment, JobOutcome
 from conveyor.runner.executor import JobExecutor
 from conveyor.runner.guard import Guard
 from conveyor.runner.http_artifacts import HttpArtifactStore
@@ -41,6 +41,10 @@ from conveyor.workflow import parse_workflow
 
 MAX_MARGIN = 30.0
 MIN_HEARTBEAT_TIMEOUT = 5.0
+FIRST_BEAT = 1.0
+"""Seconds into a job when its first heartbeat goes (or one interval, if shorter): the
+server holds each heartbeat's answer for an interval unless the job's cancel is asked
+for, so from then on a cancel arrives at once. Most short jobs end before."""
 
 logger = logging.getLogger("conveyor.runner")
 
@@ -144,7 +148,9 @@ class LeaseJob:
         self._guard.watch(self._marker, self.lease.deadline)
         self._watch()  # gives up at once a job whose lease ran out before it arrived
         # The heartbeats' task starts when the first one is due: most jobs end before.
-        first = asyncio.get_running_loop().call_later(self.heartbeat_interval, self._start_beats)
+        first = asyncio.get_running_loop().call_later(
+            min(FIRST_BEAT, self.heartbeat_interval), self._start_beats
+        )
         try:
             if not self.aborted:
                 await self._run()
@@ -214,18 +220,28 @@ class LeaseJob:
         self._beats = asyncio.create_task(self._beat())
 
     async def _beat(self) -> None:
-        """Renew the lease now, then every heartbeat interval; pass a server-side cancel on."""
+        """Renew the lease now, then every heartbeat interval; pass a server-side cancel on.
+
+        Each heartbeat asks the server to hold its answer for an interval (it renews
+        the lease on arrival), or less, so that the answer comes with an interval of
+        the lease to spare (a renewal counts from when it was sent). The next one goes
+        when the answer comes, or when an interval has passed since the last was sent,
+        whichever is later.
+        """
         interval = self.heartbeat_interval
         backoff = Backoff(cap=interval)
         failing = False
         pause = 0.0
         while not self.aborted:
             await asyncio.sleep(pause)
-            pause = interval
             sent = self._clock()
+            wait = max(0.0, min(interval, self.lease.remaining() - interval))
             try:
                 beat = await self._channel.heartbeat(
-                    self.job_id, self.epoch, timeout=max(interval, MIN_HEARTBEAT_TIMEOUT)
+                    self.job_id,
+                    self.epoch,
+                    wait=wait,
+                    timeout=interval + max(interval, MIN_HEARTBEAT_TIMEOUT),
                 )
             except ServerUnavailable as exc:
                 if not failing:
@@ -239,6 +255,7 @@ class LeaseJob:
                 return
             failing = False
             backoff.reset()
+            pause = max(0.0, interval - (self._clock() - sent))
             self.lease.renewed(sent, beat.lease_ttl)
             self._guard.watch(self._marker, self.lease.deadline)
             if beat.cancel_requested and not self._reporter.cancel.is_set():
@@ -269,9 +286,19 @@ def build_assignment(data: Mapping[str, Any]) -> JobAssignment:
             secrets={str(k): str(v) for k, v in (data.get("secrets") or {}).items()},
             idempotency_base=str(data.get("idempotency_base") or ""),
             checkout={str(k): str(v) for k, v in checkout.items()} if checkout else None,
+            completed_steps=_completed_steps(data.get("completed_steps") or ()),
         )
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise ConveyorError(f"the assignment is malformed ({type(exc).__name__}: {exc})") from None
+
+
+def _completed_steps(entries: Iterable[Mapping[str, Any]]) -> dict[int, CompletedStep]:
+    return {
+        int(entry["index"]): CompletedStep(
+            int(entry["epoch"]), {str(k): str(v) for k, v in entry["outputs"].items()}
+        )
+        for entry in entries
+    }
 
 
 def _positive(raw: Any, default: float) -> float:

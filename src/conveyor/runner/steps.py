@@ -2,7 +2,9 @@
 
 For each step: render its env, decide its `if:`, run it (`run:` through a
 shell, `uses:` through an action), fold what it wrote to the environment
-files and workflow commands back into the job, and record its outcome.
+files and workflow commands back into the job, and record its outcome. A
+run-once step whose completion the assignment carries (an automatic retry)
+is not run: its recorded outputs are restored.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from typing import Any
 from conveyor.errors import ConveyorError, ExpressionError
 from conveyor.expr import Environment, condition, evaluate, render_value, to_boolean, to_string
 from conveyor.runner import workspace
-from conveyor.runner.assignment import StepReport
+from conveyor.runner.assignment import CompletedStep, StepReport
 from conveyor.runner.commands import CommandProcessor
 from conveyor.runner.envfiles import EnvFileError, parse_env_file, read_path_file
 from conveyor.runner.executor import JobState, render_env, timeout_seconds
@@ -77,6 +79,9 @@ async def run_steps(state: JobState, scope: Scope) -> None:
 async def _run_one(state: JobState, scope: Scope, step: Step) -> StepResult:
     index = step.index
     name = step.display_name
+    completed = state.assignment.completed_steps.get(index) if scope.top_level else None
+    if completed is not None and step.run_once:
+        return await _restored(state, scope, step, completed)
     try:
         base_env = {**state.env_context(), **scope.env}
         step_env = render_env(
@@ -107,6 +112,23 @@ async def _run_one(state: JobState, scope: Scope, step: Step) -> StepResult:
     return result
 
 
+async def _restored(
+    state: JobState, scope: Scope, step: Step, completed: CompletedStep
+) -> StepResult:
+    """A run-once step an earlier lease of this attempt completed: not run again, whatever
+    its `if:` says now; its outputs are restored, not what it wrote to env files."""
+    state.reporter.log(
+        step.index,
+        f"Already completed (recorded under fencing token {completed.epoch});"
+        " not run again (run-once).",
+    )
+    result = StepResult("success", "success", dict(completed.outputs))
+    # An unrendered name would replace the recorded one: "" keeps it.
+    name = "" if isinstance(step.name, str) and "${{" in step.name else step.display_name
+    await _finished(state, scope, step, name, result, restored=True)
+    return result
+
+
 async def _broken(state: JobState, scope: Scope, step: Step, name: str, why: str) -> StepResult:
     """A step whose expressions could not be evaluated fails without running."""
     if scope.top_level:
@@ -118,12 +140,26 @@ async def _broken(state: JobState, scope: Scope, step: Step, name: str, why: str
 
 
 async def _finished(
-    state: JobState, scope: Scope, step: Step, name: str, result: StepResult
+    state: JobState,
+    scope: Scope,
+    step: Step,
+    name: str,
+    result: StepResult,
+    *,
+    restored: bool = False,
 ) -> None:
     if not scope.top_level:
         return
     await state.reporter.step_finished(
-        StepReport(step.index, step.id, name, result.outcome, result.conclusion, result.outputs)
+        StepReport(
+            step.index,
+            step.id,
+            name,
+            result.outcome,
+            result.conclusion,
+            result.outputs,
+            restored,
+        )
     )
 
 

@@ -387,6 +387,13 @@ class PostgresStore(PostgresJobSide, PostgresRunnerSide, PostgresServiceSide, St
         self._ensure_listening()
         await self._signals.queue.wait(timeout)
 
+    def cancels_looked(self) -> None:
+        self._signals.cancels.looked()
+
+    async def wait_for_cancel(self, timeout: float) -> None:
+        self._ensure_listening()
+        await self._signals.cancels.wait(timeout)
+
     def _ensure_listening(self) -> None:
         if self._pool.closed:
             raise StoreError("the store is closed")
@@ -398,12 +405,12 @@ class PostgresStore(PostgresJobSide, PostgresRunnerSide, PostgresServiceSide, St
         try:
             if self._listening is None:  # listening again after a failure
                 self._listening = await _listening_connection(self._pool)
-                self._signals.committed("sq")  # what was committed meanwhile went unheard
+                self._signals.committed("scq")  # what was committed meanwhile went unheard
             async for note in self._listening.notifies():
                 # Our own commits woke the waiters already; other schemas' are not ours.
                 schema, bar, flags = note.payload.rpartition("|")
                 if not bar:  # a server from before the flags: it may concern anyone
-                    schema, flags = note.payload, "sq"
+                    schema, flags = note.payload, "scq"
                 if schema == self._notice and note.pid not in self._pool.backend_pids:
                     self._signals.committed(flags)
         except psycopg.Error:

@@ -321,7 +321,7 @@ class PostgresBase:
         return self._commits
 
     def wake_waiters(self) -> None:
-        self._signals.committed("sq")  # as if a commit concerned them all
+        self._signals.committed("scq")  # as if a commit concerned them all
 
     async def _transact(self, body: Callable[[Tx], Awaitable[T]]) -> T:
         """Run `body` in one transaction, again from the start after a deadlock."""

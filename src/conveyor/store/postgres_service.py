@@ -1,9 +1,11 @@
 """What the server keeps around runs in the PostgreSQL store: tokens, runners, repositories, workflows.
 
 Also cron ticks (claimed once, by a unique row, however many servers race
-for them), artifacts and the responses remembered for `Idempotency-Key`.
+for them), artifacts and `Idempotency-Key` reservations and answers.
 The same semantics as `sqlite_service`; uniqueness races between servers
-are settled by `ON CONFLICT`, never by a read before the write.
+are settled by `ON CONFLICT`, never by a read before the write. An artifact
+upload is a runner write: it locks its job `FOR SHARE` while its epoch holds
+the lease, and its insert spells the fence out again.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from collections.abc import Sequence
 
 from conveyor.engine.records import (
     ArtifactRecord,
+    KeyedRequest,
     RepositoryRecord,
     RunnerRecord,
     TokenRecord,
@@ -19,7 +22,7 @@ from conveyor.engine.records import (
 )
 from conveyor.errors import Conflict, NotFound
 from conveyor.store import rows
-from conveyor.store.postgres_base import PostgresBase, Tx
+from conveyor.store.postgres_base import LEASED_IN, PostgresBase, Tx
 
 _INSERT_TOKEN = """
     INSERT INTO tokens (hash, tenant_id, kind, runner_id, created_at)
@@ -54,6 +57,37 @@ _LIST_WORKFLOWS = f"""
     ORDER BY id LIMIT %(limit)s
 """
 _REPOSITORY_IN_TENANT = "SELECT 1 FROM repositories WHERE id = %s AND tenant_id = %s"
+# The first request with a key inserts its row (a concurrent insert waits for it, then
+# finds the key taken); a stale reservation of the same request (its server died) is taken
+# over. RETURNING: a row when the caller holds the key.
+_RESERVE_KEY = """
+    INSERT INTO idempotent_responses (tenant_id, key, fingerprint, reservation, reserved_at)
+    VALUES (%s, %s, %s, %s, %s)
+    ON CONFLICT (tenant_id, key) DO UPDATE SET
+        reservation = excluded.reservation, reserved_at = excluded.reserved_at
+    WHERE idempotent_responses.status IS NULL
+      AND idempotent_responses.fingerprint = excluded.fingerprint
+      AND idempotent_responses.reserved_at < %s
+    RETURNING 1
+"""
+_KEYED_REQUEST = (
+    "SELECT fingerprint, status, body FROM idempotent_responses WHERE tenant_id = %s AND key = %s"
+)
+_RESERVE_ATTEMPTS = 3
+
+# An upload, fenced by the job's lease: a name new to the run is inserted; a name the same
+# job uploaded under an earlier epoch (an execution the reaper took back) is replaced.
+_UPLOAD_ARTIFACT = f"""
+    INSERT INTO artifacts (id, run_id, name, path, size, created_at, job_key, job_id, epoch)
+    SELECT %(id)s, run_id, %(name)s, %(path)s, %(size)s, %(now)s, key, id, lease_epoch
+    FROM jobs
+    WHERE id = %(job)s AND lease_epoch = %(epoch)s AND status IN {LEASED_IN}
+    ON CONFLICT (run_id, name) DO UPDATE SET
+        path = excluded.path, size = excluded.size, created_at = excluded.created_at,
+        epoch = excluded.epoch
+    WHERE artifacts.job_id = excluded.job_id AND artifacts.epoch < excluded.epoch
+"""
+_ARTIFACT_PATH = "SELECT path FROM artifacts WHERE run_id = %s AND name = %s FOR UPDATE"
 
 
 class PostgresServiceSide(PostgresBase):
@@ -251,24 +285,30 @@ class PostgresServiceSide(PostgresBase):
 
         await self._transact(body)
 
-    # -- artifacts and remembered responses ------------------------------------------------
+    # -- artifacts and idempotency keys ----------------------------------------------------
 
     async def add_artifact(
-        self, run_id: str, name: str, size: int, path: str, *, job_key: str | None = None
-    ) -> None:
-        values = (self._new_id(), run_id, name, path, size, self._clock(), job_key)
+        self, job_id: str, epoch: int, name: str, size: int, path: str
+    ) -> str | None:
+        values = {
+            "id": self._new_id(),
+            "name": name,
+            "path": path,
+            "size": size,
+            "now": self._clock(),
+            "job": job_id,
+            "epoch": epoch,
+        }
 
-        async def body(tx: Tx) -> None:
-            if not await self._exists(tx, "workflow_runs", run_id):
-                raise NotFound(f"run {run_id!r} not found")
-            if not await tx.run(
-                "INSERT INTO artifacts (id, run_id, name, path, size, created_at, job_key) "
-                "VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (run_id, name) DO NOTHING",
-                values,
-            ):
+        async def body(tx: Tx) -> str | None:
+            # FOR SHARE: the reaper cannot take the lease back before this commits.
+            run_id = await self._fence(tx, job_id, epoch, "upload an artifact to")
+            before = await tx.one(_ARTIFACT_PATH, (run_id, name))
+            if not await tx.run(_UPLOAD_ARTIFACT, values):
                 raise Conflict(f"run {run_id!r} already has an artifact {name!r}")
+            return None if before is None else str(before[0])
 
-        await self._transact(body)
+        return await self._transact(body)
 
     async def list_artifacts(self, run_id: str) -> list[ArtifactRecord]:
         async def body(tx: Tx) -> list[ArtifactRecord]:
@@ -291,30 +331,40 @@ class PostgresServiceSide(PostgresBase):
             raise NotFound(f"artifact {name!r} of run {run_id!r} not found")
         return rows.artifact(row)
 
-    async def remember_response(
-        self, tenant_id: str, key: str, method: str, path: str, status: int, body: str
+    async def reserve_response(
+        self, tenant_id: str, key: str, fingerprint: str, stale_after: float
+    ) -> KeyedRequest:
+        # The row that won the insert can be gone before it is read (its request failed and
+        # released it): reserve again. A key that keeps coming and going is said to be in use.
+        for _ in range(_RESERVE_ATTEMPTS):
+            reservation, now = self._new_id(), self._clock()
+            values = (tenant_id, key, fingerprint, reservation, now, now - stale_after)
+            if await self._statement(_RESERVE_KEY, values) is not None:
+                return KeyedRequest(fingerprint, reservation)
+            row = await self._one(_KEYED_REQUEST, (tenant_id, key))
+            if row is not None:
+                return rows.keyed_request(row)
+        return KeyedRequest(fingerprint)
+
+    async def keep_response(
+        self, tenant_id: str, key: str, reservation: str, status: int, body: str
     ) -> bool:
-        values = (tenant_id, key, method, path, status, rows.text(body), self._clock())
-
-        async def write(tx: Tx) -> bool:
-            kept = await tx.run(
-                "INSERT INTO idempotent_responses (tenant_id, key, method, path, status, body, "
-                "created_at) VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
-                values,
-            )
-            return kept == 1
-
-        return await self._transact(write)
-
-    async def recall_response(
-        self, tenant_id: str, key: str, method: str, path: str
-    ) -> tuple[int, str] | None:
-        row = await self._one(
-            "SELECT status, body FROM idempotent_responses "
-            "WHERE tenant_id = %s AND key = %s AND method = %s AND path = %s",
-            (tenant_id, key, method, path),
+        kept = await self._statement(
+            "UPDATE idempotent_responses SET status = %s, body = %s "
+            "WHERE tenant_id = %s AND key = %s AND reservation = %s AND status IS NULL "
+            "RETURNING 1",
+            (status, rows.text(body), tenant_id, key, reservation),
         )
-        return None if row is None else (int(row[0]), str(row[1]))
+        return kept is not None
+
+    async def release_response(self, tenant_id: str, key: str, reservation: str) -> bool:
+        released = await self._statement(
+            "DELETE FROM idempotent_responses "
+            "WHERE tenant_id = %s AND key = %s AND reservation = %s AND status IS NULL "
+            "RETURNING 1",
+            (tenant_id, key, reservation),
+        )
+        return released is not None
 
 
 async def _require_tenant(tx: Tx, tenant_id: str) -> None:

@@ -18,6 +18,7 @@ from conveyor.engine.records import (
     ArtifactRecord,
     JobInstance,
     JobRecord,
+    KeyedRequest,
     LogLine,
     NewJob,
     OutboxEvent,
@@ -61,7 +62,7 @@ REPOSITORY_COLUMNS = "id, tenant_id, name, url, created_at"
 WORKFLOW_COLUMNS = (
     "id, tenant_id, repository_id, path, name, source, enabled, created_at, updated_at"
 )
-ARTIFACT_COLUMNS = "run_id, name, size, path, created_at, job_key"
+ARTIFACT_COLUMNS = "run_id, name, size, path, created_at, job_key, job_id, epoch"
 
 RUN_WIDTH = len(RUN_COLUMNS.split(","))
 JOB_WIDTH = len(JOB_COLUMNS.split(","))
@@ -332,8 +333,20 @@ def workflow(row: tuple[Any, ...]) -> WorkflowRecord:
 
 def artifact(row: tuple[Any, ...]) -> ArtifactRecord:
     return ArtifactRecord(
-        run_id=row[0], name=row[1], size=row[2], path=row[3], created_at=row[4], job_key=row[5]
+        run_id=row[0],
+        name=row[1],
+        size=row[2],
+        path=row[3],
+        created_at=row[4],
+        job_key=row[5],
+        job_id=row[6],
+        epoch=row[7],
     )
+
+
+def keyed_request(row: tuple[Any, ...]) -> KeyedRequest:
+    """The request holding an `Idempotency-Key`: `(fingerprint, status, body)`."""
+    return KeyedRequest(fingerprint=row[0], status=row[1], body=row[2])
 
 
 def run_listing(

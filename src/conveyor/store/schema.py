@@ -21,6 +21,8 @@ from conveyor.store.migrations import (
     m0004_artifact_job,
     m0005_one_statement_writes,
     m0006_handed_with,
+    m0007_idempotency_reservations,
+    m0008_artifact_epoch,
 )
 
 
@@ -46,6 +48,15 @@ MIGRATIONS: tuple[Migration, ...] = (
         m0005_one_statement_writes.POSTGRES,
     ),
     Migration(6, m0006_handed_with.NAME, m0006_handed_with.SQLITE, m0006_handed_with.POSTGRES),
+    Migration(
+        7,
+        m0007_idempotency_reservations.NAME,
+        m0007_idempotency_reservations.SQLITE,
+        m0007_idempotency_reservations.POSTGRES,
+    ),
+    Migration(
+        8, m0008_artifact_epoch.NAME, m0008_artifact_epoch.SQLITE, m0008_artifact_epoch.POSTGRES
+    ),
 )
 LATEST: int = MIGRATIONS[-1].version
 

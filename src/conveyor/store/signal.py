@@ -28,7 +28,7 @@ from collections.abc import Collection, Mapping
 from contextvars import ContextVar
 from typing import Any
 
-from conveyor.engine.records import QUEUEING, scheduler_work
+from conveyor.engine.records import QUEUEING, EventKind, scheduler_work
 
 # (signal number, generation) of the last look this task took; one store at a time.
 _LOOKED: ContextVar[tuple[int, int] | None] = ContextVar("conveyor_outbox_looked", default=None)
@@ -167,7 +167,8 @@ def _send(entry: Waiter, wake: Wake | None) -> None:
 
 
 class Signals:
-    """A store's two wake-ups: `outbox` for the scheduler, `queue` for polling runners.
+    """A store's wake-ups: `outbox` for the scheduler, `queue` for polling runners,
+    `cancels` for heartbeats held until their job's cancel is asked for.
 
     A commit wakes only those its events concern: most commits (an
     acquisition, a step's start) concern neither, and a woken poll or
@@ -177,20 +178,27 @@ class Signals:
     def __init__(self) -> None:
         self.outbox = OutboxSignal()
         self.queue = QueueSignal()
+        self.cancels = OutboxSignal()
 
     @staticmethod
     def flags(events: Collection[tuple[str, str, Mapping[str, Any]]]) -> str:
         """Whom a commit of these events, as (kind, run id, data), concerns: "s" (the
-        scheduler, when it leaves it work), "q<n>" (polling runners, n jobs queued)."""
+        scheduler, when it leaves it work), "c" (held heartbeats: a running job's cancel
+        was asked for), "q<n>" (polling runners, n jobs queued; always last)."""
         scheduler = any(scheduler_work(events))
+        cancels = any(kind == EventKind.JOB_CANCEL_REQUESTED for kind, _, _ in events)
         queued = sum(kind in QUEUEING for kind, _, _ in events)
-        return ("s" if scheduler else "") + (f"q{queued}" if queued else "")
+        return (
+            ("s" if scheduler else "") + ("c" if cancels else "") + (f"q{queued}" if queued else "")
+        )
 
     def committed(self, flags: str) -> None:
         """Wake whom `flags` names (a commit here, or a notification from elsewhere; a
         bare "q" from a server that did not count wakes every poll)."""
         if "s" in flags:
             self.outbox.notify()
+        if "c" in flags:
+            self.cancels.notify()
         _, q, count = flags.partition("q")
         if q:
             self.queue.notify(int(count) if count.isdigit() else None)

@@ -369,6 +369,12 @@ class SqliteStore(SqliteJobSide, SqliteRunnerSide, SqliteServiceSide, Store):
     async def wait_for_queued(self, timeout: float) -> None:
         await self._signals.queue.wait(timeout)
 
+    def cancels_looked(self) -> None:
+        self._signals.cancels.looked()
+
+    async def wait_for_cancel(self, timeout: float) -> None:
+        await self._signals.cancels.wait(timeout)
+
     async def close(self) -> None:
         with self._lock:
             self._db.close()

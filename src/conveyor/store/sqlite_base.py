@@ -67,7 +67,7 @@ class SqliteBase:
         return self._commits
 
     def wake_waiters(self) -> None:
-        self._signals.committed("sq")  # as if a commit concerned them all
+        self._signals.committed("scq")  # as if a commit concerned them all
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:

@@ -1,8 +1,10 @@
 """What the server keeps around runs in the SQLite store: tokens, runners, repositories, workflows.
 
-Also cron ticks (claimed once), artifacts and the responses remembered for
-`Idempotency-Key`. None of these is a state transition: they write no
-outbox row. Objects looked up with a tenant are NotFound in any other.
+Also cron ticks (claimed once), artifacts and `Idempotency-Key` reservations
+with the answers stored for them. None of these is a state transition: they write no
+outbox row. Objects looked up with a tenant are NotFound in any other. An
+artifact upload is a runner write, fenced in its statement by the lease
+epoch of the job uploading it.
 """
 
 from __future__ import annotations
@@ -12,14 +14,15 @@ from collections.abc import Sequence
 
 from conveyor.engine.records import (
     ArtifactRecord,
+    KeyedRequest,
     RepositoryRecord,
     RunnerRecord,
     TokenRecord,
     WorkflowRecord,
 )
-from conveyor.errors import Conflict, NotFound
+from conveyor.errors import Conflict, LeaseLost, NotFound, StoreError
 from conveyor.store import rows
-from conveyor.store.sqlite_base import SqliteBase
+from conveyor.store.sqlite_base import LEASED_IN, SqliteBase
 
 _INSERT_TOKEN = """
     INSERT INTO tokens (hash, tenant_id, kind, runner_id, created_at) VALUES (?, ?, ?, ?, ?)
@@ -44,6 +47,37 @@ _REGISTER_WORKFLOW = f"""
     RETURNING {rows.WORKFLOW_COLUMNS}
 """
 _WORKFLOW = f"SELECT {rows.WORKFLOW_COLUMNS} FROM workflows WHERE id = ? AND tenant_id = ?"
+# The first request with a key inserts its row; a stale reservation of the same
+# request (its server died) is taken over. RETURNING: a row when the caller holds it.
+_RESERVE_KEY = """
+    INSERT INTO idempotent_responses (tenant_id, key, fingerprint, reservation, reserved_at)
+    VALUES (?, ?, ?, ?, ?)
+    ON CONFLICT (tenant_id, key) DO UPDATE SET
+        reservation = excluded.reservation, reserved_at = excluded.reserved_at
+    WHERE idempotent_responses.status IS NULL
+      AND idempotent_responses.fingerprint = excluded.fingerprint
+      AND idempotent_responses.reserved_at < ?
+    RETURNING 1
+"""
+_KEYED_REQUEST = (
+    "SELECT fingerprint, status, body FROM idempotent_responses WHERE tenant_id = ? AND key = ?"
+)
+
+# An upload, fenced by the job's lease: a name new to the run is inserted; a name the same
+# job uploaded under an earlier epoch (an execution the reaper took back) is replaced.
+_UPLOAD_ARTIFACT = f"""
+    INSERT INTO artifacts (id, run_id, name, path, size, created_at, job_key, job_id, epoch)
+    SELECT ?1, run_id, ?2, ?3, ?4, ?5, key, id, lease_epoch FROM jobs
+    WHERE id = ?6 AND lease_epoch = ?7 AND status IN {LEASED_IN}
+    ON CONFLICT (run_id, name) DO UPDATE SET
+        path = excluded.path, size = excluded.size, created_at = excluded.created_at,
+        epoch = excluded.epoch
+    WHERE artifacts.job_id = excluded.job_id AND artifacts.epoch < excluded.epoch
+"""
+_ARTIFACT_PATH = """
+    SELECT a.path FROM artifacts AS a JOIN jobs AS j ON a.run_id = j.run_id
+    WHERE j.id = ? AND a.name = ?
+"""
 
 
 class SqliteServiceSide(SqliteBase):
@@ -241,20 +275,17 @@ class SqliteServiceSide(SqliteBase):
                 raise NotFound(f"workflow {wf_id!r} not found")
             db.execute("DELETE FROM cron_ticks WHERE workflow_id = ?", (wf_id,))
 
-    # -- artifacts and remembered responses ------------------------------------------------
+    # -- artifacts and idempotency keys ----------------------------------------------------
 
     async def add_artifact(
-        self, run_id: str, name: str, size: int, path: str, *, job_key: str | None = None
-    ) -> None:
-        values = (self._new_id(), run_id, name, path, size, self._clock(), job_key)
+        self, job_id: str, epoch: int, name: str, size: int, path: str
+    ) -> str | None:
+        values = (self._new_id(), name, path, size, self._clock(), job_id, epoch)
         with self._write() as db:
-            _require_run(db, run_id)
-            if not db.execute(
-                "INSERT INTO artifacts (id, run_id, name, path, size, created_at, job_key) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (run_id, name) DO NOTHING",
-                values,
-            ).rowcount:
-                raise Conflict(f"run {run_id!r} already has an artifact {name!r}")
+            before = db.execute(_ARTIFACT_PATH, (job_id, name)).fetchone()
+            if not db.execute(_UPLOAD_ARTIFACT, values).rowcount:
+                raise _upload_refusal(db, job_id, epoch, name)
+            return None if before is None else str(before[0])
 
     async def list_artifacts(self, run_id: str) -> list[ArtifactRecord]:
         with self._read() as db:
@@ -275,33 +306,50 @@ class SqliteServiceSide(SqliteBase):
             raise NotFound(f"artifact {name!r} of run {run_id!r} not found")
         return rows.artifact(row)
 
-    async def remember_response(
-        self, tenant_id: str, key: str, method: str, path: str, status: int, body: str
+    async def reserve_response(
+        self, tenant_id: str, key: str, fingerprint: str, stale_after: float
+    ) -> KeyedRequest:
+        reservation, now = self._new_id(), self._clock()
+        values = (tenant_id, key, fingerprint, reservation, now, now - stale_after)
+        with self._write() as db:
+            if db.execute(_RESERVE_KEY, values).fetchone() is not None:
+                return KeyedRequest(fingerprint, reservation)
+            row = db.execute(_KEYED_REQUEST, (tenant_id, key)).fetchone()
+        return rows.keyed_request(row)
+
+    async def keep_response(
+        self, tenant_id: str, key: str, reservation: str, status: int, body: str
     ) -> bool:
-        values = (tenant_id, key, method, path, status, rows.text(body), self._clock())
+        values = (status, rows.text(body), tenant_id, key, reservation)
         with self._write() as db:
             kept: int = db.execute(
-                "INSERT INTO idempotent_responses (tenant_id, key, method, path, status, body, "
-                "created_at) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                "UPDATE idempotent_responses SET status = ?, body = ? "
+                "WHERE tenant_id = ? AND key = ? AND reservation = ? AND status IS NULL",
                 values,
             ).rowcount
             return kept == 1
 
-    async def recall_response(
-        self, tenant_id: str, key: str, method: str, path: str
-    ) -> tuple[int, str] | None:
-        with self._read() as db:
-            row = db.execute(
-                "SELECT status, body FROM idempotent_responses "
-                "WHERE tenant_id = ? AND key = ? AND method = ? AND path = ?",
-                (tenant_id, key, method, path),
-            ).fetchone()
-        return None if row is None else (int(row[0]), str(row[1]))
+    async def release_response(self, tenant_id: str, key: str, reservation: str) -> bool:
+        with self._write() as db:
+            released: int = db.execute(
+                "DELETE FROM idempotent_responses "
+                "WHERE tenant_id = ? AND key = ? AND reservation = ? AND status IS NULL",
+                (tenant_id, key, reservation),
+            ).rowcount
+            return released == 1
 
 
 def _require_tenant(db: sqlite3.Connection, tenant_id: str) -> None:
     if db.execute("SELECT 1 FROM tenants WHERE id = ?", (tenant_id,)).fetchone() is None:
         raise NotFound(f"tenant {tenant_id!r} not found")
+
+
+def _upload_refusal(db: sqlite3.Connection, job_id: str, epoch: int, name: str) -> StoreError:
+    """Why an upload wrote nothing: the lease, or else the name is taken."""
+    refusal = SqliteBase._refusal(db, job_id, "upload an artifact to", epoch)
+    if isinstance(refusal, LeaseLost | NotFound):
+        return refusal
+    return Conflict(f"the run of job {job_id!r} already has an artifact {name!r}")
 
 
 def _require_run(db: sqlite3.Connection, run_id: str) -> None:

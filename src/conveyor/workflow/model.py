@@ -51,6 +51,9 @@ class Step:
     working_directory: Raw = None
     continue_on_error: bool | str = False
     timeout_minutes: float | str | None = None
+    run_once: bool = False
+    """Conveyor's `run-once:` (a job's steps only): once a lease of the run attempt has
+    recorded the step's completion, an automatic retry restores it instead of running it."""
 
     @property
     def display_name(self) -> str:

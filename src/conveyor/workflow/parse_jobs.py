@@ -31,6 +31,8 @@ STEP_KEYS = (
     "continue-on-error",
     "timeout-minutes",
 )
+JOB_STEP_KEYS = (*STEP_KEYS, "run-once")
+"""A job's steps also take Conveyor's extension `run-once` (see docs/exactly-once.md)."""
 _RUN_ONLY = ("run", "shell", "working-directory")
 _USES_ONLY = ("uses", "with")
 
@@ -68,8 +70,11 @@ CALLER_JOB_KEYS = (
 _CONTAINER_KEYS = ("image", "credentials", "env", "ports", "volumes", "options")
 
 
-def parse_steps(ctx: ParseContext, node: YNode | None) -> tuple[Step, ...]:
-    """A `steps:` sequence; entries that are not mappings are reported and left out."""
+def parse_steps(
+    ctx: ParseContext, node: YNode | None, keys: tuple[str, ...] = STEP_KEYS
+) -> tuple[Step, ...]:
+    """A `steps:` sequence whose steps may hold `keys`; entries that are not mappings are
+    reported and left out."""
     if node is None:
         return ()
     if not isinstance(node, YSeq):
@@ -78,21 +83,23 @@ def parse_steps(ctx: ParseContext, node: YNode | None) -> tuple[Step, ...]:
     steps: list[Step] = []
     for item in node.items:
         if isinstance(item, YMap):
-            steps.append(parse_step(ctx, item, len(steps)))
+            steps.append(parse_step(ctx, item, len(steps), keys))
         else:
             ctx.wrong_type(item, "steps", "a step (a mapping)")
     return tuple(steps)
 
 
-def parse_step(ctx: ParseContext, node: YMap, index: int) -> Step:
+def parse_step(
+    ctx: ParseContext, node: YMap, index: int, keys: tuple[str, ...] = STEP_KEYS
+) -> Step:
     """One step; `run` and `uses` each allow only their own keys."""
-    allowed: tuple[str, ...] = STEP_KEYS
+    allowed = keys
     where = "step"
     if "uses" in node and "run" not in node:
-        allowed = tuple(key for key in STEP_KEYS if key not in _RUN_ONLY)
+        allowed = tuple(key for key in keys if key not in _RUN_ONLY)
         where = "a step that uses an action"
     elif "run" in node and "uses" not in node:
-        allowed = tuple(key for key in STEP_KEYS if key not in _USES_ONLY)
+        allowed = tuple(key for key in keys if key not in _USES_ONLY)
         where = "a run step"
     node = ctx.known(node, allowed, where)
     return Step(
@@ -109,6 +116,7 @@ def parse_step(ctx: ParseContext, node: YMap, index: int) -> Step:
         working_directory=ctx.text(node.get("working-directory"), "working-directory"),
         continue_on_error=ctx.flag(node.get("continue-on-error"), "continue-on-error", False),
         timeout_minutes=ctx.number(node.get("timeout-minutes"), "timeout-minutes"),
+        run_once=_literal_flag(ctx, node.get("run-once"), "run-once"),
     )
 
 
@@ -137,7 +145,7 @@ def parse_job(ctx: ParseContext, key: YScalar, node: YNode, defaults: RunDefault
         ),
         strategy=_strategy(ctx, node.get("strategy")),
         outputs=_string_values(ctx, node.get("outputs"), "outputs"),
-        steps=parse_steps(ctx, node.get("steps")),
+        steps=parse_steps(ctx, node.get("steps"), JOB_STEP_KEYS),
         timeout_minutes=DEFAULT_JOB_TIMEOUT_MINUTES if timeout is None else timeout,
         continue_on_error=ctx.flag(node.get("continue-on-error"), "continue-on-error", False),
         container=_container(ctx, node.get("container"), "container"),
@@ -205,6 +213,16 @@ def parse_permissions(ctx: ParseContext, node: YNode | None) -> Raw:
                 f"permissions.{scope.text}: expected 'read', 'write' or 'none'",
             )
     return to_plain(mapping)
+
+
+def _literal_flag(ctx: ParseContext, node: YNode | None, key: str) -> bool:
+    """`true` or `false` as written: the server reads it before any context exists."""
+    if node is None:
+        return False
+    if isinstance(node, YScalar) and isinstance(node.value, bool):
+        return node.value
+    ctx.wrong_type(node, key, "true or false (not an expression)")
+    return False
 
 
 def _scalar(ctx: ParseContext, node: YNode | None, key: str) -> Raw:

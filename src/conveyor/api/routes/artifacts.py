@@ -4,10 +4,13 @@ An upload streams to `<data_dir>/artifacts/<run_id>/` under a temporary
 name, counting bytes against `max_artifact_bytes` (413 past it). The archive
 is then read through: every member must be a plain file or directory with a
 relative name and no `..` (422 otherwise). Only then is it recorded
-(`Store.add_artifact`; a second upload of a name is a 409) and moved to
-`<name>.tar`. The lease is checked before the upload and again before it is
-recorded; `add_artifact` itself takes no epoch, so a lease lost in between
-those two reads would still let the artifact in.
+(`Store.add_artifact`, fenced by the lease in the write itself: 409
+`lease_lost` once the epoch no longer holds it) and moved to
+`<job_id>/<epoch>/<name>.tar`, a path no other accepted upload shares. A
+name the run already has is a 409 `conflict`, unless the same job uploaded
+it under an earlier epoch (a retry after its runner was lost): the retry's
+upload replaces it, and the earlier execution's file is removed. The lease is also
+checked before the body is read, so a stale runner is refused early.
 """
 
 from __future__ import annotations
@@ -123,14 +126,24 @@ async def upload(
                     raise TooLarge(f"artifact is larger than {limit} bytes")
                 out.write(chunk)
         await asyncio.to_thread(check_archive, temp)
-        await _lease_held(svc, principal, job_id, epoch)
-        final = os.path.join(directory, name + ".tar")
-        await svc.store.add_artifact(job.run_id, name, size, final, job_key=job.key)
+        final = os.path.join(directory, job.id, str(epoch), name + ".tar")
+        replaced = await svc.store.add_artifact(job.id, epoch, name, size, final)
+        os.makedirs(os.path.dirname(final), exist_ok=True)
         os.replace(temp, final)
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temp)
+    if replaced is not None and replaced != final:
+        _remove_replaced(replaced)
     return ArtifactOut(name=name, size=size)
+
+
+def _remove_replaced(path: str) -> None:
+    """Delete an earlier execution's file, and its directory once that is empty."""
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+    with contextlib.suppress(OSError):  # not empty: that execution uploaded other names
+        os.rmdir(os.path.dirname(path))
 
 
 @router.get("/jobs/{job_id}/artifacts")

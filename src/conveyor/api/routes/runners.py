@@ -33,6 +33,7 @@ from conveyor.api.routes import API
 from conveyor.api.schemas import (
     CompleteIn,
     EpochIn,
+    HeartbeatIn,
     HeartbeatOut,
     JobStartEvent,
     LogsEvent,
@@ -232,12 +233,25 @@ async def start(job_id: str, body: EpochIn, request: Request, principal: Runner)
 
 @router.post("/jobs/{job_id}/heartbeat")
 async def heartbeat(
-    job_id: str, body: EpochIn, request: Request, principal: Runner
+    job_id: str, body: HeartbeatIn, request: Request, principal: Runner
 ) -> HeartbeatOut:
+    """Renew the lease; with `wait`, answer when the job's cancel is asked for or when
+    `wait` seconds have passed (renewing again on the way), so that a cancel reaches a
+    quiet job at once and not at its next heartbeat."""
     svc = await _leased(request, principal, job_id, body.epoch)
     ttl = svc.settings.lease_ttl
-    job = await svc.store.renew_lease(job_id, body.epoch, ttl)
-    return HeartbeatOut(cancel_requested=job.cancel_requested, lease_ttl=ttl)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + min(body.wait, svc.settings.heartbeat_interval)
+    stopping: asyncio.Event = request.app.state.stopping
+    while True:
+        svc.store.cancels_looked()
+        job = await svc.store.renew_lease(job_id, body.epoch, ttl)
+        remaining = deadline - loop.time()
+        done = job.cancel_requested or remaining <= 0 or stopping.is_set()
+        if done or await request.is_disconnected():  # the job ended; its runner left
+            return HeartbeatOut(cancel_requested=job.cancel_requested, lease_ttl=ttl)
+        # Woken by any job's cancel (rare), by a stopping server, or at the deadline.
+        await svc.store.wait_for_cancel(remaining)
 
 
 @router.post("/jobs/{job_id}/steps/{index}/start")
@@ -321,7 +335,9 @@ def _event(event: ReportEventIn) -> ReportEvent:
 
 
 def _step_status(body: StepFinishIn | StepEndEvent) -> StepStatus:
-    return _STEP_STATUS["skipped" if body.conclusion == "skipped" else body.outcome]
+    """A restored step did not run: skipped, though it keeps its recorded success."""
+    skipped = body.restored or body.conclusion == "skipped"
+    return _STEP_STATUS["skipped" if skipped else body.outcome]
 
 
 @router.post("/jobs/{job_id}/logs")
