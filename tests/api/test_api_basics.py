@@ -17,6 +17,27 @@ def test_healthz_answers_without_a_token(live: Live) -> None:
     assert answer.json() == {"status": "ok"}
 
 
+def test_metrics_count_the_servers_write_transactions_without_a_token(live: Live) -> None:
+    def writes() -> int:
+        with live.client(None) as http:
+            answer = http.get("/metrics")
+        assert answer.status_code == 200
+        assert answer.headers["content-type"].startswith("text/plain")
+        assert "# TYPE conveyor_store_write_transactions_total counter" in answer.text
+        (line,) = [x for x in answer.text.splitlines() if not x.startswith("#")]
+        name, value = line.split(" ")
+        assert name == "conveyor_store_write_transactions_total"
+        return int(value)
+
+    before = writes()
+    live.register_workflow()
+    assert writes() > before
+    after = writes()
+    with live.client() as http:
+        assert http.get("/api/v1/workflows").status_code == 200  # a read writes nothing
+    assert writes() == after
+
+
 @BACKEND_INDEPENDENT
 def test_openapi_document_lists_every_resource(live: Live) -> None:
     with live.client(None) as http:

@@ -53,6 +53,11 @@ from conveyor.engine.states import Conclusion, JobStatus, RunStatus, StepStatus
 
 
 class Store(Protocol):
+    @property
+    def transactions(self) -> int:
+        """Write transactions committed through this store since it opened."""
+        ...
+
     # -- tenants and runs ---------------------------------------------------------
 
     async def create_tenant(self, tenant_id: str, name: str) -> None:
