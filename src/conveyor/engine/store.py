@@ -450,7 +450,7 @@ class Store(Protocol):
     ) -> WorkflowRecord: ...
 
     async def delete_workflow(self, tenant_id: str, wf_id: str) -> None:
-        """Remove the workflow and its cron ticks; its runs keep their `workflow_id`."""
+        """Remove the workflow; its runs keep their `workflow_id`."""
         ...
 
     # -- artifacts and idempotent responses ------------------------------------------------

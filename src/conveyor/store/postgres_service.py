@@ -281,7 +281,6 @@ class PostgresServiceSide(PostgresBase):
                 "DELETE FROM workflows WHERE id = %s AND tenant_id = %s", (wf_id, tenant_id)
             ):
                 raise NotFound(f"workflow {wf_id!r} not found")
-            await tx.run("DELETE FROM cron_ticks WHERE workflow_id = %s", (wf_id,))
 
         await self._transact(body)
 

@@ -23,6 +23,7 @@ from conveyor.store.migrations import (
     m0006_handed_with,
     m0007_idempotency_reservations,
     m0008_artifact_epoch,
+    m0009_no_cron_ticks,
 )
 
 
@@ -56,6 +57,9 @@ MIGRATIONS: tuple[Migration, ...] = (
     ),
     Migration(
         8, m0008_artifact_epoch.NAME, m0008_artifact_epoch.SQLITE, m0008_artifact_epoch.POSTGRES
+    ),
+    Migration(
+        9, m0009_no_cron_ticks.NAME, m0009_no_cron_ticks.SQLITE, m0009_no_cron_ticks.POSTGRES
     ),
 )
 LATEST: int = MIGRATIONS[-1].version

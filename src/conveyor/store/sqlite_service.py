@@ -273,7 +273,6 @@ class SqliteServiceSide(SqliteBase):
                 "DELETE FROM workflows WHERE id = ? AND tenant_id = ?", (wf_id, tenant_id)
             ).rowcount:
                 raise NotFound(f"workflow {wf_id!r} not found")
-            db.execute("DELETE FROM cron_ticks WHERE workflow_id = ?", (wf_id,))
 
     # -- artifacts and idempotency keys ----------------------------------------------------
 
