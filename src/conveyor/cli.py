@@ -75,6 +75,13 @@ def _build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--reap-interval", type=float, default=5.0, metavar="SECONDS")
     serve.add_argument("--max-retries", type=int, default=3)
     serve.add_argument("--no-cron", action="store_true", help="do not fire schedule: triggers")
+    serve.add_argument(
+        "--secrets-file",
+        default=None,
+        metavar="PATH",
+        help="the secrets workflows read (NAME=VALUE lines, or a .json object; "
+        "default: $CONVEYOR_SECRETS_FILE)",
+    )
     serve.add_argument("--runner", action="store_true", help="also run an embedded runner")
 
     runner = sub.add_parser("runner", help="run a runner agent that pulls jobs from a server")
@@ -137,8 +144,18 @@ def _serve(args: argparse.Namespace) -> int:
     import os
 
     from conveyor.runner.loop import run_event_loop
+    from conveyor.service.secrets_file import SecretsFileError, load_secrets, readable_by_others
     from conveyor.service.serve import ServeOptions, serve
 
+    secrets: dict[str, str] = {}
+    if secrets_path := args.secrets_file or os.environ.get("CONVEYOR_SECRETS_FILE"):
+        try:
+            secrets = load_secrets(secrets_path)
+        except SecretsFileError as exc:
+            print(f"conveyor serve: {exc}", file=sys.stderr)
+            return 2
+        if readable_by_others(secrets_path):
+            print(f"warning: {secrets_path} is readable by other users", file=sys.stderr)
     options = ServeOptions(
         data_dir=os.path.abspath(args.data_dir),
         host=args.host,
@@ -150,6 +167,7 @@ def _serve(args: argparse.Namespace) -> int:
         max_retries=args.max_retries,
         webhook_secret=os.environ.get("CONVEYOR_WEBHOOK_SECRET") or None,
         cron=not args.no_cron,
+        secrets=secrets,
     )
     ready = None
     if args.runner:

@@ -40,8 +40,11 @@ class Server:
         lease_ttl: float = 3.0,
         heartbeat: float | None = None,
         reap_interval: float = 0.2,
+        options: tuple[str, ...] = (),
     ) -> None:
         self.data_dir = data_dir
+        self.options = options
+        """More `conveyor serve` options."""
         self.database_url = database_url
         self.lease_ttl = lease_ttl
         self.heartbeat = heartbeat if heartbeat is not None else lease_ttl / 6
@@ -63,10 +66,11 @@ class Server:
             "--lease-ttl",
             str(self.lease_ttl),
             "--heartbeat-interval",
-            str(self.lease_ttl / 6),
+            str(self.heartbeat),
             "--reap-interval",
-            "0.2",
+            str(self.reap_interval),
             "--no-cron",
+            *self.options,
         ]
         if self.database_url:
             args += ["--database-url", self.database_url]
