@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import stat
@@ -12,6 +13,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from tests.service.cluster import Runner
 
 from .jobs import alive, wait_until
 from .service import AgentProcess, ServerProcess, dispatch, job_log, jobs_of, make_repo, wait_run
@@ -101,6 +104,51 @@ def test_a_run_goes_end_to_end_through_the_agent(
         assert run["conclusion"] == "success", again.log()
     assert credentials.read_text() == saved
     assert "Traceback" not in agent.log() + again.log()
+
+
+PAIR = """
+    on: workflow_dispatch
+    jobs:
+      pair:
+        runs-on: ubuntu-latest
+        strategy:
+          matrix:
+            side: [left, right]
+        steps:
+          - run: |
+              touch "MET/${{ matrix.side }}"
+              for _ in $(seq 400); do
+                [ -e MET/left ] && [ -e MET/right ] && exit 0
+                sleep 0.05
+              done
+              echo "the other job did not start alongside this one" >&2
+              exit 1
+"""
+
+
+def test_a_runner_at_concurrency_2_runs_two_jobs_at_once(
+    server: ServerProcess, tmp_path: Path
+) -> None:
+    """`conveyor runner --concurrency 2`: each job waits for the other to have started."""
+    met = tmp_path / "met"
+    met.mkdir()
+    repo = make_repo(tmp_path / "repo", {"pair.yml": PAIR.replace("MET", str(met))}, {})
+    runner = Runner(server, tmp_path / "runner-a", concurrency=2).start()
+    try:
+        with server.api() as api:
+            run = wait_run(api, dispatch(api, repo, "acme/pair", "pair.yml"))
+            assert run["conclusion"] == "success", runner.log()
+            jobs = [api.get(f"/jobs/{j['id']}").json() for j in jobs_of(api, run["id"])]
+    finally:
+        runner.stop()
+    assert [j["conclusion"] for j in jobs] == ["success", "success"]
+    saved = json.loads((runner.workdir / "runner.json").read_text())
+    assert {j["runner_id"] for j in jobs} == {saved["runner_id"]}
+    # The steps' times are the runner's (a job's own are when its reports arrived).
+    spans = sorted((step["started_at"], step["completed_at"]) for j in jobs for step in j["steps"])
+    (_, first_ended), (second_started, _) = spans
+    assert second_started < first_ended
+    assert "Traceback" not in runner.log()
 
 
 def ledger_of(path: Path) -> list[list[str]]:

@@ -115,10 +115,13 @@ class Server:
 
 
 class Runner:
-    def __init__(self, server: Server, workdir: Path, labels: str = "") -> None:
+    def __init__(
+        self, server: Server, workdir: Path, labels: str = "", *, concurrency: int = 1
+    ) -> None:
         self.server = server
         self.workdir = workdir
         self.labels = labels
+        self.concurrency = concurrency
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> Runner:
@@ -139,6 +142,8 @@ class Runner:
         ]
         if self.labels:
             args += ["--labels", self.labels]
+        if self.concurrency != 1:
+            args += ["--concurrency", str(self.concurrency)]
         with open(self.workdir / "runner.log", "ab") as log:
             self.proc = subprocess.Popen(
                 args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True

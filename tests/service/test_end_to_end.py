@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from tests.service.cluster import (
@@ -32,6 +33,15 @@ PIPELINE = """
             py: ["3.11", "3.12"]
         steps:
           - run: echo "build ${{ matrix.os }} ${{ matrix.py }} v${{ needs.prepare.outputs.version }}"
+          # A runner takes one job at a time: two build jobs running at once are on two runners.
+          - run: |
+              touch "STARTED/${{ matrix.os }}-${{ matrix.py }}"
+              for _ in $(seq 400); do
+                [ "$(ls STARTED | wc -l)" -ge 2 ] && exit 0
+                sleep 0.05
+              done
+              echo "no other build job ran alongside this one" >&2
+              exit 1
       report:
         needs: build
         runs-on: ubuntu-latest
@@ -48,10 +58,13 @@ def _register(api, name: str, path: Path) -> str:
 
 
 def test_push_webhook_runs_a_matrix_dag_on_two_runners(tmp_path: Path, database_url) -> None:
+    started = tmp_path / "started"
+    started.mkdir()
+    pipeline = PIPELINE.replace("STARTED", str(started))
     repo = make_repo(
-        tmp_path / "repo", {"ci.yml": PIPELINE}, {"README.md": "hello from the repo\n"}
+        tmp_path / "repo", {"ci.yml": pipeline}, {"README.md": "hello from the repo\n"}
     )
-    with cluster(tmp_path, database_url, runners=2) as (server, _runners), server.api() as api:
+    with cluster(tmp_path, database_url, runners=2) as (server, runners), server.api() as api:
         _register(api, "acme/app", repo)
         sha = head_sha(repo)
         response = push_webhook(server, "acme/app", sha, delivery="d-1")
@@ -61,11 +74,15 @@ def test_push_webhook_runs_a_matrix_dag_on_two_runners(tmp_path: Path, database_
         again = push_webhook(server, "acme/app", sha, delivery="d-1")
         assert again.json()["runs"] == run_ids  # a redelivery starts nothing new
         run = wait_run(api, run_ids[0])
-        assert run["conclusion"] == "success"
+        assert run["conclusion"] == "success", [r.log() for r in runners]
         jobs = jobs_of(api, run_ids[0])
         assert sorted(j["key"] for j in jobs) == ["build"] * 4 + ["prepare", "report"]
         assert all(j["conclusion"] == "success" for j in jobs)
         build = [j for j in jobs if j["key"] == "build"]
+        # Both runner processes took jobs (each saved the id it registered under).
+        ids = {json.loads((r.workdir / "runner.json").read_text())["runner_id"] for r in runners}
+        assert len(ids) == 2
+        assert {j["runner_id"] for j in build} == ids
         lines = []
         for job in build:
             log = api.get(f"/api/v1/jobs/{job['id']}/logs").json()

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import threading
+import time
+from collections import Counter
 from typing import TYPE_CHECKING
 
 import pytest
-from tests.store.conftest import in_threads, new_run
+from tests.store.conftest import TTL, in_threads, new_run
 
 from conveyor.engine.records import JobInstance, NewJob
 from conveyor.engine.reports import (
@@ -17,8 +20,13 @@ from conveyor.engine.reports import (
     StepFinish,
     StepStarted,
 )
+from conveyor.engine.runplan import plan_run
+from conveyor.engine.scheduler import RunContext, Scheduler
 from conveyor.engine.states import Conclusion, JobStatus, RunStatus, StepStatus
 from conveyor.engine.store import Store
+from conveyor.service.loops import SchedulerLoop
+from conveyor.workflow import parse_workflow
+from conveyor.workflow.model import Workflow
 
 if TYPE_CHECKING:
     from tests.store.conftest import Clock, Place
@@ -145,4 +153,95 @@ async def test_jobs_of_one_run_reported_whole_at_once_start_it_once(
         RunStatus.COMPLETED if "run.completed" in kinds else RunStatus.IN_PROGRESS
     )
     assert all(job.status is JobStatus.COMPLETED for job in await store.list_jobs(run.id))
+    await store.close()
+
+
+DAG = """
+on: push
+jobs:
+  lint:
+    runs-on: ubuntu-latest
+    steps: [{run: "true"}]
+  build:
+    needs: lint
+    runs-on: ubuntu-latest
+    strategy:
+      matrix:
+        py: ["3.11", "3.12", "3.13"]
+    steps: [{run: "true"}]
+  docs:
+    needs: lint
+    runs-on: ubuntu-latest
+    steps: [{run: "true"}]
+  ship:
+    needs: [build, docs]
+    runs-on: ubuntu-latest
+    steps: [{run: "true"}]
+"""
+
+
+def _no_calls(path: str) -> Workflow:
+    raise AssertionError(f"the workflow calls no other: {path}")
+
+
+async def test_two_schedulers_on_one_outbox_queue_each_job_once(
+    shared: Place, clock: Clock
+) -> None:
+    """Two SchedulerLoops, each on its own store, consume the same outbox at once while a
+    third store completes every job it can lease; every job is queued once, every run ends."""
+    plan = plan_run(parse_workflow(".github/workflows/ci.yml", DAG), _no_calls)
+    context = RunContext(plan=plan, github={})
+    store = await shared.open(clock)
+    jobs = [NewJob(p.key, p.key, p.need_groups, ()) for p in plan]
+    run_ids = [(await store.create_run(new_run(), jobs))[0].id for _ in range(8)]
+    done = threading.Event()
+
+    async def context_of(run: object) -> RunContext:
+        return context
+
+    async def concluded(other: Store) -> bool:
+        runs = [await other.get_run(run_id) for run_id in run_ids]
+        return all(run.status is RunStatus.COMPLETED for run in runs)
+
+    async def schedule(other: Store) -> None:
+        loop = SchedulerLoop(other, Scheduler(other, context_of))
+        while not done.is_set():  # run_forever's loop, without swallowing errors
+            if not await loop.step(batch=4):
+                await other.wait_for_event(0.01)
+
+    async def work(other: Store) -> int:
+        finished = 0
+        deadline = time.monotonic() + 60
+        while not done.is_set() and not await concluded(other):  # done: a scheduler failed
+            assert time.monotonic() < deadline, "the runs did not conclude"
+            job = await other.acquire_job("runner", ["ubuntu-latest"], TTL)
+            if job is None:
+                await asyncio.sleep(0.002)
+                continue
+            running = await other.start_job(job.id, job.lease_epoch)
+            await other.finish_job(
+                job.id, running.lease_epoch, JobStatus.COMPLETED, Conclusion.SUCCESS, {}
+            )
+            finished += 1
+        return finished
+
+    async def role(other: Store, n: int) -> int | None:
+        try:
+            return await work(other) if n == 2 else await schedule(other)
+        finally:
+            done.set()  # the work is done, or failed: the schedulers stop
+
+    finished = in_threads(shared, clock, 3, role)[2]
+    events = await store.events_after(0, limit=100_000)
+    queued = Counter(e.job_id for e in events if e.kind == "job.queued")
+    all_jobs = [job for run_id in run_ids for job in await store.list_jobs(run_id)]
+    assert finished == len(all_jobs) == 8 * 6  # the matrix made three builds, not six
+    assert queued == dict.fromkeys((job.id for job in all_jobs), 1)
+    for run_id in run_ids:
+        run = await store.get_run(run_id)
+        assert (run.status, run.conclusion) == (RunStatus.COMPLETED, Conclusion.SUCCESS)
+        keys = sorted(job.key for job in await store.list_jobs(run_id))
+        assert keys == ["build"] * 3 + ["docs", "lint", "ship"]
+    ended = Counter(e.run_id for e in events if e.kind == "run.completed")
+    assert ended == dict.fromkeys(run_ids, 1)
     await store.close()
