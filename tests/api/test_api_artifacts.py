@@ -49,7 +49,7 @@ def test_upload_list_and_download(live: Live) -> None:
         by_run = http.get(f"/api/v1/runs/{job['run_id']}/artifacts").json()
         from_admin = http.get(f"/api/v1/runs/{job['run_id']}/artifacts/build output")
     assert listed == {"artifacts": [{"name": "build output", "size": len(body)}]}
-    assert by_run == {"items": [{"name": "build output", "size": len(body)}]}
+    assert by_run == {"items": [{"name": "build output", "size": len(body)}], "next_cursor": None}
     assert downloaded.status_code == 200
     assert downloaded.headers["content-type"] == "application/x-tar"
     assert downloaded.content == body == from_admin.content

@@ -180,6 +180,8 @@ class ArtifactOut(BaseModel):
 
 
 class ArtifactsOut(BaseModel):
+    """The runner's list: every artifact of the run, on one page (runners do not page)."""
+
     artifacts: list[ArtifactOut]
 
 
@@ -204,6 +206,7 @@ class RepositoryOut(BaseModel):
 
 class RepositoriesOut(BaseModel):
     items: list[RepositoryOut]
+    next_cursor: str | None
 
 
 def repository_out(record: RepositoryRecord) -> RepositoryOut:
@@ -371,6 +374,7 @@ class JobDetailOut(JobOut):
 
 class JobsOut(BaseModel):
     items: list[JobOut]
+    next_cursor: str | None
 
 
 def job_out(record: JobRecord) -> JobOut:
@@ -417,3 +421,4 @@ def log_line_out(line: LogLine) -> LogLineOut:
 
 class ArtifactsPageOut(BaseModel):
     items: list[ArtifactOut]
+    next_cursor: str | None

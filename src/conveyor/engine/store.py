@@ -137,6 +137,18 @@ class Store(Protocol):
         """The run's jobs in creation order (matrix instances after the originals)."""
         ...
 
+    async def list_jobs_page(
+        self, run_id: str, *, after: str | None = None, limit: int = 50
+    ) -> list[JobRecord]:
+        """Up to `limit` of the run's jobs in the workflow's order, after job `after`.
+
+        The workflow's order is creation order with a key's later rows (the
+        matrix instances made when it was queued) right after its first row:
+        a job's place in it never changes. `after` is the last job of the
+        previous page (NotFound if it is not one of the run's jobs).
+        """
+        ...
+
     async def get_job(self, job_id: str) -> JobRecord: ...
 
     async def queue_job(self, job_id: str, instances: Sequence[JobInstance]) -> list[JobRecord]:
@@ -411,8 +423,14 @@ class Store(Protocol):
 
     async def find_repository(self, tenant_id: str, name: str) -> RepositoryRecord | None: ...
 
-    async def list_repositories(self, tenant_id: str) -> list[RepositoryRecord]:
-        """The tenant's repositories by name."""
+    async def list_repositories(
+        self, tenant_id: str, *, after: str | None = None, limit: int | None = None
+    ) -> list[RepositoryRecord]:
+        """The tenant's repositories by name (then id), up to `limit` (None: all of them).
+
+        `after` is the id of the last repository of the previous page (NotFound
+        if it is not one of the tenant's).
+        """
         ...
 
     async def register_workflow(
@@ -467,8 +485,14 @@ class Store(Protocol):
         """
         ...
 
-    async def list_artifacts(self, run_id: str) -> list[ArtifactRecord]:
-        """The run's artifacts by name."""
+    async def list_artifacts(
+        self, run_id: str, *, after: str | None = None, limit: int | None = None
+    ) -> list[ArtifactRecord]:
+        """The run's artifacts by name, up to `limit` (None: all of them).
+
+        `after` is the name of the last artifact of the previous page (NotFound
+        if the run has no artifact of that name).
+        """
         ...
 
     async def get_artifact(self, run_id: str, name: str) -> ArtifactRecord: ...

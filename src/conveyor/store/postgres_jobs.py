@@ -78,6 +78,20 @@ _LOSE = f"""
     RETURNING {_J}
 """
 
+# A page of a run's jobs in the workflow's order: by the seq of the key's first row, then
+# by their own; the position of the cursor job is read from the same rows.
+_JOB_PAGE = f"""
+    WITH ordered AS (
+        SELECT {_J}, MIN(seq) OVER (PARTITION BY key) AS first_seq, seq
+        FROM jobs WHERE run_id = %(run)s
+    )
+    SELECT {_J} FROM ordered
+    WHERE %(after)s::text IS NULL
+       OR (first_seq, seq) > (SELECT first_seq, seq FROM ordered WHERE id = %(after)s::text)
+    ORDER BY first_seq, seq LIMIT %(limit)s
+"""
+_JOB_OF_RUN = "SELECT 1 FROM jobs WHERE id = %s AND run_id = %s"
+
 
 class PostgresJobSide(PostgresBase):
     """The scheduler's and the reaper's job operations of `PostgresStore`."""
@@ -88,6 +102,20 @@ class PostgresJobSide(PostgresBase):
             if not jobs and not await self._exists(tx, "workflow_runs", run_id):
                 raise NotFound(f"run {run_id!r} not found")
             return jobs
+
+        return await self._read(body)
+
+    async def list_jobs_page(
+        self, run_id: str, *, after: str | None = None, limit: int = 50
+    ) -> list[JobRecord]:
+        params = {"run": run_id, "after": after, "limit": max(limit, 0)}
+
+        async def body(tx: Tx) -> list[JobRecord]:
+            if not await self._exists(tx, "workflow_runs", run_id):
+                raise NotFound(f"run {run_id!r} not found")
+            if after is not None and not await tx.one(_JOB_OF_RUN, (after, run_id)):
+                raise NotFound(f"job {after!r} is not one of run {run_id!r}'s jobs")
+            return [rows.job(row) for row in await tx.all(_JOB_PAGE, params)]
 
         return await self._read(body)
 

@@ -56,6 +56,14 @@ _LIST_WORKFLOWS = f"""
       AND (%(repository)s::text IS NULL OR repository_id = %(repository)s::text)
     ORDER BY id LIMIT %(limit)s
 """
+# Pages by name, then id; LIMIT NULL is no limit. `after` is known to be one of the tenant's.
+_LIST_REPOSITORIES = f"""
+    SELECT {rows.REPOSITORY_COLUMNS} FROM repositories
+    WHERE tenant_id = %(tenant)s
+      AND (%(after)s::text IS NULL
+           OR (name, id) > (SELECT name, id FROM repositories WHERE id = %(after)s::text))
+    ORDER BY name, id LIMIT %(limit)s
+"""
 _REPOSITORY_IN_TENANT = "SELECT 1 FROM repositories WHERE id = %s AND tenant_id = %s"
 # The first request with a key inserts its row (a concurrent insert waits for it, then
 # finds the key taken); a stale reservation of the same request (its server died) is taken
@@ -88,6 +96,12 @@ _UPLOAD_ARTIFACT = f"""
     WHERE artifacts.job_id = excluded.job_id AND artifacts.epoch < excluded.epoch
 """
 _ARTIFACT_PATH = "SELECT path FROM artifacts WHERE run_id = %s AND name = %s FOR UPDATE"
+_LIST_ARTIFACTS = f"""
+    SELECT {rows.ARTIFACT_COLUMNS} FROM artifacts
+    WHERE run_id = %(run)s AND (%(after)s::text IS NULL OR name > %(after)s::text)
+    ORDER BY name LIMIT %(limit)s
+"""
+_ARTIFACT_OF_RUN = "SELECT 1 FROM artifacts WHERE run_id = %s AND name = %s"
 
 
 class PostgresServiceSide(PostgresBase):
@@ -195,13 +209,17 @@ class PostgresServiceSide(PostgresBase):
         )
         return None if row is None else rows.repository(row)
 
-    async def list_repositories(self, tenant_id: str) -> list[RepositoryRecord]:
-        found = await self._all(
-            f"SELECT {rows.REPOSITORY_COLUMNS} FROM repositories "
-            "WHERE tenant_id = %s ORDER BY name, id",
-            (tenant_id,),
-        )
-        return [rows.repository(row) for row in found]
+    async def list_repositories(
+        self, tenant_id: str, *, after: str | None = None, limit: int | None = None
+    ) -> list[RepositoryRecord]:
+        params = {"tenant": tenant_id, "after": after, "limit": _limit(limit)}
+
+        async def body(tx: Tx) -> list[RepositoryRecord]:
+            if after is not None and not await tx.one(_REPOSITORY_IN_TENANT, (after, tenant_id)):
+                raise NotFound(f"repository {after!r} not found")
+            return [rows.repository(row) for row in await tx.all(_LIST_REPOSITORIES, params)]
+
+        return await self._read(body)
 
     async def register_workflow(
         self,
@@ -309,15 +327,17 @@ class PostgresServiceSide(PostgresBase):
 
         return await self._transact(body)
 
-    async def list_artifacts(self, run_id: str) -> list[ArtifactRecord]:
+    async def list_artifacts(
+        self, run_id: str, *, after: str | None = None, limit: int | None = None
+    ) -> list[ArtifactRecord]:
+        params = {"run": run_id, "after": after, "limit": _limit(limit)}
+
         async def body(tx: Tx) -> list[ArtifactRecord]:
             if not await self._exists(tx, "workflow_runs", run_id):
                 raise NotFound(f"run {run_id!r} not found")
-            found = await tx.all(
-                f"SELECT {rows.ARTIFACT_COLUMNS} FROM artifacts WHERE run_id = %s ORDER BY name",
-                (run_id,),
-            )
-            return [rows.artifact(row) for row in found]
+            if after is not None and not await tx.one(_ARTIFACT_OF_RUN, (run_id, after)):
+                raise NotFound(f"artifact {after!r} of run {run_id!r} not found")
+            return [rows.artifact(row) for row in await tx.all(_LIST_ARTIFACTS, params)]
 
         return await self._read(body)
 
@@ -364,6 +384,11 @@ class PostgresServiceSide(PostgresBase):
             (tenant_id, key, reservation),
         )
         return released is not None
+
+
+def _limit(limit: int | None) -> int | None:
+    """A page size for LIMIT: NULL (none) for every row."""
+    return None if limit is None else max(limit, 0)
 
 
 async def _require_tenant(tx: Tx, tenant_id: str) -> None:

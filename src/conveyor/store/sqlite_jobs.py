@@ -75,6 +75,18 @@ _LOSE = f"""
     WHERE id = ? AND lease_epoch = ? AND lease_expires_at < ? AND status IN {LEASED_IN}
     RETURNING {_J}
 """
+# A page of a run's jobs in the workflow's order: by the rowid of the key's first row,
+# then by their own; the position of job ?2 (the cursor) is read from the same rows.
+_JOB_PAGE = f"""
+    WITH ordered AS (
+        SELECT {_J}, MIN(rowid) OVER (PARTITION BY key) AS first_seq, rowid AS seq
+        FROM jobs WHERE run_id = ?1
+    )
+    SELECT {_J} FROM ordered
+    WHERE ?2 IS NULL OR (first_seq, seq) > (SELECT first_seq, seq FROM ordered WHERE id = ?2)
+    ORDER BY first_seq, seq LIMIT ?3
+"""
+_JOB_OF_RUN = "SELECT 1 FROM jobs WHERE id = ? AND run_id = ?"
 
 
 class SqliteJobSide(SqliteBase):
@@ -90,6 +102,17 @@ class SqliteJobSide(SqliteBase):
             ):
                 raise NotFound(f"run {run_id!r} not found")
         return jobs
+
+    async def list_jobs_page(
+        self, run_id: str, *, after: str | None = None, limit: int = 50
+    ) -> list[JobRecord]:
+        with self._read() as db:
+            if db.execute("SELECT 1 FROM workflow_runs WHERE id = ?", (run_id,)).fetchone() is None:
+                raise NotFound(f"run {run_id!r} not found")
+            if after is not None and db.execute(_JOB_OF_RUN, (after, run_id)).fetchone() is None:
+                raise NotFound(f"job {after!r} is not one of run {run_id!r}'s jobs")
+            found = db.execute(_JOB_PAGE, (run_id, after, max(limit, 0))).fetchall()
+        return [rows.job(row) for row in found]
 
     async def get_job(self, job_id: str) -> JobRecord:
         with self._read() as db:

@@ -47,6 +47,14 @@ _REGISTER_WORKFLOW = f"""
     RETURNING {rows.WORKFLOW_COLUMNS}
 """
 _WORKFLOW = f"SELECT {rows.WORKFLOW_COLUMNS} FROM workflows WHERE id = ? AND tenant_id = ?"
+# Pages by name, then id; LIMIT -1 is no limit. `after` is known to be one of the tenant's.
+_LIST_REPOSITORIES = f"""
+    SELECT {rows.REPOSITORY_COLUMNS} FROM repositories
+    WHERE tenant_id = ?1
+      AND (?2 IS NULL OR (name, id) > (SELECT name, id FROM repositories WHERE id = ?2))
+    ORDER BY name, id LIMIT ?3
+"""
+_REPOSITORY_IN_TENANT = "SELECT 1 FROM repositories WHERE id = ? AND tenant_id = ?"
 # The first request with a key inserts its row; a stale reservation of the same
 # request (its server died) is taken over. RETURNING: a row when the caller holds it.
 _RESERVE_KEY = """
@@ -78,6 +86,12 @@ _ARTIFACT_PATH = """
     SELECT a.path FROM artifacts AS a JOIN jobs AS j ON a.run_id = j.run_id
     WHERE j.id = ? AND a.name = ?
 """
+_LIST_ARTIFACTS = f"""
+    SELECT {rows.ARTIFACT_COLUMNS} FROM artifacts
+    WHERE run_id = ?1 AND (?2 IS NULL OR name > ?2)
+    ORDER BY name LIMIT ?3
+"""
+_ARTIFACT_OF_RUN = "SELECT 1 FROM artifacts WHERE run_id = ? AND name = ?"
 
 
 class SqliteServiceSide(SqliteBase):
@@ -187,13 +201,16 @@ class SqliteServiceSide(SqliteBase):
             ).fetchone()
         return None if row is None else rows.repository(row)
 
-    async def list_repositories(self, tenant_id: str) -> list[RepositoryRecord]:
+    async def list_repositories(
+        self, tenant_id: str, *, after: str | None = None, limit: int | None = None
+    ) -> list[RepositoryRecord]:
         with self._read() as db:
-            found = db.execute(
-                f"SELECT {rows.REPOSITORY_COLUMNS} FROM repositories "
-                "WHERE tenant_id = ? ORDER BY name, id",
-                (tenant_id,),
-            ).fetchall()
+            if (
+                after is not None
+                and db.execute(_REPOSITORY_IN_TENANT, (after, tenant_id)).fetchone() is None
+            ):
+                raise NotFound(f"repository {after!r} not found")
+            found = db.execute(_LIST_REPOSITORIES, (tenant_id, after, _limit(limit))).fetchall()
         return [rows.repository(row) for row in found]
 
     async def register_workflow(
@@ -220,10 +237,7 @@ class SqliteServiceSide(SqliteBase):
             _require_tenant(db, tenant_id)
             if (
                 repository_id is not None
-                and not db.execute(
-                    "SELECT 1 FROM repositories WHERE id = ? AND tenant_id = ?",
-                    (repository_id, tenant_id),
-                ).fetchone()
+                and not db.execute(_REPOSITORY_IN_TENANT, (repository_id, tenant_id)).fetchone()
             ):
                 raise NotFound(f"repository {repository_id!r} not found")
             return rows.workflow(db.execute(_REGISTER_WORKFLOW, values).fetchone())
@@ -286,13 +300,17 @@ class SqliteServiceSide(SqliteBase):
                 raise _upload_refusal(db, job_id, epoch, name)
             return None if before is None else str(before[0])
 
-    async def list_artifacts(self, run_id: str) -> list[ArtifactRecord]:
+    async def list_artifacts(
+        self, run_id: str, *, after: str | None = None, limit: int | None = None
+    ) -> list[ArtifactRecord]:
         with self._read() as db:
             _require_run(db, run_id)
-            found = db.execute(
-                f"SELECT {rows.ARTIFACT_COLUMNS} FROM artifacts WHERE run_id = ? ORDER BY name",
-                (run_id,),
-            ).fetchall()
+            if (
+                after is not None
+                and db.execute(_ARTIFACT_OF_RUN, (run_id, after)).fetchone() is None
+            ):
+                raise NotFound(f"artifact {after!r} of run {run_id!r} not found")
+            found = db.execute(_LIST_ARTIFACTS, (run_id, after, _limit(limit))).fetchall()
         return [rows.artifact(row) for row in found]
 
     async def get_artifact(self, run_id: str, name: str) -> ArtifactRecord:
@@ -336,6 +354,11 @@ class SqliteServiceSide(SqliteBase):
                 (tenant_id, key, reservation),
             ).rowcount
             return released == 1
+
+
+def _limit(limit: int | None) -> int:
+    """A page size for LIMIT: -1 (none) for every row."""
+    return -1 if limit is None else max(limit, 0)
 
 
 def _require_tenant(db: sqlite3.Connection, tenant_id: str) -> None:

@@ -37,6 +37,7 @@ from conveyor.api.deps import (
     runner,
     services,
 )
+from conveyor.api.pages import Cursor, Limit, page
 from conveyor.api.routes import API
 from conveyor.api.schemas import ArtifactOut, ArtifactsOut, ArtifactsPageOut, artifact_out
 from conveyor.engine.records import JobRecord
@@ -150,7 +151,11 @@ def _remove_replaced(path: str) -> None:
 async def list_for_job(
     job_id: str, request: Request, principal: Annotated[Principal, Depends(admin_or_runner)]
 ) -> ArtifactsOut:
-    """The artifacts of the job's run."""
+    """Every artifact of the job's run, by name, on one page.
+
+    The runner's list (`download-artifact` reads it whole): not paged, so that
+    runners that do not follow a cursor still see every artifact.
+    """
     store = services(request).store
     job = await job_of_tenant(store, principal, job_id)
     records = await store.list_artifacts(job.run_id)
@@ -172,11 +177,23 @@ async def download_for_job(
 
 @router.get("/runs/{run_id}/artifacts")
 async def list_for_run(
-    run_id: str, request: Request, principal: Annotated[Principal, Depends(admin)]
+    run_id: str,
+    request: Request,
+    principal: Annotated[Principal, Depends(admin)],
+    cursor: Cursor = None,
+    limit: Limit = 50,
 ) -> ArtifactsPageOut:
+    """One page of the run's artifacts by name; pass `next_cursor` back as `cursor` for the
+    next."""
     store = services(request).store
     run = await store.get_run(run_id, tenant_id=principal.tenant_id)
-    return ArtifactsPageOut(items=[artifact_out(r) for r in await store.list_artifacts(run.id)])
+    found, next_cursor = await page(
+        lambda after, size: store.list_artifacts(run.id, after=after, limit=size),
+        cursor,
+        limit,
+        lambda artifact: artifact.name,
+    )
+    return ArtifactsPageOut(items=[artifact_out(r) for r in found], next_cursor=next_cursor)
 
 
 @router.get("/runs/{run_id}/artifacts/{name:path}", response_class=FileResponse)

@@ -12,6 +12,7 @@ from fastapi import APIRouter, Depends, Request
 
 from conveyor.api.deps import Invalid, Principal, admin, services
 from conveyor.api.idempotency import IdempotentRoute
+from conveyor.api.pages import Cursor, Limit, page
 from conveyor.api.routes import API
 from conveyor.api.schemas import (
     RepositoriesOut,
@@ -36,9 +37,19 @@ async def register(body: RepositoryIn, request: Request, principal: Admin) -> Re
 
 
 @router.get("")
-async def list_repositories(request: Request, principal: Admin) -> RepositoriesOut:
-    records = await services(request).store.list_repositories(principal.tenant_id)
-    return RepositoriesOut(items=[repository_out(r) for r in records])
+async def list_repositories(
+    request: Request, principal: Admin, cursor: Cursor = None, limit: Limit = 50
+) -> RepositoriesOut:
+    """One page of the tenant's repositories by name; pass `next_cursor` back as `cursor`
+    for the next."""
+    store = services(request).store
+    found, next_cursor = await page(
+        lambda after, size: store.list_repositories(principal.tenant_id, after=after, limit=size),
+        cursor,
+        limit,
+        lambda repository: repository.id,
+    )
+    return RepositoriesOut(items=[repository_out(r) for r in found], next_cursor=next_cursor)
 
 
 @router.get("/{repository_id}")

@@ -4,19 +4,18 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Request
 
 from conveyor.api.deps import Principal, admin, services
 from conveyor.api.idempotency import IdempotentRoute
+from conveyor.api.pages import Cursor, Limit, page
 from conveyor.api.routes import API
 from conveyor.api.schemas import JobsOut, RunIdOut, RunOut, RunsOut, job_out, run_out
-from conveyor.engine.records import JobRecord
 from conveyor.engine.states import RunStatus
 
 router = APIRouter(prefix=f"{API}/runs", tags=["runs"], route_class=IdempotentRoute)
 
 Admin = Annotated[Principal, Depends(admin)]
-Limit = Annotated[int, Query(ge=1, le=200)]
 
 
 @router.get("")
@@ -27,22 +26,26 @@ async def list_runs(
     branch: str | None = None,
     workflow_id: str | None = None,
     event: str | None = None,
-    cursor: str | None = None,
+    cursor: Cursor = None,
     limit: Limit = 50,
 ) -> RunsOut:
     """One page of runs, newest first; pass `next_cursor` back as `cursor` for the next."""
-    found = await services(request).store.list_runs(
-        principal.tenant_id,
-        status=status,
-        branch=branch,
-        workflow_id=workflow_id,
-        event=event,
-        after=cursor,
-        limit=limit + 1,
+    store = services(request).store
+    runs, next_cursor = await page(
+        lambda after, size: store.list_runs(
+            principal.tenant_id,
+            status=status,
+            branch=branch,
+            workflow_id=workflow_id,
+            event=event,
+            after=after,
+            limit=size,
+        ),
+        cursor,
+        limit,
+        lambda run: run.id,
     )
-    page = found[:limit]
-    next_cursor = page[-1].id if len(found) > limit else None
-    return RunsOut(items=[run_out(r) for r in page], next_cursor=next_cursor)
+    return RunsOut(items=[run_out(r) for r in runs], next_cursor=next_cursor)
 
 
 @router.get("/{run_id}")
@@ -86,17 +89,21 @@ async def _rerun(
 
 
 @router.get("/{run_id}/jobs")
-async def jobs(run_id: str, request: Request, principal: Admin) -> JobsOut:
-    """The run's jobs in the workflow's order, a job's matrix instances together."""
+async def jobs(
+    run_id: str,
+    request: Request,
+    principal: Admin,
+    cursor: Cursor = None,
+    limit: Limit = 50,
+) -> JobsOut:
+    """One page of the run's jobs in the workflow's order, a job's matrix instances together;
+    pass `next_cursor` back as `cursor` for the next."""
     store = services(request).store
     run = await store.get_run(run_id, tenant_id=principal.tenant_id)
-    return JobsOut(items=[job_out(j) for j in _grouped(await store.list_jobs(run.id))])
-
-
-def _grouped(jobs: list[JobRecord]) -> list[JobRecord]:
-    """Jobs in creation order, but each key's later rows (the matrix instances made when
-    it was queued) moved up to its first: a stable sort by the key's first position."""
-    first: dict[str, int] = {}
-    for n, job in enumerate(jobs):
-        first.setdefault(job.key, n)
-    return sorted(jobs, key=lambda job: first[job.key])
+    found, next_cursor = await page(
+        lambda after, size: store.list_jobs_page(run.id, after=after, limit=size),
+        cursor,
+        limit,
+        lambda job: job.id,
+    )
+    return JobsOut(items=[job_out(j) for j in found], next_cursor=next_cursor)

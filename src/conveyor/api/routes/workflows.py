@@ -13,10 +13,11 @@ import contextlib
 import posixpath
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Depends, Request, Response
 
 from conveyor.api.deps import Invalid, Principal, admin, services
 from conveyor.api.idempotency import IdempotentRoute, idempotency_key
+from conveyor.api.pages import Cursor, Limit, page
 from conveyor.api.routes import API
 from conveyor.api.schemas import (
     DispatchIn,
@@ -38,7 +39,6 @@ router = APIRouter(prefix=f"{API}/workflows", tags=["workflows"], route_class=Id
 Admin = Annotated[Principal, Depends(admin)]
 WORKFLOW_CACHE_SIZE = 10_000
 """Workflows dispatch keeps as last read (each dispatch checks its copy is current)."""
-Limit = Annotated[int, Query(ge=1, le=200)]
 
 
 def check_path(path: str) -> str:
@@ -81,16 +81,26 @@ async def register(body: WorkflowIn, request: Request, principal: Admin) -> Work
 async def list_workflows(
     request: Request,
     principal: Admin,
-    cursor: str | None = None,
+    repository_id: str | None = None,
+    cursor: Cursor = None,
     limit: Limit = 50,
 ) -> WorkflowsOut:
-    """One page of the tenant's workflows; pass `next_cursor` back as `cursor` for the next."""
-    found = await services(request).store.list_workflows(
-        principal.tenant_id, after=cursor, limit=limit + 1
+    """One page of the tenant's workflows by id, only `repository_id`'s if given; pass
+    `next_cursor` back as `cursor` for the next.
+
+    The cursor is only compared with ids, not looked up: a workflow deleted
+    meanwhile does not end the walk.
+    """
+    store = services(request).store
+    found, next_cursor = await page(
+        lambda after, size: store.list_workflows(
+            principal.tenant_id, after=after, limit=size, repository_id=repository_id
+        ),
+        cursor,
+        limit,
+        lambda workflow: workflow.id,
     )
-    page = found[:limit]
-    next_cursor = page[-1].id if len(found) > limit else None
-    return WorkflowsOut(items=[workflow_out(r) for r in page], next_cursor=next_cursor)
+    return WorkflowsOut(items=[workflow_out(r) for r in found], next_cursor=next_cursor)
 
 
 @router.get("/{workflow_id}")
