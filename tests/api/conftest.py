@@ -49,6 +49,24 @@ POSTGRES_URL = os.environ.get(
     "CONVEYOR_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
 )
 
+# prepare → build (a matrix of three) → report
+MATRIX_YAML = """
+on: workflow_dispatch
+jobs:
+  prepare:
+    runs-on: linux
+    steps: [{run: echo prepare}]
+  build:
+    needs: prepare
+    runs-on: linux
+    strategy: {matrix: {os: [a, b, c]}}
+    steps: [{run: echo build}]
+  report:
+    needs: build
+    runs-on: linux
+    steps: [{run: echo report}]
+"""
+
 CI_YAML = """\
 name: CI
 on:

@@ -8,24 +8,15 @@ from typing import Any
 import httpx
 
 from conveyor.engine.records import JobInstance
-from tests.api.conftest import CI_YAML, OTHER_ADMIN, OTHER_REGISTRATION, Live, tar_bytes
+from tests.api.conftest import (
+    CI_YAML,
+    MATRIX_YAML,
+    OTHER_ADMIN,
+    OTHER_REGISTRATION,
+    Live,
+    tar_bytes,
+)
 
-MATRIX_YAML = """
-on: workflow_dispatch
-jobs:
-  prepare:
-    runs-on: linux
-    steps: [{run: echo prepare}]
-  build:
-    needs: prepare
-    runs-on: linux
-    strategy: {matrix: {os: [a, b, c]}}
-    steps: [{run: echo build}]
-  report:
-    needs: build
-    runs-on: linux
-    steps: [{run: echo report}]
-"""
 BAD_LIMITS = ("0", "-1", "201", "99999999999999999999", "abc", "")
 # Raw query strings: a NUL, a lone surrogate's UTF-8, SQL, a cursor longer than any id.
 BAD_CURSORS = ("nope", "%00", "%ED%A0%80", "%27%20OR%20%271%27%3D%271", "x" * 1025)

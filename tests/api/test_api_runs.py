@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from conveyor.engine.records import JobInstance, scheduler_work
-from tests.api.conftest import Live
+from tests.api.conftest import MATRIX_YAML, Live
 
 
 def test_runs_list_newest_first_in_pages(live: Live) -> None:
@@ -167,23 +167,7 @@ def test_what_only_the_scheduler_decides_leaves_every_job_pending(
 
 
 def test_a_jobs_matrix_instances_are_listed_together_where_the_job_is(live: Live) -> None:
-    source = """
-on: workflow_dispatch
-jobs:
-  prepare:
-    runs-on: linux
-    steps: [{run: echo prepare}]
-  build:
-    needs: prepare
-    runs-on: linux
-    strategy: {matrix: {os: [a, b, c]}}
-    steps: [{run: echo build}]
-  report:
-    needs: build
-    runs-on: linux
-    steps: [{run: echo report}]
-"""
-    run_id = live.dispatch(live.register_workflow(source))
+    run_id = live.dispatch(live.register_workflow(MATRIX_YAML))
     build = next(j for j in live.call(live.store.list_jobs(run_id)) if j.key == "build")
     instances = [JobInstance(f"build ({os})", {"os": os}) for os in "abc"]
     live.call(live.store.queue_job(build.id, instances))  # two rows made after report's
